@@ -1,0 +1,627 @@
+//! Token-level contextual embeddings from every layer, with a token table, cached on disk.
+//!
+//! [`Embeddings::extract`] runs a [`Model`] over a GLUE split or a list of sentences in
+//! length-sorted, per-batch padded batches and keeps, for each requested hidden state, one row per
+//! real token. The token table has one row per matrix row, in the same order.
+//!
+//! On disk (the cache, and `isolab extract --out DIR`) an extraction is two files:
+//! `hidden_states.safetensors` (tensor `layer_<i>` per hidden state, f32, tokens × hidden, with the
+//! model and options in the safetensors metadata) and `tokens.parquet` (the token table).
+
+use crate::atomic;
+use crate::fetch::{hex, sha256_file};
+use crate::glue::{self, Split, Task};
+use crate::matrix::Matrix;
+use crate::model::Model;
+use crate::progress::Progress;
+use crate::tokens::TokenClass;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use polars::prelude::{
+    Column, DataFrame, DataType, IdxCa, IdxSize, ParquetReader, ParquetWriter, SerReader,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tokenizers::Encoding;
+
+/// Bump when the on-disk layout or the meaning of a column changes: old cache entries are then
+/// ignored.
+const FORMAT_VERSION: u32 = 1;
+
+/// The file names of an extraction folder.
+pub const HIDDEN_STATES_FILE: &str = "hidden_states.safetensors";
+/// The token table's file name in an extraction folder.
+pub const TOKENS_FILE: &str = "tokens.parquet";
+
+/// What to embed.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A split of a GLUE task, read by [`crate::glue::load`].
+    Glue {
+        /// The task.
+        task: Task,
+        /// The split.
+        split: Split,
+    },
+    /// Sentences, one per element (for example the lines of a file).
+    Sentences {
+        /// A name for reports (the file name).
+        name: String,
+        /// The sentences.
+        sentences: Vec<String>,
+    },
+}
+
+impl Source {
+    /// A GLUE split.
+    pub fn glue(task: Task, split: Split) -> Source {
+        Source::Glue { task, split }
+    }
+
+    /// The non-empty lines of a text file, one sentence each.
+    pub fn sentences_file(path: &Path) -> Result<Source> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let sentences: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if sentences.is_empty() {
+            bail!(
+                "{}: no sentences (the file is empty or blank)",
+                path.display()
+            );
+        }
+        Ok(Source::Sentences {
+            name: path.display().to_string(),
+            sentences,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Glue { task, split } => format!("{task} {split}"),
+            Source::Sentences { name, sentences } => {
+                format!("{} sentences of {name}", sentences.len())
+            }
+        }
+    }
+}
+
+/// Which hidden states to keep and how to read the input.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractOptions {
+    /// Hidden-state indices to keep (0 = embedding output, `i` = layer `i`); `None` keeps all.
+    pub layers: Option<Vec<usize>>,
+    /// Keep `[CLS]` and `[SEP]` rows.
+    pub keep_special: bool,
+    /// Embed a seeded random sample of this many sentences (in file order) instead of all.
+    pub limit: Option<usize>,
+    /// Seed of the sentence sample.
+    pub seed: u64,
+    /// Inputs longer than this many tokens are truncated (the count is reported).
+    pub max_len: usize,
+    /// Sentences per batch.
+    pub batch_size: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            layers: None,
+            keep_special: true,
+            limit: None,
+            seed: 0,
+            max_len: 128,
+            batch_size: 32,
+        }
+    }
+}
+
+/// Hidden states of every kept token for a set of layers, with the token table.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// The hidden-state indices held, ascending.
+    pub layers: Vec<usize>,
+    /// One matrix per entry of `layers` (tokens × hidden).
+    pub matrices: Vec<Matrix>,
+    /// One row per token: `sentence_id`, `segment`, `position`, `token`, `token_id`, `word_id`,
+    /// `is_special`, `is_subword`, `token_class`, `frequency` (count of the token id in the task's
+    /// training split, null when there is none), `label` (the sentence's label).
+    pub tokens: DataFrame,
+    /// How many inputs were truncated to `max_len`.
+    pub truncated: usize,
+    /// Free-form facts about the extraction (model, source, options), stored with it.
+    pub meta: BTreeMap<String, String>,
+}
+
+struct Sentence {
+    id: u32,
+    first: String,
+    second: Option<String>,
+}
+
+impl Embeddings {
+    /// The matrix of hidden state `layer`.
+    pub fn layer(&self, layer: usize) -> Result<&Matrix> {
+        match self.layers.iter().position(|&l| l == layer) {
+            Some(i) => Ok(&self.matrices[i]),
+            None => bail!(
+                "hidden state {layer} was not extracted (have {:?})",
+                self.layers
+            ),
+        }
+    }
+
+    /// Number of token rows.
+    pub fn num_tokens(&self) -> usize {
+        self.tokens.height()
+    }
+
+    /// Extracts, or loads from the cache when the same model, data and options were extracted
+    /// before. The cache key covers the model files' hash, the data files' hashes and every option.
+    pub fn extract(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<Embeddings> {
+        let key = cache_key(model, source, opts)?;
+        let dir = crate::paths::cache_dir().join("extract").join(&key[..24]);
+        if dir.join(HIDDEN_STATES_FILE).is_file() {
+            match Embeddings::load(&dir) {
+                Ok(e) => {
+                    println!(
+                        "{}: {} tokens loaded from the cache ({})",
+                        source.describe(),
+                        e.num_tokens(),
+                        dir.display()
+                    );
+                    return Ok(e);
+                }
+                Err(e) => eprintln!(
+                    "ignoring an unreadable cache entry {}: {e:#}",
+                    dir.display()
+                ),
+            }
+        }
+        let emb = Embeddings::extract_uncached(model, source, opts)?;
+        atomic::write_dir(&dir, |tmp| emb.save(tmp))?;
+        Ok(emb)
+    }
+
+    /// Extracts without looking at or writing to the cache.
+    pub fn extract_uncached(
+        model: &Model,
+        source: &Source,
+        opts: &ExtractOptions,
+    ) -> Result<Embeddings> {
+        let n_states = model.encoder.num_hidden_states();
+        let layers: Vec<usize> = match &opts.layers {
+            None => (0..n_states).collect(),
+            Some(l) => {
+                let mut l = l.clone();
+                l.sort_unstable();
+                l.dedup();
+                if let Some(bad) = l.iter().find(|&&i| i >= n_states) {
+                    bail!(
+                        "layer {bad} does not exist: the model has hidden states 0..={}",
+                        n_states - 1
+                    );
+                }
+                if l.is_empty() {
+                    bail!("no layers requested");
+                }
+                l
+            }
+        };
+        if opts.batch_size == 0 {
+            bail!("batch_size must be at least 1");
+        }
+        let (sentences, labels, task) = read_source(source, opts)?;
+        let inputs: Vec<(String, Option<String>)> = sentences
+            .iter()
+            .map(|s| (s.first.clone(), s.second.clone()))
+            .collect();
+        let (encodings, truncated) = model.tokenize(&inputs, opts.max_len)?;
+        let frequencies = match task {
+            Some(task) => training_frequencies(model, task, opts.max_len)?,
+            None => None,
+        };
+        // Rows kept per sentence, and each sentence's first row.
+        let kept: Vec<Vec<usize>> = encodings
+            .iter()
+            .map(|e| {
+                let special = e.get_special_tokens_mask();
+                (0..e.len())
+                    .filter(|&p| opts.keep_special || special[p] == 0)
+                    .collect()
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(kept.len());
+        let mut total = 0usize;
+        for k in &kept {
+            offsets.push(total);
+            total += k.len();
+        }
+        let hidden = model.config().hidden_size;
+        let mut data: Vec<Vec<f32>> = layers.iter().map(|_| vec![0f32; total * hidden]).collect();
+
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| (encodings[i].len(), i));
+        let mut progress = Progress::new(
+            &format!("embedding {}", source.describe()),
+            encodings.len() as u64,
+        );
+        let up_to = *layers.last().expect("layers is non-empty");
+        for batch in order.chunks(opts.batch_size) {
+            let states = run_batch(model, &encodings, batch, up_to)?;
+            for (li, &layer) in layers.iter().enumerate() {
+                let flat: Vec<f32> = states[layer].flatten_all()?.to_vec1()?;
+                let seq = states[layer].dim(1)?;
+                for (bi, &s) in batch.iter().enumerate() {
+                    for (r, &pos) in kept[s].iter().enumerate() {
+                        let src = (bi * seq + pos) * hidden;
+                        let dst = (offsets[s] + r) * hidden;
+                        data[li][dst..dst + hidden].copy_from_slice(&flat[src..src + hidden]);
+                    }
+                }
+            }
+            progress.inc(batch.len() as u64);
+        }
+        let remark = format!(
+            "{total} tokens; {truncated} inputs truncated to {} tokens",
+            opts.max_len
+        );
+        progress.finish(&remark);
+
+        let matrices = data
+            .into_iter()
+            .map(|d| Matrix::new(total, hidden, d))
+            .collect::<Result<Vec<_>>>()?;
+        let tokens = token_table(&sentences, &labels, &encodings, &kept, frequencies.as_ref())?;
+        let mut meta = BTreeMap::new();
+        meta.insert("format_version".into(), FORMAT_VERSION.to_string());
+        meta.insert("model".into(), model.files.spec.clone());
+        meta.insert("model_fingerprint".into(), model.fingerprint.clone());
+        meta.insert("source".into(), source.describe());
+        meta.insert("options".into(), serde_json::to_string(opts)?);
+        meta.insert("truncated".into(), truncated.to_string());
+        Ok(Embeddings {
+            layers,
+            matrices,
+            tokens,
+            truncated,
+            meta,
+        })
+    }
+
+    /// Writes `hidden_states.safetensors` and `tokens.parquet` into `dir` (created if needed).
+    /// Each file is written atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let names: Vec<String> = self.layers.iter().map(|l| format!("layer_{l}")).collect();
+        let views = self
+            .matrices
+            .iter()
+            .map(|m| {
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    vec![m.rows(), m.cols()],
+                    bytemuck_f32(m.data()),
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
+        meta.insert("truncated".into(), self.truncated.to_string());
+        let bytes = safetensors::serialize(names.iter().zip(views.iter().cloned()), Some(meta))?;
+        atomic::write_bytes(&dir.join(HIDDEN_STATES_FILE), &bytes)?;
+        let mut tokens = self.tokens.clone();
+        atomic::write_file(&dir.join(TOKENS_FILE), |f| {
+            ParquetWriter::new(f).finish(&mut tokens)?;
+            Ok(())
+        })
+    }
+
+    /// Reads an extraction folder written by [`Embeddings::save`] (or `isolab extract`).
+    pub fn load(dir: &Path) -> Result<Embeddings> {
+        let st_path = dir.join(HIDDEN_STATES_FILE);
+        let bytes =
+            std::fs::read(&st_path).with_context(|| format!("reading {}", st_path.display()))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .with_context(|| format!("{}: not a safetensors file", st_path.display()))?;
+        let tensors = safetensors::SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("{}: corrupt safetensors file", st_path.display()))?;
+        let meta: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut layers = Vec::new();
+        for name in tensors.names() {
+            let layer: usize = name
+                .strip_prefix("layer_")
+                .and_then(|s| s.parse().ok())
+                .with_context(|| {
+                    format!(
+                        "{}: unexpected tensor '{name}' (expected layer_<i>)",
+                        st_path.display()
+                    )
+                })?;
+            layers.push(layer);
+        }
+        layers.sort_unstable();
+        let tokens_path = dir.join(TOKENS_FILE);
+        let file = std::fs::File::open(&tokens_path)
+            .with_context(|| format!("opening {}", tokens_path.display()))?;
+        let tokens = ParquetReader::new(file)
+            .finish()
+            .with_context(|| format!("reading {}", tokens_path.display()))?;
+        let mut matrices = Vec::new();
+        for &layer in &layers {
+            let view = tensors.tensor(&format!("layer_{layer}"))?;
+            let shape = view.shape();
+            if view.dtype() != safetensors::Dtype::F32 || shape.len() != 2 {
+                bail!(
+                    "{}: layer_{layer} must be a 2-D f32 tensor, found {:?} {:?}",
+                    st_path.display(),
+                    view.dtype(),
+                    shape
+                );
+            }
+            if shape[0] != tokens.height() {
+                bail!(
+                    "{}: layer_{layer} has {} rows but {} has {} tokens",
+                    st_path.display(),
+                    shape[0],
+                    tokens_path.display(),
+                    tokens.height()
+                );
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            matrices.push(Matrix::new(shape[0], shape[1], data)?);
+        }
+        let truncated = meta
+            .get("truncated")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        Ok(Embeddings {
+            layers,
+            matrices,
+            tokens,
+            truncated,
+            meta,
+        })
+    }
+}
+
+fn bytemuck_f32(data: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern of the right length is a valid [u8]; the
+    // safetensors format is little-endian, as are all targets candle supports.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+}
+
+/// The sentences of a source (sampled), their labels as a column, and the GLUE task if any.
+fn read_source(
+    source: &Source,
+    opts: &ExtractOptions,
+) -> Result<(Vec<Sentence>, Column, Option<Task>)> {
+    let (all, labels, task): (Vec<Sentence>, Column, Option<Task>) = match source {
+        Source::Glue { task, split } => {
+            let df = glue::load(*task, *split)?;
+            let idx = df.column("idx")?.u32()?.clone();
+            let s1 = df.column("sentence1")?.str()?.clone();
+            let s2 = df.column("sentence2")?.cast(&DataType::String)?;
+            let s2 = s2.str()?.clone();
+            let sentences = (0..df.height())
+                .map(|i| Sentence {
+                    id: idx.get(i).unwrap_or(i as u32),
+                    first: s1.get(i).unwrap_or("").to_string(),
+                    second: s2.get(i).map(String::from),
+                })
+                .collect();
+            (sentences, df.column("label")?.clone(), Some(*task))
+        }
+        Source::Sentences { sentences, .. } => {
+            if sentences.is_empty() {
+                bail!("no sentences to embed");
+            }
+            let s = sentences
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Sentence {
+                    id: i as u32,
+                    first: t.clone(),
+                    second: None,
+                })
+                .collect();
+            (
+                s,
+                Column::full_null("label".into(), sentences.len(), &DataType::Int64),
+                None,
+            )
+        }
+    };
+    if all.is_empty() {
+        bail!("{}: no sentences", source.describe());
+    }
+    let chosen: Vec<usize> = match opts.limit {
+        Some(n) if n < all.len() => {
+            if n == 0 {
+                bail!("limit 0: nothing to embed");
+            }
+            let mut rng = StdRng::seed_from_u64(opts.seed);
+            let mut idx = rand::seq::index::sample(&mut rng, all.len(), n).into_vec();
+            idx.sort_unstable();
+            idx
+        }
+        _ => (0..all.len()).collect(),
+    };
+    let idx_ca = IdxCa::from_vec("i".into(), chosen.iter().map(|&i| i as IdxSize).collect());
+    let labels = labels.take(&idx_ca)?;
+    let mut all: Vec<Option<Sentence>> = all.into_iter().map(Some).collect();
+    let sentences = chosen
+        .iter()
+        .map(|&i| all[i].take().expect("indices are distinct"))
+        .collect();
+    Ok((sentences, labels, task))
+}
+
+/// Runs one batch (indices into `encodings`), padded to its longest member.
+fn run_batch(
+    model: &Model,
+    encodings: &[Encoding],
+    batch: &[usize],
+    up_to: usize,
+) -> Result<Vec<Tensor>> {
+    let len = batch.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
+    let pad = model.config().pad_token_id as u32;
+    let mut ids = Vec::with_capacity(batch.len() * len);
+    let mut types = Vec::with_capacity(batch.len() * len);
+    let mut mask = Vec::with_capacity(batch.len() * len);
+    for &i in batch {
+        let e = &encodings[i];
+        let n = e.len();
+        ids.extend_from_slice(e.get_ids());
+        ids.extend(std::iter::repeat_n(pad, len - n));
+        types.extend_from_slice(e.get_type_ids());
+        types.extend(std::iter::repeat_n(0, len - n));
+        mask.extend(std::iter::repeat_n(1u32, n));
+        mask.extend(std::iter::repeat_n(0u32, len - n));
+    }
+    let dev = &model.device;
+    let shape = (batch.len(), len);
+    let ids = Tensor::from_vec(ids, shape, dev)?;
+    let types = Tensor::from_vec(types, shape, dev)?;
+    let mask = Tensor::from_vec(mask, shape, dev)?;
+    let states = model.encoder.forward_all(&ids, &types, &mask, up_to)?;
+    if dev.is_cpu() {
+        Ok(states)
+    } else {
+        states
+            .into_iter()
+            .map(|s| Ok(s.to_device(&Device::Cpu)?))
+            .collect()
+    }
+}
+
+/// Counts of each token id over the task's training split, tokenized as the model sees it.
+/// `None` when the task has no training split here (QNLI offline).
+fn training_frequencies(
+    model: &Model,
+    task: Task,
+    max_len: usize,
+) -> Result<Option<HashMap<u32, u64>>> {
+    if glue::split_path(&crate::paths::glue_dir(), task, Split::Train).is_err() {
+        return Ok(None);
+    }
+    let df = glue::load(task, Split::Train)?;
+    let s1 = df.column("sentence1")?.str()?.clone();
+    let s2 = df.column("sentence2")?.cast(&DataType::String)?;
+    let s2 = s2.str()?;
+    let inputs: Vec<(String, Option<String>)> = (0..df.height())
+        .map(|i| {
+            (
+                s1.get(i).unwrap_or("").to_string(),
+                s2.get(i).map(String::from),
+            )
+        })
+        .collect();
+    let (encodings, _) = model.tokenize(&inputs, max_len)?;
+    let mut counts = HashMap::new();
+    for e in &encodings {
+        for &id in e.get_ids() {
+            *counts.entry(id).or_insert(0u64) += 1;
+        }
+    }
+    Ok(Some(counts))
+}
+
+fn token_table(
+    sentences: &[Sentence],
+    labels: &Column,
+    encodings: &[Encoding],
+    kept: &[Vec<usize>],
+    frequencies: Option<&HashMap<u32, u64>>,
+) -> Result<DataFrame> {
+    let total: usize = kept.iter().map(Vec::len).sum();
+    let mut sentence_id = Vec::with_capacity(total);
+    let mut label_take = Vec::with_capacity(total);
+    let mut segment = Vec::with_capacity(total);
+    let mut position = Vec::with_capacity(total);
+    let mut token = Vec::with_capacity(total);
+    let mut token_id = Vec::with_capacity(total);
+    let mut word_id = Vec::with_capacity(total);
+    let mut is_special = Vec::with_capacity(total);
+    let mut is_subword = Vec::with_capacity(total);
+    let mut class = Vec::with_capacity(total);
+    let mut freq: Vec<Option<u64>> = Vec::with_capacity(total);
+    for (s, (e, rows)) in encodings.iter().zip(kept).enumerate() {
+        let special = e.get_special_tokens_mask();
+        for &p in rows {
+            let text = &e.get_tokens()[p];
+            let id = e.get_ids()[p];
+            let sp = special[p] == 1;
+            sentence_id.push(sentences[s].id);
+            label_take.push(s as IdxSize);
+            segment.push(e.get_type_ids()[p]);
+            position.push(p as u32);
+            token.push(text.clone());
+            token_id.push(id);
+            word_id.push(e.get_word_ids()[p]);
+            is_special.push(sp);
+            is_subword.push(!sp && text.starts_with("##"));
+            class.push(TokenClass::of(text, sp).name());
+            freq.push(frequencies.map(|f| f.get(&id).copied().unwrap_or(0)));
+        }
+    }
+    let label = labels
+        .take(&IdxCa::from_vec("i".into(), label_take))?
+        .with_name("label".into());
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("sentence_id".into(), sentence_id),
+        Column::new("segment".into(), segment),
+        Column::new("position".into(), position),
+        Column::new("token".into(), token),
+        Column::new("token_id".into(), token_id),
+        Column::new("word_id".into(), word_id),
+        Column::new("is_special".into(), is_special),
+        Column::new("is_subword".into(), is_subword),
+        Column::new("token_class".into(), class),
+        Column::new("frequency".into(), freq),
+        label,
+    ])?)
+}
+
+/// The cache key: sha256 over the format version, the model fingerprint, the data files' hashes
+/// and the options.
+fn cache_key(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!("isolab-extract-v{FORMAT_VERSION}\n").as_bytes());
+    h.update(model.fingerprint.as_bytes());
+    match source {
+        Source::Glue { task, split } => {
+            let dir = crate::paths::glue_dir();
+            h.update(format!("\nglue {task} {split}\n").as_bytes());
+            h.update(sha256_file(&glue::split_path(&dir, *task, *split)?)?.as_bytes());
+            if let Ok(train) = glue::split_path(&dir, *task, Split::Train) {
+                h.update(sha256_file(&train)?.as_bytes());
+            }
+        }
+        Source::Sentences { sentences, .. } => {
+            h.update(b"\nsentences\n");
+            for s in sentences {
+                h.update(s.as_bytes());
+                h.update(b"\n");
+            }
+        }
+    }
+    h.update(serde_json::to_string(opts)?.as_bytes());
+    Ok(hex(&h.finalize()))
+}

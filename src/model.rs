@@ -1,0 +1,158 @@
+//! Loading a BERT-family checkpoint: configuration, weights, tokenizer.
+
+use crate::encoder::{Config, Encoder};
+use crate::fetch::{self, ModelFiles};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use sha2::{Digest, Sha256};
+use tokenizers::{Encoding, Tokenizer, TruncationParams, TruncationStrategy};
+
+/// A loaded encoder with its tokenizer.
+pub struct Model {
+    /// The files it was loaded from.
+    pub files: ModelFiles,
+    /// The encoder.
+    pub encoder: Encoder,
+    /// The tokenizer, with its own padding and truncation switched off (batches are padded per
+    /// batch, truncation is set per call).
+    pub tokenizer: Tokenizer,
+    /// sha256 over the configuration, weights and tokenizer: identifies the model in caches.
+    pub fingerprint: String,
+    /// The device the weights live on.
+    pub device: Device,
+}
+
+impl Model {
+    /// Resolves `spec` (folder, registry name or hub id; see [`crate::fetch`]) and loads it on
+    /// the default device: the first CUDA GPU when built with the `cuda` feature and one is
+    /// present, else the CPU.
+    pub fn load(spec: &str) -> Result<Model> {
+        let files = fetch::resolve_model(spec)?;
+        let device = Device::cuda_if_available(0)?;
+        Model::load_files(files, &device)
+    }
+
+    /// Loads already resolved files on `device`.
+    pub fn load_files(files: ModelFiles, device: &Device) -> Result<Model> {
+        let config = read_config(&files)?;
+        let mut tokenizer = crate::tokenizer::load(&files.tokenizer)?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", files.tokenizer.display()))?;
+        let max_id = tokenizer.get_vocab(true).into_values().max().unwrap_or(0) as usize;
+        if max_id >= config.vocab_size {
+            bail!(
+                "{}: the tokenizer has token ids up to {max_id}, but {} declares vocab_size {} for the embedding matrix: tokenizer and model do not match",
+                files.tokenizer.display(),
+                files.config.display(),
+                config.vocab_size
+            );
+        }
+        let vb = load_weights(&files, device)?;
+        let encoder = Encoder::load(vb, &config)
+            .with_context(|| format!("loading BERT weights from {}", files.weights.display()))?;
+        let fingerprint = fingerprint(&files)?;
+        Ok(Model {
+            files,
+            encoder,
+            tokenizer,
+            fingerprint,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &Config {
+        self.encoder.config()
+    }
+
+    /// Tokenizes sentences or sentence pairs with special tokens, truncating each input to
+    /// `max_len` tokens (longest-first for pairs). Returns the encodings and how many inputs were
+    /// truncated.
+    pub fn tokenize(
+        &self,
+        inputs: &[(String, Option<String>)],
+        max_len: usize,
+    ) -> Result<(Vec<Encoding>, usize)> {
+        if max_len < 3 {
+            bail!("max_len {max_len} is too small: [CLS] and [SEP] alone take 2 tokens");
+        }
+        let limit = self.config().max_position_embeddings;
+        if max_len > limit {
+            bail!("max_len {max_len} exceeds the model's max_position_embeddings {limit}");
+        }
+        let mut tok = self.tokenizer.clone();
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            ..Default::default()
+        }))
+        .map_err(|e| anyhow::anyhow!("setting truncation: {e}"))?;
+        let batch: Vec<tokenizers::EncodeInput> = inputs
+            .iter()
+            .map(|(a, b)| match b {
+                Some(b) => (a.as_str(), b.as_str()).into(),
+                None => a.as_str().into(),
+            })
+            .collect();
+        let encodings = tok
+            .encode_batch(batch, true)
+            .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+        let truncated = encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
+        Ok((encodings, truncated))
+    }
+}
+
+/// Reads `config.json`, refusing configurations that are not BERT.
+fn read_config(files: &ModelFiles) -> Result<Config> {
+    let path = &files.config;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let model_type = value
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if model_type != "bert" {
+        bail!(
+            "{}: model_type is '{model_type}', but isotropy-lab loads BERT encoders (model_type \"bert\")",
+            path.display()
+        );
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{}: not a BERT configuration", path.display()))
+}
+
+fn load_weights(files: &ModelFiles, device: &Device) -> Result<VarBuilder<'static>> {
+    let path = &files.weights;
+    let is_pickle = path.extension().is_some_and(|e| e == "bin");
+    let vb = if is_pickle {
+        // candle's restricted pickle reader: reads tensors, runs no code.
+        VarBuilder::from_pth(path, DType::F32, device)
+    } else {
+        // SAFETY: the file is memory-mapped read-only; isotropy-lab never writes model files in
+        // place (downloads and unpacking are atomic renames).
+        unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
+    };
+    vb.with_context(|| {
+        format!(
+            "{}: cannot read the weights (corrupt or not a checkpoint?)",
+            path.display()
+        )
+    })
+}
+
+/// sha256 over the sha256 of the config, weights and tokenizer files.
+fn fingerprint(files: &ModelFiles) -> Result<String> {
+    let mut h = Sha256::new();
+    for p in [&files.config, &files.weights, &files.tokenizer] {
+        h.update(fetch::sha256_file(p)?.as_bytes());
+    }
+    Ok(fetch::hex(&h.finalize()))
+}

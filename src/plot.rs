@@ -1,0 +1,195 @@
+//! Figures as SVG (plotters), shown inline in notebooks and saved as files.
+
+use anyhow::{bail, Context, Result};
+use plotters::prelude::*;
+use polars::prelude::{DataFrame, DataType};
+use std::path::Path;
+
+/// An SVG figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    svg: String,
+}
+
+impl Figure {
+    /// The SVG document.
+    pub fn svg(&self) -> &str {
+        &self.svg
+    }
+
+    /// Writes the SVG to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_bytes(path, self.svg.as_bytes())
+    }
+
+    /// Shows the figure inline in an evcxr notebook as `image/svg+xml`.
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT",
+            self.svg
+        );
+    }
+}
+
+/// The Okabe–Ito palette: distinguishable for colour-blind readers.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+];
+
+/// A line chart of one numeric column against another, one line per group.
+#[derive(Debug, Clone)]
+pub struct LineChart {
+    title: String,
+    x: String,
+    y: String,
+    by: Option<String>,
+    log_y: bool,
+    size: (u32, u32),
+}
+
+impl LineChart {
+    /// A chart of column `y` against column `x`.
+    pub fn new(title: &str, x: &str, y: &str) -> Self {
+        Self {
+            title: title.into(),
+            x: x.into(),
+            y: y.into(),
+            by: None,
+            log_y: false,
+            size: (720, 400),
+        }
+    }
+
+    /// One line per distinct value of column `by` (in order of first appearance).
+    pub fn by(mut self, by: &str) -> Self {
+        self.by = Some(by.into());
+        self
+    }
+
+    /// Plots log10(y) (the axis says so); useful for I(W), which spans orders of magnitude.
+    pub fn log_y(mut self, yes: bool) -> Self {
+        self.log_y = yes;
+        self
+    }
+
+    /// The figure size in pixels.
+    pub fn size(mut self, width: u32, height: u32) -> Self {
+        self.size = (width, height);
+        self
+    }
+
+    /// Draws the chart from `df`.
+    pub fn draw(&self, df: &DataFrame) -> Result<Figure> {
+        let num = |name: &str| -> Result<Vec<Option<f64>>> {
+            let c = df
+                .column(name)
+                .with_context(|| format!("line chart: no column '{name}'"))?;
+            let c = c
+                .cast(&DataType::Float64)
+                .with_context(|| format!("line chart: column '{name}' is not numeric"))?;
+            Ok(c.f64()?.iter().collect())
+        };
+        let xs = num(&self.x)?;
+        let ys = num(&self.y)?;
+        let groups: Vec<String> = match &self.by {
+            Some(b) => {
+                let c = df
+                    .column(b)
+                    .with_context(|| format!("line chart: no column '{b}'"))?;
+                let c = c.cast(&DataType::String)?;
+                c.str()?
+                    .iter()
+                    .map(|v| v.unwrap_or("").to_string())
+                    .collect()
+            }
+            None => vec![self.y.clone(); df.height()],
+        };
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for ((x, y), g) in xs.iter().zip(&ys).zip(&groups) {
+            let (Some(x), Some(mut y)) = (*x, *y) else {
+                continue;
+            };
+            if self.log_y {
+                if y <= 0.0 {
+                    continue;
+                }
+                y = y.log10();
+            }
+            if !x.is_finite() || !y.is_finite() {
+                continue;
+            }
+            match series.iter_mut().find(|(name, _)| name == g) {
+                Some((_, pts)) => pts.push((x, y)),
+                None => series.push((g.clone(), vec![(x, y)])),
+            }
+        }
+        if series.is_empty() {
+            bail!("line chart '{}': no finite points to draw", self.title);
+        }
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for (_, pts) in &series {
+            for &(x, y) in pts {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+                y0 = y0.min(y);
+                y1 = y1.max(y);
+            }
+        }
+        let pad = |lo: f64, hi: f64| {
+            let m = if hi > lo { (hi - lo) * 0.05 } else { 0.5 };
+            (lo - m, hi + m)
+        };
+        let (x0, x1) = pad(x0, x1);
+        let (y0, y1) = pad(y0, y1);
+        let y_desc = if self.log_y {
+            format!("log10({})", self.y)
+        } else {
+            self.y.clone()
+        };
+
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, self.size).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..x1, y0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x)
+                .y_desc(&y_desc)
+                .light_line_style(WHITE.mix(0.0))
+                .draw()?;
+            for (i, (name, pts)) in series.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            }
+            if self.by.is_some() {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()?;
+            }
+            root.present()?;
+        }
+        Ok(Figure { svg })
+    }
+}

@@ -1,0 +1,23 @@
+//! Run profiles for notebooks: the tests run every notebook with a quick profile (small samples),
+//! readers and the main job with the default one. One variable switches:
+//! `ISOLAB_PROFILE=quick`.
+
+use std::str::FromStr;
+
+/// Whether the quick profile is on (`ISOLAB_PROFILE=quick`).
+pub fn quick() -> bool {
+    std::env::var("ISOLAB_PROFILE").is_ok_and(|p| p == "quick")
+}
+
+/// A notebook parameter: the environment variable `name` if set and parseable, else `default`.
+/// Lets a reader or the main job override any parameter cell value without editing the notebook.
+/// A value that does not parse is reported and the default is used.
+pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} is not a valid value here; using the default");
+            default
+        }),
+        Err(_) => default,
+    }
+}

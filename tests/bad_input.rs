@@ -1,0 +1,142 @@
+//! Bad input gets a clear error that names the culprit, never a panic, and leaves nothing
+//! half-written.
+
+mod common;
+
+use candle_core::Device;
+use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::fetch::resolve_model;
+use isotropy_lab::model::Model;
+
+fn load_err(dir: &std::path::Path) -> String {
+    let err = resolve_model(dir.to_str().unwrap())
+        .and_then(|files| Model::load_files(files, &Device::Cpu))
+        .err()
+        .expect("loading should fail");
+    format!("{err:#}")
+}
+
+#[test]
+fn missing_model_folder_or_file() {
+    let err = format!(
+        "{:#}",
+        resolve_model("/nonexistent/model-folder").unwrap_err()
+    );
+    assert!(err.contains("/nonexistent/model-folder"), "{err}");
+    let copy = common::minilm_copy();
+    std::fs::remove_file(copy.path().join("tokenizer.json")).unwrap();
+    let err = load_err(copy.path());
+    assert!(err.contains("missing tokenizer.json"), "{err}");
+}
+
+#[test]
+fn config_that_is_not_bert() {
+    let copy = common::minilm_copy();
+    let path = copy.path().join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"bert\"", "\"roberta\"");
+    std::fs::write(&path, text).unwrap();
+    let err = load_err(copy.path());
+    assert!(
+        err.contains("config.json") && err.contains("roberta"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tokenizer_that_does_not_match_the_embeddings() {
+    let copy = common::minilm_copy();
+    let path = copy.path().join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"vocab_size\": 30522", "\"vocab_size\": 1000");
+    std::fs::write(&path, text).unwrap();
+    let err = load_err(copy.path());
+    assert!(
+        err.contains("tokenizer.json") && err.contains("vocab_size 1000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_safetensors() {
+    let copy = common::minilm_copy();
+    let path = copy.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_err(copy.path());
+    assert!(err.contains("model.safetensors"), "{err}");
+    std::fs::write(&path, b"this is not a safetensors file").unwrap();
+    let err = load_err(copy.path());
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn empty_sentence_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.txt");
+    std::fs::write(&path, "\n  \n").unwrap();
+    let err = Source::sentences_file(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("empty.txt") && err.contains("no sentences"),
+        "{err}"
+    );
+}
+
+#[test]
+fn over_long_sentence_is_truncated_and_counted() {
+    common::setup();
+    let model = Model::load_files(
+        resolve_model(common::minilm_dir().to_str().unwrap()).unwrap(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let long = "word ".repeat(300);
+    let source = Source::Sentences {
+        name: "long".into(),
+        sentences: vec![long, "short one".into()],
+    };
+    let opts = ExtractOptions {
+        max_len: 16,
+        layers: Some(vec![6]),
+        ..ExtractOptions::default()
+    };
+    let emb = Embeddings::extract_uncached(&model, &source, &opts).unwrap();
+    assert_eq!(emb.truncated, 1);
+    assert_eq!(emb.num_tokens(), 16 + 4);
+    // Longer than the model's position table: refused with the limit named.
+    let opts = ExtractOptions {
+        max_len: 4096,
+        ..ExtractOptions::default()
+    };
+    let err = Embeddings::extract_uncached(&model, &source, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4096") && err.contains("512"), "{err}");
+}
+
+#[test]
+fn failed_folder_write_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("entry");
+    let result = isotropy_lab::atomic::write_dir(&target, |tmp| {
+        std::fs::write(tmp.join("half.bin"), b"half")?;
+        anyhow::bail!("interrupted")
+    });
+    assert!(result.is_err());
+    assert!(!target.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temporary folder left behind"
+    );
+}
+
+#[test]
+fn unreadable_extraction_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hidden_states.safetensors"), b"garbage").unwrap();
+    let err = format!("{:#}", Embeddings::load(dir.path()).unwrap_err());
+    assert!(err.contains("hidden_states.safetensors"), "{err}");
+}

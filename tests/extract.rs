@@ -1,0 +1,221 @@
+//! Extraction on a real model and real data: the token table, layers, caching, the CLI contract.
+
+mod common;
+
+use candle_core::Device;
+use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::fetch::resolve_model;
+use isotropy_lab::glue::{self, Split, Task};
+use isotropy_lab::model::Model;
+use std::process::Command;
+
+fn minilm() -> Model {
+    common::setup();
+    Model::load_files(
+        resolve_model(common::minilm_dir().to_str().unwrap()).unwrap(),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+#[test]
+fn token_table_lines_up_with_the_matrices() {
+    let model = minilm();
+    let source = Source::glue(Task::Sst2, Split::Dev);
+    let opts = ExtractOptions {
+        limit: Some(12),
+        seed: 3,
+        ..ExtractOptions::default()
+    };
+    let emb = Embeddings::extract_uncached(&model, &source, &opts).unwrap();
+    assert_eq!(emb.layers, (0..=6).collect::<Vec<_>>());
+    for m in &emb.matrices {
+        assert_eq!((m.rows(), m.cols()), (emb.num_tokens(), 384));
+    }
+    let t = &emb.tokens;
+    let ids: Vec<u32> = t
+        .column("sentence_id")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .no_null_iter()
+        .collect();
+    let mut sentences = ids.clone();
+    sentences.dedup();
+    assert_eq!(
+        sentences.len(),
+        12,
+        "a seeded sample of 12 sentences, in file order"
+    );
+    assert!(sentences.windows(2).all(|w| w[0] < w[1]));
+
+    // Each sentence starts with [CLS] and ends with [SEP]; labels are the sentences' labels.
+    let dev = glue::load(Task::Sst2, Split::Dev).unwrap();
+    let dev_labels = dev.column("label").unwrap().i64().unwrap();
+    let token = t.column("token").unwrap().str().unwrap();
+    let label = t.column("label").unwrap().i64().unwrap();
+    let class = t.column("token_class").unwrap().str().unwrap();
+    let freq = t.column("frequency").unwrap().u64().unwrap();
+    for i in 0..t.height() {
+        let first = i == 0 || ids[i] != ids[i - 1];
+        let last = i + 1 == t.height() || ids[i] != ids[i + 1];
+        if first {
+            assert_eq!(token.get(i), Some("[CLS]"));
+        }
+        if last {
+            assert_eq!(token.get(i), Some("[SEP]"));
+        }
+        assert_eq!(label.get(i), dev_labels.get(ids[i] as usize));
+        if token.get(i) == Some(".") {
+            assert_eq!(class.get(i), Some("punctuation"));
+            assert!(
+                freq.get(i).unwrap() > 10_000,
+                "'.' is frequent in SST-2 train"
+            );
+        }
+        if token.get(i) == Some("the") {
+            assert_eq!(class.get(i), Some("stop word"));
+        }
+    }
+    // Row i of a layer matrix is the hidden state of token i: the embedding-layer output of a
+    // token depends on its id, position and segment only, so equal (id, position) rows are equal.
+    let tid = t.column("token_id").unwrap().u32().unwrap();
+    let pos = t.column("position").unwrap().u32().unwrap();
+    let layer0 = emb.layer(0).unwrap();
+    let cls: Vec<usize> = (0..t.height())
+        .filter(|&i| tid.get(i) == Some(101) && pos.get(i) == Some(0))
+        .collect();
+    assert_eq!(cls.len(), 12);
+    for &i in &cls[1..] {
+        assert_eq!(layer0.row(i), layer0.row(cls[0]));
+    }
+
+    // Dropping [CLS]/[SEP] removes exactly two rows per sentence.
+    let opts2 = ExtractOptions {
+        keep_special: false,
+        layers: Some(vec![6]),
+        ..opts.clone()
+    };
+    let dropped = Embeddings::extract_uncached(&model, &source, &opts2).unwrap();
+    assert_eq!(dropped.num_tokens(), emb.num_tokens() - 24);
+    assert_eq!(dropped.layers, vec![6]);
+    assert!(!dropped
+        .tokens
+        .column("is_special")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .any());
+}
+
+#[test]
+fn cache_returns_the_same_embeddings_and_pairs_use_segments() {
+    let model = minilm();
+    let source = Source::glue(Task::Mrpc, Split::Dev);
+    let opts = ExtractOptions {
+        limit: Some(5),
+        layers: Some(vec![0, 6]),
+        ..ExtractOptions::default()
+    };
+    let first = Embeddings::extract(&model, &source, &opts).unwrap();
+    let second = Embeddings::extract(&model, &source, &opts).unwrap();
+    assert_eq!(first.matrices, second.matrices);
+    assert!(first.tokens.equals_missing(&second.tokens));
+    let seg = first.tokens.column("segment").unwrap().u32().unwrap();
+    assert!(
+        seg.no_null_iter().any(|s| s == 1),
+        "sentence pairs carry segment 1 tokens"
+    );
+}
+
+#[test]
+fn cli_extract_and_measure_contract() {
+    common::setup();
+    common::minilm_dir();
+    let out = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_isolab");
+    let status = Command::new(bin)
+        .args([
+            "extract", "--model", "minilm", "--task", "sst2", "--split", "dev", "--layers", "0,6",
+            "--limit", "8", "--out",
+        ])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let emb = Embeddings::load(out.path()).unwrap();
+    assert_eq!(emb.layers, vec![0, 6]);
+    let bytes = std::fs::read(out.path().join("hidden_states.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    assert_eq!(names, vec!["layer_0", "layer_6"]);
+    assert_eq!(
+        st.tensor("layer_6").unwrap().dtype(),
+        safetensors::Dtype::F32
+    );
+
+    let output = Command::new(bin)
+        .args(["measure", "--in"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, layer) in lines.iter().zip([0, 6]) {
+        assert_eq!(line["layer"], layer);
+        let iso = line["isotropy"].as_f64().unwrap();
+        let cos = line["mean_cosine"].as_f64().unwrap();
+        assert!(iso > 0.0 && iso <= 1.0 && cos > -1.0 && cos < 1.0, "{line}");
+    }
+
+    // A sentences file instead of a task.
+    let file = out.path().join("sentences.txt");
+    std::fs::write(
+        &file,
+        "The cat sat on the mat.\nA second sentence, with punctuation!\n",
+    )
+    .unwrap();
+    let out2 = out.path().join("sentences-out");
+    let status = Command::new(bin)
+        .args(["extract", "--model", "minilm", "--sentences"])
+        .arg(&file)
+        .args(["--layers", "6", "--out"])
+        .arg(&out2)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let emb = Embeddings::load(&out2).unwrap();
+    assert_eq!(
+        emb.tokens
+            .column("sentence_id")
+            .unwrap()
+            .n_unique()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        emb.tokens.column("frequency").unwrap().null_count(),
+        emb.num_tokens()
+    );
+
+    // Bad arguments: a clear error, non-zero exit.
+    let output = Command::new(bin)
+        .args([
+            "extract", "--model", "minilm", "--task", "sst2", "--layers", "0,9", "--out",
+        ])
+        .arg(out.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("layer 9"));
+}
