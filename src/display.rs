@@ -1,8 +1,16 @@
-//! Inline display in evcxr notebooks: DataFrames as HTML tables, figures as SVG.
+//! DataFrames in evcxr notebooks: shown as HTML tables, and kept usable from cell to cell.
 //!
 //! evcxr shows a value through its `evcxr_display` method. polars' `DataFrame` has none, so
 //! [`EvcxrDisplay`] adds one; it must be in scope, which `use isotropy_lab::prelude::*;` (the
 //! notebooks' evcxr prelude) does.
+//!
+//! evcxr compiles each cell into its own shared library, with its own copy of every static of the
+//! statically linked dependencies. polars caches a DataFrame's schema (a hash map) the first time a
+//! column of a frame wider than four columns is looked up by name, hashed with foldhash's
+//! per-library random seed: a later cell, with another seed, then cannot find any column of that
+//! frame by name. [`Fresh::fresh`] returns a copy without the cache (the columns are shared, not
+//! copied). Every DataFrame this crate returns is fresh, and it never looks up columns on the
+//! caller's frames in a way that fills their cache.
 
 use polars::prelude::*;
 use std::fmt::Write;
@@ -22,6 +30,19 @@ impl EvcxrDisplay for DataFrame {
             "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
             html_table(self)
         );
+    }
+}
+
+/// A copy of a DataFrame without its cached schema, safe to look up by column name in any
+/// notebook cell (see the module documentation). Cheap: columns are reference-counted.
+pub trait Fresh {
+    /// The same columns in a new DataFrame with no cached schema.
+    fn fresh(&self) -> DataFrame;
+}
+
+impl Fresh for DataFrame {
+    fn fresh(&self) -> DataFrame {
+        DataFrame::new(self.height(), self.columns().to_vec()).unwrap_or_else(|_| self.clone())
     }
 }
 

@@ -9,6 +9,7 @@
 //! model and options in the safetensors metadata) and `tokens.parquet` (the token table).
 
 use crate::atomic;
+use crate::display::Fresh;
 use crate::fetch::{hex, sha256_file};
 use crate::glue::{self, Split, Task};
 use crate::matrix::Matrix;
@@ -291,7 +292,7 @@ impl Embeddings {
         Ok(Embeddings {
             layers,
             matrices,
-            tokens,
+            tokens: tokens.fresh(),
             truncated,
             meta,
         })

@@ -13,6 +13,7 @@
 //! trimmed, string labels of RTE / QNLI are mapped as the Hub maps them (`entailment` = 0,
 //! `not_entailment` = 1), STS-B's sentences are columns 7 and 8 and its score the last column.
 
+use crate::display::Fresh;
 use anyhow::{bail, Context, Result};
 use polars::prelude::{Column, DataFrame, DataType, ParquetReader, SerReader};
 use std::fmt;
@@ -273,7 +274,7 @@ pub fn load_from(glue_dir: &Path, task: Task, split: Split) -> Result<DataFrame>
             .finish()
             .with_context(|| format!("reading {}", path.display()))?;
         check_uniform(&df, task).with_context(|| format!("in {}", path.display()))?;
-        return Ok(df);
+        return Ok(df.fresh());
     }
     read_tsv(&path, task, split)
 }

@@ -1,5 +1,6 @@
 //! Isotropy measures: Mu & Viswanath's I(W) and the mean cosine similarity of random token pairs.
 
+use crate::display::Fresh;
 use crate::extract::Embeddings;
 use crate::matrix::Matrix;
 use anyhow::{bail, Result};
@@ -211,5 +212,5 @@ pub fn compare_layers(models: &[(&str, &Embeddings)], opts: &MeasureOptions) -> 
             Some(acc) => acc.vstack(&table)?,
         });
     }
-    out.ok_or_else(|| anyhow::anyhow!("compare_layers: no models given"))
+    out.map(|df| df.fresh()).ok_or_else(|| anyhow::anyhow!("compare_layers: no models given"))
 }

@@ -35,7 +35,7 @@ pub use polars;
 
 /// Everything a notebook needs, in one `use`.
 pub mod prelude {
-    pub use crate::display::{html_table, EvcxrDisplay};
+    pub use crate::display::{html_table, EvcxrDisplay, Fresh};
     pub use crate::extract::{Embeddings, ExtractOptions, Source};
     pub use crate::glue::{Split, Task};
     pub use crate::isotropy::{
@@ -47,5 +47,5 @@ pub mod prelude {
     pub use crate::profile::{env_or, quick};
     pub use crate::tokens::TokenClass;
     pub use anyhow::Result;
-    pub use polars::prelude::{Column, DataFrame, NamedFrom, Series};
+    pub use polars::prelude::{Column, DataFrame, Float64Chunked, NamedFrom, Series};
 }

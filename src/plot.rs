@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
+use crate::display::Fresh;
 use polars::prelude::{DataFrame, DataType};
 use std::path::Path;
 
@@ -87,6 +88,7 @@ impl LineChart {
 
     /// Draws the chart from `df`.
     pub fn draw(&self, df: &DataFrame) -> Result<Figure> {
+        let df = &df.fresh();
         let num = |name: &str| -> Result<Vec<Option<f64>>> {
             let c = df
                 .column(name)
@@ -148,6 +150,8 @@ impl LineChart {
         };
         let (x0, x1) = pad(x0, x1);
         let (y0, y1) = pad(y0, y1);
+        let legend_at = quietest_corner(&series, (x0, x1), (y0, y1));
+        let integer_x = series.iter().all(|(_, pts)| pts.iter().all(|p| p.0.fract() == 0.0));
         let y_desc = if self.log_y {
             format!("log10({})", self.y)
         } else {
@@ -164,12 +168,13 @@ impl LineChart {
                 .x_label_area_size(40)
                 .y_label_area_size(64)
                 .build_cartesian_2d(x0..x1, y0..y1)?;
-            chart
-                .configure_mesh()
-                .x_desc(&self.x)
-                .y_desc(&y_desc)
-                .light_line_style(WHITE.mix(0.0))
-                .draw()?;
+            let x_fmt = |x: &f64| if integer_x { format!("{x:.0}") } else { format!("{x}") };
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(&self.x).y_desc(&y_desc).x_label_formatter(&x_fmt);
+            if integer_x {
+                mesh.x_labels(((x1 - x0).round() as usize + 1).min(12));
+            }
+            mesh.draw()?;
             for (i, (name, pts)) in series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 chart
@@ -185,11 +190,37 @@ impl LineChart {
                     .configure_series_labels()
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(legend_at)
                     .draw()?;
             }
             root.present()?;
         }
         Ok(Figure { svg })
     }
+}
+
+/// The corner of the plot with the fewest points, where the legend hides the least.
+fn quietest_corner(series: &[(String, Vec<(f64, f64)>)], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let count = |right: bool, upper: bool| {
+        series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter())
+            .filter(|(px, py)| {
+                let fx = (px - x.0) / (x.1 - x.0);
+                let fy = (py - y.0) / (y.1 - y.0);
+                (if right { fx > 0.6 } else { fx < 0.4 }) && (if upper { fy > 0.6 } else { fy < 0.4 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| count(right, upper))
+        .map(|(pos, _, _)| pos)
+        .unwrap_or(SeriesLabelPosition::UpperRight)
 }
