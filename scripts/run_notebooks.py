@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Execute the evcxr notebooks headless and check what they show.
+
+Each notebook in notebooks/ (or those named) runs in a fresh `rust` (evcxr_jupyter) kernel whose
+working folder is notebooks/, so it picks up notebooks/evcxr.toml (the support crate as a
+dependency, its prelude, and a fixed build folder that later kernels reuse). The executed notebook
+is written to OUT/NAME.ipynb and OUT/NAME.html.
+
+A notebook fails when a cell raises an error, writes anything to stderr (evcxr reports an error
+returned with `?` only there), or when it shows no
+HTML table (text/html) or no SVG figure (image/svg+xml). Exit status 1 if any notebook failed;
+the failing cell's source and error are printed.
+
+Usage: run_notebooks.py [--quick] [--out DIR] [NOTEBOOK ...]
+  --quick   set ISOLAB_PROFILE=quick (small samples; the tests use it)
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def problems(nb):
+    """Error outputs and what is missing, as readable strings."""
+    found, mimes = [], set()
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                tb = "\n".join(out.get("traceback", [])) or f"{out.get('ename')}: {out.get('evalue')}"
+                found.append(f"cell {i} raised an error:\n{cell.source}\n---\n{tb}")
+            elif out.output_type == "stream" and out.name == "stderr":
+                # evcxr reports an error returned by `?` only on stderr, not as an error output.
+                found.append(f"cell {i} wrote to stderr:\n{cell.source}\n---\n{out.text}")
+            elif out.output_type in ("display_data", "execute_result"):
+                mimes.update(out.get("data", {}).keys())
+    for mime, what in (("text/html", "an HTML table"), ("image/svg+xml", "an SVG figure")):
+        if mime not in mimes:
+            found.append(f"the notebook shows no {what} ({mime})")
+    return found
+
+
+def run(path, out_dir):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="rust",
+        timeout=3600,
+        # The kernel builds the support crate before it answers: minutes on a cold build folder.
+        startup_timeout=3600,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.monotonic()
+    try:
+        client.execute()
+    except CellExecutionError:
+        pass  # reported from the outputs below
+    seconds = time.monotonic() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = path.stem
+    nbformat.write(nb, out_dir / f"{stem}.ipynb")
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    tmp = out_dir / f".{stem}.html.tmp"
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out_dir / f"{stem}.html")
+    return seconds, problems(nb)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "out"))
+    ap.add_argument("notebooks", nargs="*")
+    args = ap.parse_args()
+    if args.quick:
+        os.environ["ISOLAB_PROFILE"] = "quick"
+    paths = [Path(p).resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if not paths:
+        sys.exit("no notebooks found")
+    failed = 0
+    for path in paths:
+        print(f"running {path.name} ...", flush=True)
+        seconds, found = run(path, Path(args.out))
+        if found:
+            failed += 1
+            print(f"FAILED {path.name} ({seconds:.0f} s):", flush=True)
+            for p in found:
+                print("  " + p.replace("\n", "\n  "), flush=True)
+        else:
+            print(f"ok {path.name} ({seconds:.0f} s) -> {Path(args.out) / (path.stem + '.html')}", flush=True)
+    print(f"notebooks: {len(paths) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

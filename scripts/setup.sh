@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything isotropy-lab needs, idempotently. environment.md explains each step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVCXR_VERSION=0.22.0
+step() { printf '\n== %s\n' "$*"; }
+
+step "Rust toolchain: rust-src (evcxr's analyser needs it)"
+rustup component add rust-src >/dev/null 2>&1 || rustup component add rust-src
+
+step "evcxr_jupyter $EVCXR_VERSION"
+if cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
+  echo "already installed"
+else
+  echo "building from source (about 12 minutes on 2 cores)"
+  build_dir=$(mktemp -d)
+  CARGO_TARGET_DIR="$build_dir" cargo install evcxr_jupyter --version "$EVCXR_VERSION" --locked
+  rm -rf "$build_dir"
+fi
+
+step "Python side of Jupyter in .venv"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-notebooks.txt
+
+step "Jupyter kernel 'rust'"
+"${CARGO_HOME:-$HOME/.cargo}/bin/evcxr_jupyter" --install >/dev/null
+echo "kernelspec: $(.venv/bin/jupyter kernelspec list | grep -w rust || true)"
+
+step "GLUE data"
+if [ -e data/glue ] || [ -n "${GLUE_DIR:-}" ]; then
+  echo "using ${GLUE_DIR:-data/glue}"
+elif [ -d ../shared/data/glue ]; then
+  ln -s "$(cd ../shared/data/glue && pwd)" data/glue
+  echo "linked data/glue -> ../shared/data/glue"
+else
+  echo "no GLUE data here: run 'cargo run --release -- fetch glue' (needs the Hugging Face Hub) or set GLUE_DIR"
+fi
+
+step "Models (isolab fetch)"
+cargo build --quiet --bin isolab
+for model in minilm minilm-sre; do
+  ./target/debug/isolab fetch "$model"
+done
