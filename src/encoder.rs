@@ -129,7 +129,11 @@ pub struct Encoder {
 impl Encoder {
     /// Loads the encoder's weights; `vb` points at the checkpoint's root.
     pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
-        if config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             bail!(
                 "config: hidden_size {} is not a multiple of num_attention_heads {}",
                 config.hidden_size,

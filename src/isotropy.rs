@@ -212,5 +212,6 @@ pub fn compare_layers(models: &[(&str, &Embeddings)], opts: &MeasureOptions) -> 
             Some(acc) => acc.vstack(&table)?,
         });
     }
-    out.map(|df| df.fresh()).ok_or_else(|| anyhow::anyhow!("compare_layers: no models given"))
+    out.map(|df| df.fresh())
+        .ok_or_else(|| anyhow::anyhow!("compare_layers: no models given"))
 }

@@ -1,8 +1,8 @@
 //! Figures as SVG (plotters), shown inline in notebooks and saved as files.
 
+use crate::display::Fresh;
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
-use crate::display::Fresh;
 use polars::prelude::{DataFrame, DataType};
 use std::path::Path;
 
@@ -151,7 +151,9 @@ impl LineChart {
         let (x0, x1) = pad(x0, x1);
         let (y0, y1) = pad(y0, y1);
         let legend_at = quietest_corner(&series, (x0, x1), (y0, y1));
-        let integer_x = series.iter().all(|(_, pts)| pts.iter().all(|p| p.0.fract() == 0.0));
+        let integer_x = series
+            .iter()
+            .all(|(_, pts)| pts.iter().all(|p| p.0.fract() == 0.0));
         let y_desc = if self.log_y {
             format!("log10({})", self.y)
         } else {
@@ -168,9 +170,17 @@ impl LineChart {
                 .x_label_area_size(40)
                 .y_label_area_size(64)
                 .build_cartesian_2d(x0..x1, y0..y1)?;
-            let x_fmt = |x: &f64| if integer_x { format!("{x:.0}") } else { format!("{x}") };
+            let x_fmt = |x: &f64| {
+                if integer_x {
+                    format!("{x:.0}")
+                } else {
+                    format!("{x}")
+                }
+            };
             let mut mesh = chart.configure_mesh();
-            mesh.x_desc(&self.x).y_desc(&y_desc).x_label_formatter(&x_fmt);
+            mesh.x_desc(&self.x)
+                .y_desc(&y_desc)
+                .x_label_formatter(&x_fmt);
             if integer_x {
                 mesh.x_labels(((x1 - x0).round() as usize + 1).min(12));
             }
@@ -200,7 +210,11 @@ impl LineChart {
 }
 
 /// The corner of the plot with the fewest points, where the legend hides the least.
-fn quietest_corner(series: &[(String, Vec<(f64, f64)>)], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+fn quietest_corner(
+    series: &[(String, Vec<(f64, f64)>)],
+    x: (f64, f64),
+    y: (f64, f64),
+) -> SeriesLabelPosition {
     let corners = [
         (SeriesLabelPosition::UpperRight, true, true),
         (SeriesLabelPosition::UpperLeft, false, true),
@@ -214,7 +228,8 @@ fn quietest_corner(series: &[(String, Vec<(f64, f64)>)], x: (f64, f64), y: (f64,
             .filter(|(px, py)| {
                 let fx = (px - x.0) / (x.1 - x.0);
                 let fy = (py - y.0) / (y.1 - y.0);
-                (if right { fx > 0.6 } else { fx < 0.4 }) && (if upper { fy > 0.6 } else { fy < 0.4 })
+                (if right { fx > 0.6 } else { fx < 0.4 })
+                    && (if upper { fy > 0.6 } else { fy < 0.4 })
             })
             .count()
     };

@@ -14,19 +14,34 @@ use isotropy_lab::plot::LineChart;
 fn frames_reach_notebooks_without_a_cached_schema() {
     common::setup();
     let model = Model::load(common::minilm_dir().to_str().unwrap()).unwrap();
-    let source = Source::Sentences { name: "probe".into(), sentences: vec!["One sentence.".into(), "And a second one.".into()] };
+    let source = Source::Sentences {
+        name: "probe".into(),
+        sentences: vec!["One sentence.".into(), "And a second one.".into()],
+    };
     let emb = Embeddings::extract(&model, &source, &ExtractOptions::default()).unwrap();
     let loaded = Embeddings::extract(&model, &source, &ExtractOptions::default()).unwrap();
-    assert!(loaded.tokens.cached_schema().is_none(), "tokens loaded from the cache");
+    assert!(
+        loaded.tokens.cached_schema().is_none(),
+        "tokens loaded from the cache"
+    );
 
-    let opts = MeasureOptions { pairs: 100, ..MeasureOptions::default() };
+    let opts = MeasureOptions {
+        pairs: 100,
+        ..MeasureOptions::default()
+    };
     let table = compare_layers(&[("a", &emb), ("b", &loaded)], &opts).unwrap();
     assert!(table.width() > 4);
     assert!(table.cached_schema().is_none(), "compare_layers output");
 
-    LineChart::new("t", "layer", "isotropy").by("model").draw(&table).unwrap();
+    LineChart::new("t", "layer", "isotropy")
+        .by("model")
+        .draw(&table)
+        .unwrap();
     let _ = html_table(&table);
-    assert!(table.cached_schema().is_none(), "drawing or showing filled the caller's cache");
+    assert!(
+        table.cached_schema().is_none(),
+        "drawing or showing filled the caller's cache"
+    );
 
     // A by-name lookup fills the cache; fresh() gives a copy without it, sharing the columns.
     table.column("mean_cosine").unwrap();
