@@ -9,6 +9,8 @@ and for the I(W) check:
   iso_random_expected             [I(W), I(W) both signs] on it, float64
   iso_real_expected               [I(W), I(W) both signs] on the concatenated last-layer rows, float64
   cosine_real_expected            [exact mean cosine over all pairs of distinct last-layer rows]
+  sst2_dev_last_expected          [I(W), I(W) both signs, token count] of the last layer over all of
+                                  SST-2 dev ([CLS]/[SEP] kept, inputs truncated to 128 tokens)
 
 I(W) follows Mu & Viswanath as Rajaee & Pilehvar compute it (eigenvectors u of W^T W, W not centred,
 F(u) = sum_i exp(u^T w_i), I = min F / max F), with each eigenvector oriented so that its component
@@ -17,7 +19,7 @@ of largest magnitude is positive (first on ties), the convention isotropy_lab do
 Rerun (needs torch, transformers, numpy, safetensors; not part of CI):
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch transformers numpy safetensors
   cargo run --release -- fetch minilm
-  /tmp/torchvenv/bin/python scripts/reference_parity.py --model data/models/minilm
+  /tmp/torchvenv/bin/python scripts/reference_parity.py --model data/models/minilm --glue data/glue
 """
 import argparse
 import json
@@ -73,6 +75,7 @@ def mean_cosine_all_pairs(w):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="data/models/minilm")
+    ap.add_argument("--glue", default="data/glue")
     ap.add_argument("--out", default="tests/data/parity_minilm.safetensors")
     args = ap.parse_args()
 
@@ -91,6 +94,17 @@ def main():
                 out[f"s{k}_layer{layer}"] = h[0].numpy().astype(np.float32)
             last_rows.append(hs[-1][0].numpy())
 
+    with open(f"{args.glue}/SST-2/dev.tsv", encoding="utf-8") as f:
+        sst2 = [line.split("\t")[0].rstrip() for line in f.read().splitlines()[1:]]
+    rows = []
+    with torch.no_grad():
+        for b in range(0, len(sst2), 32):
+            enc = tok(sst2[b:b + 32], return_tensors="pt", truncation=True, max_length=128, padding=True)
+            last = model(**enc).last_hidden_state
+            rows.append(last[enc["attention_mask"].bool()].numpy())
+    sst2_last = np.concatenate(rows).astype(np.float64)
+    out["sst2_dev_last_expected"] = np.concatenate([isotropy(sst2_last), [len(sst2_last)]])
+
     rng = np.random.default_rng(20211)
     scales = np.geomspace(3.0, 0.05, 32)
     iso_random = (rng.standard_normal((2000, 32)) * scales + 0.3).astype(np.float32)
@@ -104,7 +118,7 @@ def main():
             "transformers": __import__("transformers").__version__, "numpy": np.__version__}
     save_file(out, args.out, metadata=meta)
     print(f"wrote {args.out}: I(W) random {out['iso_random_expected']}, real {out['iso_real_expected']}, "
-          f"cosine {out['cosine_real_expected']}")
+          f"cosine {out['cosine_real_expected']}, SST-2 dev last layer {out['sst2_dev_last_expected']}")
 
 
 if __name__ == "__main__":
