@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo test --no-fail-fast
+cargo test --no-fail-fast --lib --bins --tests
