@@ -150,37 +150,26 @@ pub fn resolve_model_with(spec: &str, opts: &FetchOptions) -> Result<ModelFiles>
 
 /// The files of a checkpoint folder; an error names the missing file.
 fn local_files(spec: &str, dir: &Path, source: &'static str) -> Result<ModelFiles> {
-    let need = |name: &str| -> Result<PathBuf> {
-        let p = dir.join(name);
-        if p.is_file() {
-            Ok(p)
-        } else {
-            bail!("model folder {}: missing {name}", dir.display())
+    // The first of `names` present in the folder, preferred first.
+    let need = |names: &[&str]| -> Result<PathBuf> {
+        match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+            Some(p) => Ok(p),
+            None => {
+                let alternatives: String =
+                    names[1..].iter().map(|n| format!(" (or {n})")).collect();
+                bail!(
+                    "model folder {}: missing {}{alternatives}",
+                    dir.display(),
+                    names[0]
+                )
+            }
         }
     };
-    let weights = if dir.join(SAFETENSORS).is_file() {
-        dir.join(SAFETENSORS)
-    } else if dir.join(PICKLE).is_file() {
-        dir.join(PICKLE)
-    } else {
-        bail!(
-            "model folder {}: missing {SAFETENSORS} (or {PICKLE})",
-            dir.display()
-        )
-    };
-    let tokenizer = if dir.join(TOKENIZER).is_file() {
-        dir.join(TOKENIZER)
-    } else if dir.join(VOCAB).is_file() {
-        dir.join(VOCAB)
-    } else {
-        bail!(
-            "model folder {}: missing {TOKENIZER} (or {VOCAB})",
-            dir.display()
-        )
-    };
+    let weights = need(&[SAFETENSORS, PICKLE])?;
+    let tokenizer = need(&[TOKENIZER, VOCAB])?;
     Ok(ModelFiles {
         spec: spec.to_string(),
-        config: need(CONFIG)?,
+        config: need(&[CONFIG])?,
         weights,
         tokenizer,
         source,
