@@ -26,6 +26,7 @@ pub mod plot;
 pub mod profile;
 pub mod progress;
 pub mod registry;
+pub mod spectrum;
 pub mod tokenizer;
 pub mod tokens;
 
@@ -45,6 +46,7 @@ pub mod prelude {
     pub use crate::model::Model;
     pub use crate::plot::{Figure, LineChart};
     pub use crate::profile::{env_or, quick};
+    pub use crate::spectrum::{spectrum_table, Spectrum};
     pub use crate::tokens::TokenClass;
     pub use anyhow::Result;
     pub use polars::prelude::{Column, DataFrame, Float64Chunked, NamedFrom, Series};
