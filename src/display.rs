@@ -46,6 +46,23 @@ impl Fresh for DataFrame {
     }
 }
 
+/// Stacks per-model tables with the same columns into one, with a first column `model`: the
+/// shape the notebooks compare models in (one line per model in a [`crate::plot::LineChart`]).
+pub fn by_model(tables: &[(&str, DataFrame)]) -> anyhow::Result<DataFrame> {
+    let mut out: Option<DataFrame> = None;
+    for (name, table) in tables {
+        let mut cols = vec![Column::new("model".into(), vec![*name; table.height()])];
+        cols.extend(table.columns().iter().cloned());
+        let table = DataFrame::new_infer_height(cols)?;
+        out = Some(match out {
+            None => table,
+            Some(acc) => acc.vstack(&table)?,
+        });
+    }
+    out.map(|df| df.fresh())
+        .ok_or_else(|| anyhow::anyhow!("by_model: no tables given"))
+}
+
 /// Formats a number for reading: 4 significant digits, scientific notation when very small or
 /// very large.
 pub fn format_number(x: f64) -> String {

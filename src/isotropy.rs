@@ -1,6 +1,5 @@
 //! Isotropy measures: Mu & Viswanath's I(W) and the mean cosine similarity of random token pairs.
 
-use crate::display::Fresh;
 use crate::extract::Embeddings;
 use crate::matrix::Matrix;
 use anyhow::{bail, Result};
@@ -199,19 +198,11 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
     Ok(DataFrame::new_infer_height(cols)?)
 }
 
-/// [`layer_table`] for several models on the same data, stacked, with a first column `model`.
+/// [`layer_table`] for several models on the same data, stacked by [`crate::display::by_model`].
 pub fn compare_layers(models: &[(&str, &Embeddings)], opts: &MeasureOptions) -> Result<DataFrame> {
-    let mut out: Option<DataFrame> = None;
-    for (name, emb) in models {
-        let table = layer_table(emb, opts)?;
-        let mut cols = vec![Column::new("model".into(), vec![*name; table.height()])];
-        cols.extend(table.columns().iter().cloned());
-        let table = DataFrame::new_infer_height(cols)?;
-        out = Some(match out {
-            None => table,
-            Some(acc) => acc.vstack(&table)?,
-        });
-    }
-    out.map(|df| df.fresh())
-        .ok_or_else(|| anyhow::anyhow!("compare_layers: no models given"))
+    let tables = models
+        .iter()
+        .map(|(name, emb)| Ok((*name, layer_table(emb, opts)?)))
+        .collect::<Result<Vec<_>>>()?;
+    crate::display::by_model(&tables)
 }

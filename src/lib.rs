@@ -36,7 +36,7 @@ pub use polars;
 
 /// Everything a notebook needs, in one `use`.
 pub mod prelude {
-    pub use crate::display::{html_table, EvcxrDisplay, Fresh};
+    pub use crate::display::{by_model, html_table, EvcxrDisplay, Fresh};
     pub use crate::extract::{Embeddings, ExtractOptions, Source};
     pub use crate::glue::{Split, Task};
     pub use crate::isotropy::{
