@@ -180,7 +180,8 @@ impl LineChart {
             let mut mesh = chart.configure_mesh();
             mesh.x_desc(&self.x)
                 .y_desc(&y_desc)
-                .x_label_formatter(&x_fmt);
+                .x_label_formatter(&x_fmt)
+                .light_line_style(WHITE.mix(0.0));
             if integer_x {
                 mesh.x_labels(((x1 - x0).round() as usize + 1).min(12));
             }
