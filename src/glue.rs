@@ -108,11 +108,6 @@ impl Task {
         }
     }
 
-    /// Whether examples are sentence pairs.
-    pub fn is_pair(self) -> bool {
-        !matches!(self, Task::Sst2 | Task::Cola)
-    }
-
     /// Whether the label is a real-valued score (STS-B) rather than a class.
     pub fn is_regression(self) -> bool {
         self == Task::Stsb

@@ -43,18 +43,6 @@ impl Matrix {
         &self.data
     }
 
-    /// A new matrix of the given rows, in the given order.
-    pub fn select_rows(&self, rows: &[usize]) -> Result<Matrix> {
-        let mut data = Vec::with_capacity(rows.len() * self.cols);
-        for &r in rows {
-            if r >= self.rows {
-                bail!("row {r} out of range for a matrix of {} rows", self.rows);
-            }
-            data.extend_from_slice(self.row(r));
-        }
-        Matrix::new(rows.len(), self.cols, data)
-    }
-
     /// Fails unless the matrix has at least one row and column and only finite values.
     pub fn check_finite(&self, what: &str) -> Result<()> {
         if self.rows == 0 || self.cols == 0 {

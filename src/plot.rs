@@ -32,6 +32,9 @@ impl Figure {
     }
 }
 
+/// Figure size in pixels.
+const SIZE: (u32, u32) = (720, 400);
+
 /// The Okabe–Ito palette: distinguishable for colour-blind readers.
 const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
@@ -52,7 +55,6 @@ pub struct LineChart {
     y: String,
     by: Option<String>,
     log_y: bool,
-    size: (u32, u32),
 }
 
 impl LineChart {
@@ -64,7 +66,6 @@ impl LineChart {
             y: y.into(),
             by: None,
             log_y: false,
-            size: (720, 400),
         }
     }
 
@@ -77,12 +78,6 @@ impl LineChart {
     /// Plots log10(y) (the axis says so); useful for I(W), which spans orders of magnitude.
     pub fn log_y(mut self, yes: bool) -> Self {
         self.log_y = yes;
-        self
-    }
-
-    /// The figure size in pixels.
-    pub fn size(mut self, width: u32, height: u32) -> Self {
-        self.size = (width, height);
         self
     }
 
@@ -162,7 +157,7 @@ impl LineChart {
 
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, self.size).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(&self.title, ("sans-serif", 18))
