@@ -160,6 +160,43 @@ impl Embeddings {
         }
     }
 
+    /// The mean of each sentence's token rows of `m` (a layer of this extraction, or a matrix with
+    /// the same rows, such as an enhanced layer), leaving out `[CLS]` and `[SEP]`: one row per
+    /// sentence, in order of `sentence_id`, with those ids. Mean pooling is how the paper and
+    /// the cluster-based method turn token vectors into sentence vectors.
+    pub fn sentence_means(&self, m: &Matrix) -> Result<(Vec<u32>, Matrix)> {
+        if m.rows() != self.num_tokens() {
+            bail!(
+                "sentence means: the matrix has {} rows, the extraction {} tokens",
+                m.rows(),
+                self.num_tokens()
+            );
+        }
+        let tokens = self.tokens.fresh();
+        let ids = tokens.column("sentence_id")?.u32()?;
+        let special = tokens.column("is_special")?.bool()?;
+        let d = m.cols();
+        let mut sums: BTreeMap<u32, (usize, Vec<f64>)> = BTreeMap::new();
+        for (i, (id, sp)) in ids.iter().zip(special.iter()).enumerate() {
+            let (Some(id), Some(false)) = (id, sp) else {
+                continue;
+            };
+            let e = sums.entry(id).or_insert_with(|| (0, vec![0.0; d]));
+            e.0 += 1;
+            for (s, &v) in e.1.iter_mut().zip(m.row(i)) {
+                *s += f64::from(v);
+            }
+        }
+        let mut out = Vec::with_capacity(sums.len() * d);
+        let mut order = Vec::with_capacity(sums.len());
+        for (id, (count, sum)) in sums {
+            order.push(id);
+            out.extend(sum.iter().map(|s| (s / count as f64) as f32));
+        }
+        let m = Matrix::new(order.len(), d, out)?;
+        Ok((order, m))
+    }
+
     /// Number of token rows.
     pub fn num_tokens(&self) -> usize {
         self.tokens.height()

@@ -7,7 +7,8 @@
 //! - [`glue`]: GLUE tasks as polars DataFrames;
 //! - [`encoder`]: a BERT encoder that returns every hidden state;
 //! - [`extract`]: token embeddings of every layer with a token table, cached on disk;
-//! - [`isotropy`]: I(W) and other geometry measures;
+//! - [`geometry`]: isotropy measures, spectra, clusters, enhancement methods (faer, f64);
+//! - [`stats`]: correlations (STS-B's metrics) and mutual information;
 //! - [`display`] and [`plot`]: HTML tables and SVG figures inline in Jupyter (evcxr).
 //!
 //! Notebooks start with `use isotropy_lab::prelude::*;`.
@@ -17,8 +18,8 @@ pub mod display;
 pub mod encoder;
 pub mod extract;
 pub mod fetch;
+pub mod geometry;
 pub mod glue;
-pub mod isotropy;
 pub mod matrix;
 pub mod model;
 pub mod paths;
@@ -26,7 +27,7 @@ pub mod plot;
 pub mod profile;
 pub mod progress;
 pub mod registry;
-pub mod spectrum;
+pub mod stats;
 pub mod tokenizer;
 pub mod tokens;
 
@@ -38,15 +39,26 @@ pub use polars;
 pub mod prelude {
     pub use crate::display::{by_model, html_table, EvcxrDisplay, Fresh};
     pub use crate::extract::{Embeddings, ExtractOptions, Source};
-    pub use crate::glue::{Split, Task};
-    pub use crate::isotropy::{
-        compare_layers, isotropy, layer_table, mean_cosine, Isotropy, MeasureOptions,
+    pub use crate::geometry::cluster::{
+        choose_k, cluster_table, kmeans, silhouette, Clustering, KMeansOptions,
     };
+    pub use crate::geometry::enhance::{enhance_embeddings, method_table, Method, Scorer};
+    pub use crate::geometry::isotropy::{isotropy, Isotropy};
+    pub use crate::geometry::lid::local_dimension;
+    pub use crate::geometry::similarity::{
+        intra_sentence_similarity, mean_cosine, self_similarity, CosineContributions,
+    };
+    pub use crate::geometry::spectrum::{Pca, Spectrum};
+    pub use crate::geometry::structure::{
+        cluster_composition, cluster_structure, pca_points, sentence_pca_points, structure_scores,
+    };
+    pub use crate::geometry::table::{compare_layers, layer_table, Measure, MeasureOptions};
+    pub use crate::glue::{Split, Task};
     pub use crate::matrix::Matrix;
     pub use crate::model::Model;
-    pub use crate::plot::{Figure, LineChart};
+    pub use crate::plot::{Figure, LineChart, ScatterChart};
     pub use crate::profile::{env_or, quick};
-    pub use crate::spectrum::{spectrum_table, Spectrum};
+    pub use crate::stats::{normalized_mutual_info, pearson, spearman, sts_spearman};
     pub use crate::tokens::TokenClass;
     pub use anyhow::Result;
     pub use polars::prelude::{Column, DataFrame, Float64Chunked, NamedFrom, Series};

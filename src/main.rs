@@ -1,11 +1,12 @@
 //! `isolab`: the command line of isotropy-lab.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::fetch::{self, FetchOptions};
+use isotropy_lab::geometry::enhance::{enhance_embeddings, Method};
+use isotropy_lab::geometry::table::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::glue::{Split, Task};
-use isotropy_lab::isotropy::{layer_table, MeasureOptions};
 use isotropy_lab::model::Model;
 use polars::prelude::AnyValue;
 use std::path::PathBuf;
@@ -68,26 +69,41 @@ enum Command {
     },
     /// Print geometry measures of an extraction folder, one JSON object per layer.
     Measure {
-        /// An extraction folder (from `isolab extract`).
+        /// An extraction folder (from `isolab extract` or `isolab enhance`).
         #[arg(long = "in")]
         input: PathBuf,
-        /// Which measures.
-        #[arg(long, value_enum, default_value_t = Metric::All)]
-        metric: Metric,
-        /// Random pairs for the mean cosine.
-        #[arg(long, default_value_t = 10_000)]
-        pairs: usize,
-        /// Seed for the pairs.
+        /// `all`, or a comma-separated list of isotropy, cosine, spectrum, rogue,
+        /// self-similarity, intra-sentence, clusters, lid.
+        #[arg(long, default_value = "all")]
+        metric: String,
+        /// Seed of the sampled and clustered measures.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Metric {
-    Isotropy,
-    Cosine,
-    All,
+    /// Apply an isotropy-enhancement method to an extraction folder; writes the same layout.
+    Enhance {
+        /// An extraction folder (from `isolab extract`).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// zero-mean, cluster-zero-mean, global or cluster-based.
+        #[arg(long)]
+        method: String,
+        /// Number of clusters (default 27).
+        #[arg(long)]
+        k: Option<usize>,
+        /// Number of removed directions (default 15 for global, 12 for cluster-based).
+        #[arg(long)]
+        d: Option<usize>,
+        /// Seed of the clustering.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// `all` or a comma-separated list of hidden-state indices to enhance (and write).
+        #[arg(long, default_value = "all")]
+        layers: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn parse_layers(spec: &str) -> Result<Option<Vec<usize>>> {
@@ -168,15 +184,21 @@ fn main() -> Result<()> {
         Command::Measure {
             input,
             metric,
-            pairs,
             seed,
         } => {
             let emb = Embeddings::load(&input)?;
+            let measures = if metric == "all" {
+                Measure::ALL.to_vec()
+            } else {
+                metric
+                    .split(',')
+                    .map(|m| Measure::parse(m.trim()))
+                    .collect::<Result<Vec<_>>>()?
+            };
             let opts = MeasureOptions {
-                isotropy: matches!(metric, Metric::Isotropy | Metric::All),
-                cosine: matches!(metric, Metric::Cosine | Metric::All),
-                pairs,
+                measures,
                 seed,
+                ..MeasureOptions::default()
             };
             let table = layer_table(&emb, &opts)?;
             for i in 0..table.height() {
@@ -184,14 +206,36 @@ fn main() -> Result<()> {
                 for column in table.columns() {
                     let value = match column.get(i)? {
                         AnyValue::UInt32(v) => serde_json::json!(v),
-                        AnyValue::UInt64(v) => serde_json::json!(v),
-                        AnyValue::Float64(v) => serde_json::json!(v),
+                        AnyValue::Float64(v) if v.is_finite() => serde_json::json!(v),
+                        AnyValue::Float64(_) => serde_json::Value::Null,
                         other => serde_json::json!(other.to_string()),
                     };
                     row.insert(column.name().to_string(), value);
                 }
                 println!("{}", serde_json::Value::Object(row));
             }
+        }
+        Command::Enhance {
+            input,
+            method,
+            k,
+            d,
+            seed,
+            layers,
+            out,
+        } => {
+            let method = Method::parse(&method, k, d)?;
+            let emb = Embeddings::load(&input)?;
+            let layers = parse_layers(&layers)?;
+            let enhanced = enhance_embeddings(&emb, method, layers.as_deref(), seed)?;
+            enhanced.save(&out)?;
+            println!(
+                "{}: {} tokens × {} layers written to {}",
+                method.label(),
+                enhanced.num_tokens(),
+                enhanced.layers.len(),
+                out.display()
+            );
         }
     }
     Ok(())

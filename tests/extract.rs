@@ -219,3 +219,134 @@ fn cli_extract_and_measure_contract() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("layer 9"));
 }
+
+#[test]
+fn cli_enhance_contract() {
+    common::setup();
+    common::minilm_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, enhanced) = (dir.path().join("in"), dir.path().join("cluster-based"));
+    let bin = env!("CARGO_BIN_EXE_isolab");
+    let status = Command::new(bin)
+        .args([
+            "extract", "--model", "minilm", "--task", "sst2", "--layers", "0,6", "--limit", "24",
+            "--out",
+        ])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let original = Embeddings::load(&input).unwrap();
+
+    let output = Command::new(bin)
+        .args(["enhance", "--in"])
+        .arg(&input)
+        .args([
+            "--method",
+            "cluster-based",
+            "--k",
+            "3",
+            "--d",
+            "2",
+            "--seed",
+            "1",
+            "--layers",
+            "6",
+            "--out",
+        ])
+        .arg(&enhanced)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = Embeddings::load(&enhanced).unwrap();
+    assert_eq!(out.layers, vec![6], "only the enhanced layers are written");
+    assert_eq!(out.num_tokens(), original.num_tokens());
+    assert!(
+        out.tokens.equals_missing(&original.tokens),
+        "same token table"
+    );
+    assert_eq!(out.meta["enhancement"], "cluster-based k=3 d=2 seed=1");
+    // The same method through the library gives the same matrix.
+    let method = isotropy_lab::geometry::enhance::Method::ClusterBased { k: 3, d: 2 };
+    let expected = method.apply(original.layer(6).unwrap(), 1).unwrap();
+    assert_eq!(out.layer(6).unwrap(), &expected);
+
+    // Zero-mean on every layer, then every measure on the result.
+    let zero = dir.path().join("zero-mean");
+    let status = Command::new(bin)
+        .args(["enhance", "--in"])
+        .arg(&input)
+        .args(["--method", "zero-mean", "--out"])
+        .arg(&zero)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let z = Embeddings::load(&zero).unwrap();
+    assert_eq!(z.layers, vec![0, 6]);
+    let m = z.layer(6).unwrap();
+    for j in 0..m.cols() {
+        let mean: f64 =
+            (0..m.rows()).map(|i| f64::from(m.row(i)[j])).sum::<f64>() / m.rows() as f64;
+        assert!(mean.abs() < 1e-5, "column {j} mean {mean}");
+    }
+    let output = Command::new(bin)
+        .args(["measure", "--metric", "all", "--in"])
+        .arg(&zero)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for key in [
+        "isotropy",
+        "isotropy_both_signs",
+        "mean_cosine",
+        "isoscore",
+        "participation_ratio",
+        "pc90",
+        "dominant",
+        "rogue_dim",
+        "rogue_share",
+        "self_similarity",
+        "intra_sentence",
+        "clusters",
+        "silhouette",
+        "cluster_isotropy",
+        "local_dimension",
+    ] {
+        assert!(
+            first.get(key).is_some(),
+            "measure output lacks {key}: {first}"
+        );
+    }
+    // Zero-mean removes the common direction: mean cosine near 0.
+    let cos = first["mean_cosine"].as_f64().unwrap();
+    assert!(cos.abs() < 0.05, "mean cosine after zero-mean {cos}");
+
+    // Bad parameters: clear errors naming the value.
+    let output = Command::new(bin)
+        .args(["enhance", "--in"])
+        .arg(&input)
+        .args(["--method", "global", "--d", "384", "--out"])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("D = 384") && err.contains("384 dimensions"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("bad").exists(),
+        "nothing written on failure"
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 
 use isotropy_lab::display::{html_table, Fresh};
 use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-use isotropy_lab::isotropy::{compare_layers, MeasureOptions};
+use isotropy_lab::geometry::table::{compare_layers, MeasureOptions};
 use isotropy_lab::model::Model;
 use isotropy_lab::plot::LineChart;
 
@@ -25,10 +25,7 @@ fn frames_reach_notebooks_without_a_cached_schema() {
         "tokens loaded from the cache"
     );
 
-    let opts = MeasureOptions {
-        pairs: 100,
-        ..MeasureOptions::default()
-    };
+    let opts = MeasureOptions::default();
     let table = compare_layers(&[("a", &emb), ("b", &loaded)], &opts).unwrap();
     assert!(table.width() > 4);
     assert!(table.cached_schema().is_none(), "compare_layers output");

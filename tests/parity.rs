@@ -5,7 +5,8 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use isotropy_lab::fetch::resolve_model;
-use isotropy_lab::isotropy::{isotropy, mean_cosine};
+use isotropy_lab::geometry::isotropy::isotropy;
+use isotropy_lab::geometry::similarity::mean_cosine;
 use isotropy_lab::matrix::Matrix;
 use isotropy_lab::model::Model;
 use safetensors::SafeTensors;
@@ -204,12 +205,12 @@ fn isotropy_matches_numpy() {
         expected[1]
     );
 
-    // Sampled mean cosine against numpy's exact mean over all pairs.
+    // Mean cosine against numpy's mean over the explicit matrix of all pairs.
     let (_, exact) = reference.f64s("cosine_real_expected");
-    let sampled = mean_cosine(&real, 200_000, 7).unwrap();
+    let ours = mean_cosine(&real).unwrap();
     assert!(
-        (sampled - exact[0]).abs() < 5e-3,
-        "sampled {sampled} vs exact {}",
+        (ours - exact[0]).abs() < 1e-9 * exact[0].abs(),
+        "ours {ours} vs numpy {}",
         exact[0]
     );
 }

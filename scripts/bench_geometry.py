@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""numpy / scikit-learn baseline for benches/geometry.rs: the same measures on the same matrices.
+
+Reads target/bench-geometry/matrices.safetensors (written by `cargo bench --bench geometry`),
+converts each to float64 once, and times (median of 3): I(W) (eigh of W^T W, F(u) by log-sum-exp,
+both signs), scikit-learn PCA(svd_solver="full"), KMeans(27, n_init=1), IsoScore 2.0.1, and
+cluster-based enhancement as the authors define it (KMeans 27, per cluster centre and remove the
+top 12 PCA components). Prints each time beside isotropy-lab's (target/bench-geometry/rust.json)
+and the ratio numpy time / our time (above 1: we are faster).
+
+Needs numpy, scikit-learn, IsoScore, safetensors (not part of CI):
+  /tmp/torchvenv/bin/python scripts/bench_geometry.py
+"""
+import json
+import time
+
+import numpy as np
+from IsoScore import IsoScore
+from safetensors.numpy import load_file
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+
+def logsumexp(z):
+    m = z.max(axis=0)
+    return m + np.log(np.exp(z - m).sum(axis=0))
+
+
+def isotropy(w):
+    _, u = np.linalg.eigh(w.T @ w)
+    z = w @ u
+    both = np.concatenate([logsumexp(z), logsumexp(-z)])
+    return np.exp(both.min() - both.max())
+
+
+def cluster_based(x, k=27, d=12):
+    labels = KMeans(n_clusters=k, n_init=1, random_state=0).fit(x).labels_
+    out = np.zeros_like(x)
+    for c in range(k):
+        idx = labels == c
+        xc = x[idx] - x[idx].mean(axis=0)
+        comp = PCA(n_components=min(d, idx.sum() - 1), svd_solver="full").fit(xc).components_
+        out[idx] = xc - (xc @ comp.T) @ comp
+    return out
+
+
+def median_secs(f):
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[1]
+
+
+def main():
+    mats = load_file("target/bench-geometry/matrices.safetensors")
+    ours = json.load(open("target/bench-geometry/rust.json"))
+    work = {
+        "I(W)": isotropy,
+        "PCA": lambda x: PCA(svd_solver="full").fit(x),
+        "k-means k=27": lambda x: KMeans(n_clusters=27, n_init=1, random_state=0).fit(x),
+        "IsoScore": lambda x: IsoScore.IsoScore(x),
+        "cluster-based k=27 D=12": cluster_based,
+    }
+    print(f"{'work':<36}{'numpy/sklearn s':>16}{'isotropy-lab s':>16}{'ratio':>8}")
+    for name in sorted(mats):
+        x = mats[name].astype(np.float64)
+        for what, f in work.items():
+            t = median_secs(lambda: f(x))
+            key = f"{name} {what}"
+            print(f"{key + f' ({x.shape[0]}x{x.shape[1]})':<36}{t:>16.3f}{ours[key]:>16.3f}{t / ours[key]:>8.2f}")
+        km = KMeans(n_clusters=27, n_init=1, random_state=0).fit(x)
+        print(f"  scikit-learn k-means: inertia {km.inertia_:.2f}, {km.n_iter_} iterations")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,683 @@
+//! Clusters of a point cloud and their local isotropy: k-means (k-means++ seeding, Lloyd
+//! iterations), the silhouette score, the choice of k by silhouette, and per-cluster I(W) and mean
+//! cosine (Cai et al. 2021, "Isotropy in the Contextual Embedding Space: Clusters and Manifolds").
+//!
+//! Distances use ‖x‖² + ‖c‖² − 2x·c with the products on faer (f64), as scikit-learn does.
+
+use crate::geometry::isotropy::isotropy_f64;
+use crate::geometry::similarity::mean_cosine;
+use crate::matrix::Matrix;
+use anyhow::{bail, Result};
+use faer::{Mat, MatRef};
+use polars::prelude::{Column, DataFrame};
+use rand::rngs::StdRng;
+use rand::seq::index;
+use rand::{Rng, SeedableRng};
+
+/// Options of [`kmeans`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KMeansOptions {
+    /// Number of clusters.
+    pub k: usize,
+    /// Independent seedings; the run with the lowest inertia is kept.
+    pub n_init: usize,
+    /// Most Lloyd iterations per run.
+    pub max_iter: usize,
+    /// Stop when the centres move less than `tol` × the mean per-dimension variance (squared,
+    /// summed over centres), as scikit-learn's `tol`; a run also stops when no label changes.
+    pub tol: f64,
+    /// Seed of the k-means++ draws.
+    pub seed: u64,
+}
+
+impl KMeansOptions {
+    /// `k` clusters with the defaults: one seeding, 300 iterations, tol 1e-4, seed 0.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            n_init: 1,
+            max_iter: 300,
+            tol: 1e-4,
+            seed: 0,
+        }
+    }
+}
+
+/// The result of k-means.
+#[derive(Debug, Clone)]
+pub struct Clustering {
+    /// The cluster of every row, in 0..k.
+    pub labels: Vec<usize>,
+    /// The centres, k × d.
+    pub centroids: Mat<f64>,
+    /// Sum of squared distances of the rows to their centres.
+    pub inertia: f64,
+    /// Lloyd iterations of the kept run.
+    pub iterations: usize,
+}
+
+impl Clustering {
+    /// Number of clusters.
+    pub fn k(&self) -> usize {
+        self.centroids.nrows()
+    }
+
+    /// The number of rows in each cluster.
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut sizes = vec![0; self.k()];
+        for &l in &self.labels {
+            sizes[l] += 1;
+        }
+        sizes
+    }
+
+    /// The row indices of each cluster.
+    pub fn members(&self) -> Vec<Vec<usize>> {
+        members(&self.labels, self.k())
+    }
+}
+
+/// Row indices per label.
+pub(crate) fn members(labels: &[usize], k: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); k];
+    for (i, &l) in labels.iter().enumerate() {
+        out[l].push(i);
+    }
+    out
+}
+
+/// The data as f64, row-major, with its squared row norms.
+struct Points {
+    rows: Vec<f64>,
+    n: usize,
+    d: usize,
+    norms: Vec<f64>,
+}
+
+impl Points {
+    fn new(w: &Matrix) -> Points {
+        let rows: Vec<f64> = w.data().iter().map(|&v| f64::from(v)).collect();
+        let norms = rows
+            .chunks_exact(w.cols().max(1))
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
+        Points {
+            rows,
+            n: w.rows(),
+            d: w.cols(),
+            norms,
+        }
+    }
+
+    /// The rows as a faer matrix (a view, no copy).
+    fn x(&self) -> MatRef<'_, f64> {
+        MatRef::from_row_major_slice(&self.rows, self.n, self.d)
+    }
+
+    fn row(&self, i: usize) -> &[f64] {
+        &self.rows[i * self.d..(i + 1) * self.d]
+    }
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Squared distances of each row of `c` to every row (c.nrows() × n: column i holds row i's
+    /// distances), clamped at 0. Computed as C·Xᵀ, where Xᵀ is a column-major view of the rows.
+    fn sq_distances(&self, c: &Mat<f64>) -> Mat<f64> {
+        let cn: Vec<f64> = (0..c.nrows())
+            .map(|j| c.row(j).iter().map(|v| v * v).sum())
+            .collect();
+        let mut g = c * self.x().transpose();
+        for i in 0..self.n {
+            for (t, v) in g.col_mut(i).iter_mut().enumerate() {
+                *v = (self.norms[i] + cn[t] - 2.0 * *v).max(0.0);
+            }
+        }
+        g
+    }
+
+    fn select(&self, idx: &[usize]) -> Mat<f64> {
+        Mat::from_fn(idx.len(), self.d, |i, j| self.rows[idx[i] * self.d + j])
+    }
+}
+
+/// Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with scikit-learn's 2 + ln k local
+/// trials per centre).
+fn kmeans_plus_plus(p: &Points, k: usize, rng: &mut StdRng) -> Result<Mat<f64>> {
+    let n = p.n();
+    let trials = 2 + (k as f64).ln() as usize;
+    let mut chosen = vec![rng.random_range(0..n)];
+    let first = p.sq_distances(&p.select(&chosen));
+    let mut closest: Vec<f64> = (0..n).map(|i| first[(0, i)]).collect();
+    let mut potential: f64 = closest.iter().sum();
+    while chosen.len() < k {
+        if potential <= 0.0 {
+            bail!(
+                "k-means: the rows have only {} distinct points, fewer than k = {k}",
+                chosen.len()
+            );
+        }
+        let mut cumulative = Vec::with_capacity(n);
+        let mut acc = 0.0;
+        for &c in &closest {
+            acc += c;
+            cumulative.push(acc);
+        }
+        let candidates: Vec<usize> = (0..trials)
+            .map(|_| {
+                let r = rng.random::<f64>() * acc;
+                cumulative.partition_point(|&c| c < r).min(n - 1)
+            })
+            .collect();
+        let dist = p.sq_distances(&p.select(&candidates));
+        let mut best = (f64::INFINITY, 0);
+        for t in 0..candidates.len() {
+            let pot: f64 = closest
+                .iter()
+                .enumerate()
+                .map(|(i, a)| a.min(dist[(t, i)]))
+                .sum();
+            if pot < best.0 {
+                best = (pot, t);
+            }
+        }
+        for (i, c) in closest.iter_mut().enumerate() {
+            *c = c.min(dist[(best.1, i)]);
+        }
+        potential = best.0;
+        chosen.push(candidates[best.1]);
+    }
+    Ok(p.select(&chosen))
+}
+
+/// Nearest centre of every row and its squared distance.
+fn assign(p: &Points, centroids: &Mat<f64>) -> (Vec<usize>, Vec<f64>) {
+    let dist = p.sq_distances(centroids);
+    let n = p.n();
+    let mut labels = vec![0usize; n];
+    let mut best = vec![f64::INFINITY; n];
+    for i in 0..n {
+        for (j, &v) in dist.col(i).iter().enumerate() {
+            if v < best[i] {
+                best[i] = v;
+                labels[i] = j;
+            }
+        }
+    }
+    (labels, best)
+}
+
+/// Rows per block of the reassignment step.
+const BLOCK: usize = 512;
+
+/// Squared Euclidean distance, with independent accumulators so that it vectorises.
+fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            let t = x[l] - y[l];
+            acc[l] += t * t;
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Lloyd's algorithm from the given centres, with Elkan's (2003) triangle-inequality bounds: each
+/// row keeps an upper bound on the distance to its centre and a lower bound on the distance to
+/// every other centre, and computes a distance only when the bounds (or half the distance between
+/// two centres) cannot rule that centre out. The result is that of plain Lloyd iterations; late
+/// iterations compute few distances. Stops when no label changes, when the centres move less than
+/// `tol_abs` (squared, summed), or after `max_iter` iterations.
+fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> Clustering {
+    let (k, d, n) = (centroids.nrows(), p.d, p.n());
+    // First assignment by one matrix product. The expanded distances carry ~1e-12 relative
+    // round-off: widen the bounds by far more than that.
+    let dist = p.sq_distances(&centroids);
+    let mut labels = vec![0usize; n];
+    let mut upper = vec![0.0f64; n];
+    let mut lower = vec![0.0f64; n * k];
+    for i in 0..n {
+        let mut arg = 0;
+        for c in 0..k {
+            let v = dist[(c, i)];
+            lower[i * k + c] = v.sqrt() * (1.0 - 1e-9);
+            if v < dist[(arg, i)] {
+                arg = c;
+            }
+        }
+        labels[i] = arg;
+        upper[i] = dist[(arg, i)].sqrt() * (1.0 + 1e-9);
+    }
+    let mut sums = vec![0.0f64; k * d];
+    let mut counts = vec![0usize; k];
+    for (i, &l) in labels.iter().enumerate() {
+        counts[l] += 1;
+        for (s, &v) in sums[l * d..(l + 1) * d].iter_mut().zip(p.row(i)) {
+            *s += v;
+        }
+    }
+    let mut centres: Vec<f64> = (0..k * d).map(|x| centroids[(x / d, x % d)]).collect();
+    let mut iterations = 0;
+    let mut half = vec![0.0f64; k * k];
+    let mut nearest = vec![0.0f64; k];
+    for it in 1..=max_iter {
+        iterations = it;
+        // Empty clusters take the row farthest from its centre (scikit-learn's repair).
+        for c in 0..k {
+            if counts[c] > 0 {
+                continue;
+            }
+            let far = (0..n)
+                .filter(|&i| counts[labels[i]] > 1)
+                .max_by(|&a, &b| upper[a].total_cmp(&upper[b]));
+            if let Some(i) = far {
+                let old = labels[i];
+                counts[old] -= 1;
+                counts[c] = 1;
+                for (j, &v) in p.row(i).iter().enumerate() {
+                    sums[old * d + j] -= v;
+                    sums[c * d + j] = v;
+                }
+                labels[i] = c;
+                upper[i] = 0.0;
+                lower[i * k..(i + 1) * k].iter_mut().for_each(|l| *l = 0.0);
+            }
+        }
+        // Move the centres to their clusters' means; loosen the bounds by how far they moved.
+        let mut moved = vec![0.0f64; k];
+        let mut shift = 0.0;
+        for c in 0..k {
+            if counts[c] == 0 {
+                continue;
+            }
+            let mut m2 = 0.0;
+            for j in 0..d {
+                let v = sums[c * d + j] / counts[c] as f64;
+                m2 += (v - centres[c * d + j]).powi(2);
+                centres[c * d + j] = v;
+            }
+            shift += m2;
+            moved[c] = m2.sqrt() * (1.0 + 1e-9);
+        }
+        upper
+            .iter_mut()
+            .zip(lower.chunks_mut(k))
+            .zip(labels.iter())
+            .for_each(|((u, l), &a)| {
+                *u += moved[a];
+                for (l, &m) in l.iter_mut().zip(&moved) {
+                    *l = (*l - m).max(0.0);
+                }
+            });
+        // Half the distances between centres, and to each centre's nearest other centre.
+        nearest.iter_mut().for_each(|v| *v = f64::INFINITY);
+        for a in 0..k {
+            for b in a + 1..k {
+                let g = sq_dist(&centres[a * d..(a + 1) * d], &centres[b * d..(b + 1) * d]).sqrt()
+                    / 2.0
+                    * (1.0 - 1e-9);
+                half[a * k + b] = g;
+                half[b * k + a] = g;
+                nearest[a] = nearest[a].min(g);
+                nearest[b] = nearest[b].min(g);
+            }
+        }
+        // Reassign the rows whose bounds no longer settle their label (in blocks of rows; the
+        // moves are applied afterwards). Sequential: on this 2-thread machine, threads made it
+        // slower.
+        let moves: Vec<(usize, usize)> = upper
+            .chunks_mut(BLOCK)
+            .zip(lower.chunks_mut(BLOCK * k))
+            .enumerate()
+            .flat_map(|(b, (up, lo))| {
+                let mut out = Vec::new();
+                for r in 0..up.len() {
+                    let i = b * BLOCK + r;
+                    let start = labels[i];
+                    if up[r] <= nearest[start] {
+                        continue;
+                    }
+                    let x = p.row(i);
+                    let l = &mut lo[r * k..(r + 1) * k];
+                    let mut a = start;
+                    let mut tight = false;
+                    for c in 0..k {
+                        if c == a || up[r] <= l[c] || up[r] <= half[a * k + c] {
+                            continue;
+                        }
+                        if !tight {
+                            up[r] = sq_dist(x, &centres[a * d..(a + 1) * d]).sqrt();
+                            l[a] = up[r];
+                            tight = true;
+                            if up[r] <= l[c] || up[r] <= half[a * k + c] {
+                                continue;
+                            }
+                        }
+                        let dc = sq_dist(x, &centres[c * d..(c + 1) * d]).sqrt();
+                        l[c] = dc;
+                        if dc < up[r] || (dc == up[r] && c < a) {
+                            a = c;
+                            up[r] = dc;
+                        }
+                    }
+                    if a != start {
+                        out.push((i, a));
+                    }
+                }
+                out
+            })
+            .collect();
+        let changed = moves.len();
+        for (i, a) in moves {
+            let start = labels[i];
+            counts[start] -= 1;
+            counts[a] += 1;
+            for (j, &v) in p.row(i).iter().enumerate() {
+                sums[start * d + j] -= v;
+                sums[a * d + j] += v;
+            }
+            labels[i] = a;
+        }
+        if changed == 0 || shift <= tol_abs {
+            break;
+        }
+    }
+    for c in 0..k {
+        for j in 0..d {
+            centroids[(c, j)] = centres[c * d + j];
+        }
+    }
+    let inertia = (0..n)
+        .map(|i| sq_dist(p.row(i), &centres[labels[i] * d..(labels[i] + 1) * d]))
+        .sum();
+    Clustering {
+        labels,
+        centroids,
+        inertia,
+        iterations,
+    }
+}
+
+fn check_k(w: &Matrix, k: usize) -> Result<()> {
+    w.check_finite("k-means")?;
+    if k == 0 {
+        bail!("k-means: k must be at least 1");
+    }
+    if k > w.rows() {
+        bail!(
+            "k-means: k = {k} is larger than the number of rows ({})",
+            w.rows()
+        );
+    }
+    Ok(())
+}
+
+/// Absolute tolerance: `tol` × the mean per-dimension variance (scikit-learn's rule).
+fn tolerance(p: &Points, tol: f64) -> f64 {
+    let (n, d) = (p.n() as f64, p.d);
+    let mut mean = vec![0.0f64; d];
+    for i in 0..p.n() {
+        for (m, v) in mean.iter_mut().zip(p.row(i)) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut total = 0.0;
+    for i in 0..p.n() {
+        total += p
+            .row(i)
+            .iter()
+            .zip(&mean)
+            .map(|(v, m)| (v - m).powi(2))
+            .sum::<f64>();
+    }
+    tol * total / n / d as f64
+}
+
+/// k-means clustering of `w`'s rows (Lloyd's algorithm from greedy k-means++ seeds), seeded and
+/// reproducible; `n_init` seedings, the lowest inertia kept. Empty clusters are repaired by moving
+/// their centre to the row farthest from its own centre. Fails if k is 0, larger than the number of
+/// rows, or larger than the number of distinct rows.
+pub fn kmeans(w: &Matrix, opts: &KMeansOptions) -> Result<Clustering> {
+    check_k(w, opts.k)?;
+    let p = Points::new(w);
+    let tol_abs = tolerance(&p, opts.tol);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut best: Option<Clustering> = None;
+    for _ in 0..opts.n_init.max(1) {
+        let init = kmeans_plus_plus(&p, opts.k, &mut rng)?;
+        let run = lloyd(&p, init, opts.max_iter, tol_abs);
+        if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
+            best = Some(run);
+        }
+    }
+    Ok(best.expect("n_init is at least 1"))
+}
+
+/// k-means from given initial centres (`init`, k × d), run to convergence (no label changes or
+/// `max_iter`): scikit-learn's `KMeans(init=centres, n_init=1, tol=0)`. The reference tests use
+/// it to compare clusterings without depending on random draws.
+pub fn kmeans_from(w: &Matrix, init: &Matrix, max_iter: usize) -> Result<Clustering> {
+    check_k(w, init.rows())?;
+    if init.cols() != w.cols() {
+        bail!(
+            "k-means: initial centres have {} columns, the rows {}",
+            init.cols(),
+            w.cols()
+        );
+    }
+    init.check_finite("k-means initial centres")?;
+    let p = Points::new(w);
+    Ok(lloyd(&p, init.to_faer(), max_iter, 0.0))
+}
+
+/// Mean silhouette coefficient (Rousseeuw 1987) of a labelling, on Euclidean distances: for each
+/// row, a = mean distance to the rest of its cluster, b = least mean distance to another cluster,
+/// s = (b − a) / max(a, b) (0 for a row alone in its cluster), averaged. With `sample` below the
+/// number of rows, it is computed on a seeded random sample of rows (scikit-learn's
+/// `silhouette_score(sample_size=…)`). Needs 2 ≤ clusters ≤ rows − 1 in what is scored.
+pub fn silhouette(w: &Matrix, labels: &[usize], sample: Option<usize>, seed: u64) -> Result<f64> {
+    w.check_finite("silhouette")?;
+    if labels.len() != w.rows() {
+        bail!("silhouette: {} labels for {} rows", labels.len(), w.rows());
+    }
+    let n = w.rows();
+    let idx: Vec<usize> = match sample {
+        Some(s) if s < n => {
+            let mut v = index::sample(&mut StdRng::seed_from_u64(seed), n, s).into_vec();
+            v.sort_unstable();
+            v
+        }
+        _ => (0..n).collect(),
+    };
+    let mut names: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
+    names.sort_unstable();
+    names.dedup();
+    let k = names.len();
+    if k < 2 || k > idx.len() - 1 {
+        bail!(
+            "silhouette: needs between 2 and {} clusters among the scored rows, found {k}",
+            idx.len() - 1
+        );
+    }
+    let local: Vec<usize> = idx
+        .iter()
+        .map(|&i| names.binary_search(&labels[i]).expect("label listed"))
+        .collect();
+    let sub = Matrix::new(
+        idx.len(),
+        w.cols(),
+        idx.iter().flat_map(|&i| w.row(i).iter().copied()).collect(),
+    )?;
+    let p = Points::new(&sub);
+    let dist = p.sq_distances(&p.x().to_owned());
+    let s = idx.len();
+    let mut sizes = vec![0usize; k];
+    for &l in &local {
+        sizes[l] += 1;
+    }
+    let mut total = 0.0;
+    let mut per_cluster = vec![0.0f64; k];
+    for i in 0..s {
+        per_cluster.iter_mut().for_each(|v| *v = 0.0);
+        for j in 0..s {
+            if j != i {
+                per_cluster[local[j]] += dist[(j, i)].sqrt();
+            }
+        }
+        let own = local[i];
+        if sizes[own] < 2 {
+            continue;
+        }
+        let a = per_cluster[own] / (sizes[own] - 1) as f64;
+        let b = (0..k)
+            .filter(|&c| c != own)
+            .map(|c| per_cluster[c] / sizes[c] as f64)
+            .fold(f64::INFINITY, f64::min);
+        let m = a.max(b);
+        if m > 0.0 {
+            total += (b - a) / m;
+        }
+    }
+    Ok(total / s as f64)
+}
+
+/// The number of clusters chosen by [`choose_k`], with the evidence.
+#[derive(Debug, Clone)]
+pub struct KChoice {
+    /// The chosen k (1 when no k in the range reaches the floor).
+    pub k: usize,
+    /// (k, silhouette) for every k tried.
+    pub scores: Vec<(usize, f64)>,
+    /// The clustering with the chosen k (for k = 1, every row in cluster 0 around the mean).
+    pub clustering: Clustering,
+}
+
+/// Chooses k by the silhouette (Cai et al. 2021): k-means for every k in `ks`, the k with the
+/// highest (sampled) silhouette, or a single cluster if that silhouette is below `floor` (they
+/// use k in 2..=15 and floor 0.1).
+pub fn choose_k(
+    w: &Matrix,
+    ks: std::ops::RangeInclusive<usize>,
+    opts: &KMeansOptions,
+    sample: usize,
+    floor: f64,
+) -> Result<KChoice> {
+    let mut scores = Vec::new();
+    let mut best: Option<(f64, Clustering)> = None;
+    for k in ks {
+        if k < 2 || k >= w.rows() {
+            continue;
+        }
+        let c = kmeans(w, &KMeansOptions { k, ..*opts })?;
+        let s = silhouette(w, &c.labels, Some(sample), opts.seed)?;
+        scores.push((k, s));
+        if best.as_ref().is_none_or(|b| s > b.0) {
+            best = Some((s, c));
+        }
+    }
+    match best {
+        Some((s, clustering)) if s >= floor => Ok(KChoice {
+            k: clustering.k(),
+            scores,
+            clustering,
+        }),
+        _ => {
+            let p = Points::new(w);
+            let mean = Mat::from_fn(1, w.cols(), |_, j| {
+                (0..p.n()).map(|i| p.row(i)[j]).sum::<f64>() / p.n() as f64
+            });
+            let (labels, dist) = assign(&p, &mean);
+            Ok(KChoice {
+                k: 1,
+                scores,
+                clustering: Clustering {
+                    labels,
+                    centroids: mean,
+                    inertia: dist.iter().sum(),
+                    iterations: 0,
+                },
+            })
+        }
+    }
+}
+
+/// The rows of `w` in `idx` minus their mean, in f64.
+fn centred_f64(w: &Matrix, idx: &[usize]) -> Mat<f64> {
+    let d = w.cols();
+    let mut mean = vec![0.0f64; d];
+    for &i in idx {
+        for (m, &x) in mean.iter_mut().zip(w.row(i)) {
+            *m += f64::from(x);
+        }
+    }
+    let count = idx.len().max(1) as f64;
+    Mat::from_fn(idx.len(), d, |i, j| {
+        f64::from(w.row(idx[i])[j]) - mean[j] / count
+    })
+}
+
+/// The rows of `w` in `idx`, each minus their mean.
+fn centred_rows(w: &Matrix, idx: &[usize]) -> Result<Matrix> {
+    let d = w.cols();
+    let mut mean = vec![0.0f64; d];
+    for &i in idx {
+        for (m, &x) in mean.iter_mut().zip(w.row(i)) {
+            *m += f64::from(x);
+        }
+    }
+    let count = idx.len().max(1) as f64;
+    mean.iter_mut().for_each(|m| *m /= count);
+    let data = idx
+        .iter()
+        .flat_map(|&i| {
+            w.row(i)
+                .iter()
+                .zip(&mean)
+                .map(|(&x, m)| (f64::from(x) - m) as f32)
+        })
+        .collect();
+    Matrix::new(idx.len(), d, data)
+}
+
+/// Local isotropy (Cai et al. 2021): one row per cluster with `cluster`, `size`, and, after
+/// centring the cluster on its own mean, `isotropy` (I(W), fixed signs), `isotropy_both_signs` and
+/// `mean_cosine`. A cluster with fewer than 2 rows gets NaN.
+pub fn cluster_table(w: &Matrix, labels: &[usize]) -> Result<DataFrame> {
+    if labels.len() != w.rows() {
+        bail!(
+            "cluster table: {} labels for {} rows",
+            labels.len(),
+            w.rows()
+        );
+    }
+    let k = labels.iter().max().map_or(0, |m| m + 1);
+    let groups = members(labels, k);
+    let (mut iso, mut iso2, mut cos, mut size, mut id) = (vec![], vec![], vec![], vec![], vec![]);
+    for (c, rows) in groups.iter().enumerate() {
+        id.push(c as u32);
+        size.push(rows.len() as u64);
+        if rows.len() < 2 {
+            iso.push(f64::NAN);
+            iso2.push(f64::NAN);
+            cos.push(f64::NAN);
+            continue;
+        }
+        let m = centred_rows(w, rows)?;
+        let i = isotropy_f64(centred_f64(w, rows).as_ref())?;
+        iso.push(i.value);
+        iso2.push(i.both_signs);
+        cos.push(mean_cosine(&m).unwrap_or(f64::NAN));
+    }
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("cluster".into(), id),
+        Column::new("size".into(), size),
+        Column::new("isotropy".into(), iso),
+        Column::new("isotropy_both_signs".into(), iso2),
+        Column::new("mean_cosine".into(), cos),
+    ])?)
+}

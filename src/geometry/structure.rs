@@ -1,0 +1,271 @@
+//! Local structure of a layer: what its clusters hold (token classes, frequency, sentence labels),
+//! how much of that structure the clusters capture (normalised mutual information), and a 2-D PCA
+//! view of the tokens. Rajaee & Pilehvar (2021, §5) show these token-type and frequency clusters
+//! in pre-trained spaces and follow how fine-tuning reshapes them.
+
+use crate::display::Fresh;
+use crate::extract::Embeddings;
+use crate::geometry::cluster::{kmeans, KMeansOptions};
+use crate::geometry::spectrum::Pca;
+use crate::matrix::Matrix;
+use crate::stats::normalized_mutual_info;
+use anyhow::{bail, Result};
+use polars::prelude::{Column, DataFrame, DataType};
+use rand::rngs::StdRng;
+use rand::seq::index;
+use rand::SeedableRng;
+
+/// Token classes in table order (the values of the token table's `token_class`).
+const CLASSES: [&str; 5] = ["special", "punctuation", "number", "stop word", "word"];
+
+/// Per-token facts the structure tables group by.
+struct TokenFacts {
+    class: Vec<String>,
+    frequency_bucket: Vec<String>,
+    label: Vec<String>,
+    token: Vec<String>,
+}
+
+/// The frequency bucket of a training-split count: `<10`, `10-99`, `100-999`, `1000+`, or
+/// `unseen` when the task has no training split.
+pub fn frequency_bucket(count: Option<u64>) -> &'static str {
+    match count {
+        None => "unseen",
+        Some(c) if c < 10 => "<10",
+        Some(c) if c < 100 => "10-99",
+        Some(c) if c < 1000 => "100-999",
+        Some(_) => "1000+",
+    }
+}
+
+fn facts(emb: &Embeddings) -> Result<TokenFacts> {
+    let t = emb.tokens.fresh();
+    let strings = |name: &str| -> Result<Vec<String>> {
+        let c = t.column(name)?.cast(&DataType::String)?;
+        Ok(c.str()?
+            .iter()
+            .map(|v| v.unwrap_or("none").to_string())
+            .collect())
+    };
+    let freq = t.column("frequency")?.cast(&DataType::UInt64)?;
+    Ok(TokenFacts {
+        class: strings("token_class")?,
+        frequency_bucket: freq
+            .u64()?
+            .iter()
+            .map(|f| frequency_bucket(f).to_string())
+            .collect(),
+        label: strings("label")?,
+        token: strings("token")?,
+    })
+}
+
+/// What each cluster of a labelling of `emb`'s tokens holds: `cluster`, `size`, the share of each
+/// token class (`special`, `punctuation`, `number`, `stop word`, `word`), `frequent` (share of
+/// tokens seen 1000+ times in the training split), `main_class` and `purity` (the share of the
+/// most common class), and `top_tokens` (the five most common tokens).
+pub fn cluster_composition(emb: &Embeddings, labels: &[usize]) -> Result<DataFrame> {
+    if labels.len() != emb.num_tokens() {
+        bail!(
+            "cluster composition: {} labels for {} tokens",
+            labels.len(),
+            emb.num_tokens()
+        );
+    }
+    let f = facts(emb)?;
+    let k = labels.iter().max().map_or(0, |m| m + 1);
+    let mut size = vec![0u64; k];
+    let mut class_counts = vec![[0u64; CLASSES.len()]; k];
+    let mut frequent = vec![0u64; k];
+    let mut tokens: Vec<std::collections::HashMap<&str, u64>> = vec![Default::default(); k];
+    for (i, &c) in labels.iter().enumerate() {
+        size[c] += 1;
+        if let Some(j) = CLASSES.iter().position(|n| *n == f.class[i]) {
+            class_counts[c][j] += 1;
+        }
+        if f.frequency_bucket[i] == "1000+" {
+            frequent[c] += 1;
+        }
+        *tokens[c].entry(f.token[i].as_str()).or_default() += 1;
+    }
+    let share = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let mut cols = vec![
+        Column::new("cluster".into(), (0..k as u32).collect::<Vec<_>>()),
+        Column::new("size".into(), size.clone()),
+    ];
+    for (j, name) in CLASSES.iter().enumerate() {
+        let v: Vec<f64> = (0..k).map(|c| share(class_counts[c][j], size[c])).collect();
+        cols.push(Column::new((*name).into(), v));
+    }
+    cols.push(Column::new(
+        "frequent".into(),
+        (0..k)
+            .map(|c| share(frequent[c], size[c]))
+            .collect::<Vec<_>>(),
+    ));
+    let main: Vec<(usize, u64)> = class_counts
+        .iter()
+        .map(|cc| {
+            cc.iter()
+                .copied()
+                .enumerate()
+                .max_by_key(|&(j, n)| (n, std::cmp::Reverse(j)))
+                .unwrap_or((0, 0))
+        })
+        .collect();
+    cols.push(Column::new(
+        "main_class".into(),
+        main.iter().map(|m| CLASSES[m.0]).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "purity".into(),
+        (0..k)
+            .map(|c| share(main[c].1, size[c]))
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "top_tokens".into(),
+        tokens
+            .iter()
+            .map(|m| {
+                let mut v: Vec<(&str, u64)> = m.iter().map(|(t, n)| (*t, *n)).collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                v.iter().take(5).map(|t| t.0).collect::<Vec<_>>().join(" ")
+            })
+            .collect::<Vec<_>>(),
+    ));
+    Ok(DataFrame::new_infer_height(cols)?.fresh())
+}
+
+/// How much of the token structure a clustering captures: normalised mutual information between
+/// the clusters and the token class (`nmi_class`), the frequency bucket (`nmi_frequency`) and
+/// the sentence label (`nmi_label`), and the size-weighted class purity (`purity`). One row,
+/// ready to stack with [`crate::display::by_model`].
+pub fn structure_scores(emb: &Embeddings, labels: &[usize]) -> Result<DataFrame> {
+    let f = facts(emb)?;
+    let comp = cluster_composition(emb, labels)?;
+    let size = comp.column("size")?.u64()?;
+    let purity = comp.column("purity")?.f64()?;
+    let total: f64 = size.iter().flatten().sum::<u64>() as f64;
+    let weighted: f64 = size
+        .iter()
+        .zip(purity.iter())
+        .map(|(s, p)| s.unwrap_or(0) as f64 * p.unwrap_or(0.0))
+        .sum::<f64>()
+        / total;
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("clusters".into(), [comp.height() as u32]),
+        Column::new(
+            "nmi_class".into(),
+            [normalized_mutual_info(labels, &f.class)?],
+        ),
+        Column::new(
+            "nmi_frequency".into(),
+            [normalized_mutual_info(labels, &f.frequency_bucket)?],
+        ),
+        Column::new(
+            "nmi_label".into(),
+            [normalized_mutual_info(labels, &f.label)?],
+        ),
+        Column::new("purity".into(), [weighted]),
+    ])?
+    .fresh())
+}
+
+/// k-means of hidden state `layer` with `k` clusters (seeded), then [`structure_scores`].
+pub fn cluster_structure(emb: &Embeddings, layer: usize, k: usize, seed: u64) -> Result<DataFrame> {
+    let m = emb.layer(layer)?;
+    let c = kmeans(
+        m,
+        &KMeansOptions {
+            seed,
+            ..KMeansOptions::new(k)
+        },
+    )?;
+    structure_scores(emb, &c.labels)
+}
+
+/// The tokens of hidden state `layer` on their first two principal components, for scatter plots:
+/// `pc1`, `pc2`, `token`, `token_class`, `frequency_bucket`, `label`. At most `max_points` tokens,
+/// a seeded sample (the components are fitted on all tokens).
+pub fn pca_points(
+    emb: &Embeddings,
+    layer: usize,
+    max_points: usize,
+    seed: u64,
+) -> Result<DataFrame> {
+    let m = emb.layer(layer)?;
+    let pca = Pca::fit(m)?;
+    let f = facts(emb)?;
+    let n = m.rows();
+    let mut rows: Vec<usize> = if max_points < n {
+        index::sample(&mut StdRng::seed_from_u64(seed), n, max_points).into_vec()
+    } else {
+        (0..n).collect()
+    };
+    rows.sort_unstable();
+    let project = |i: usize, c: usize| -> f64 {
+        m.row(i)
+            .iter()
+            .enumerate()
+            .map(|(j, &x)| (f64::from(x) - pca.mean[j]) * pca.components[(j, c)])
+            .sum()
+    };
+    let pick = |v: &[String]| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new(
+            "pc1".into(),
+            rows.iter().map(|&i| project(i, 0)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "pc2".into(),
+            rows.iter().map(|&i| project(i, 1)).collect::<Vec<_>>(),
+        ),
+        Column::new("token".into(), pick(&f.token)),
+        Column::new("token_class".into(), pick(&f.class)),
+        Column::new("frequency_bucket".into(), pick(&f.frequency_bucket)),
+        Column::new("label".into(), pick(&f.label)),
+    ])?
+    .fresh())
+}
+
+/// Sentence vectors (mean-pooled, [`Embeddings::sentence_means`]) of hidden state `layer` on their
+/// first two principal components: `pc1`, `pc2`, `label`.
+pub fn sentence_pca_points(emb: &Embeddings, layer: usize) -> Result<DataFrame> {
+    let (ids, s) = emb.sentence_means(emb.layer(layer)?)?;
+    let pca = Pca::fit(&s)?;
+    let t = emb.tokens.fresh();
+    let sid = t.column("sentence_id")?.u32()?;
+    let lab = t.column("label")?.cast(&DataType::String)?;
+    let lab = lab.str()?;
+    let mut label_of = std::collections::HashMap::new();
+    for (id, l) in sid.iter().zip(lab.iter()) {
+        if let (Some(id), Some(l)) = (id, l) {
+            label_of.entry(id).or_insert_with(|| l.to_string());
+        }
+    }
+    let project = |m: &Matrix, i: usize, c: usize| -> f64 {
+        m.row(i)
+            .iter()
+            .enumerate()
+            .map(|(j, &x)| (f64::from(x) - pca.mean[j]) * pca.components[(j, c)])
+            .sum()
+    };
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new(
+            "pc1".into(),
+            (0..s.rows()).map(|i| project(&s, i, 0)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "pc2".into(),
+            (0..s.rows()).map(|i| project(&s, i, 1)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "label".into(),
+            ids.iter()
+                .map(|id| label_of.get(id).cloned().unwrap_or_else(|| "none".into()))
+                .collect::<Vec<_>>(),
+        ),
+    ])?
+    .fresh())
+}

@@ -1,0 +1,142 @@
+//! Scores for representations: Pearson and Spearman correlation (STS-B's metrics) and the
+//! normalised mutual information between two labellings (how well clusters follow token classes).
+
+use crate::matrix::Matrix;
+use anyhow::{bail, Result};
+use std::collections::HashMap;
+
+/// Pearson's correlation coefficient of two equally long samples. Fails when either is constant
+/// or shorter than 2.
+pub fn pearson(a: &[f64], b: &[f64]) -> Result<f64> {
+    if a.len() != b.len() {
+        bail!(
+            "correlation: samples of different lengths ({} and {})",
+            a.len(),
+            b.len()
+        );
+    }
+    if a.len() < 2 {
+        bail!("correlation: needs at least 2 pairs, got {}", a.len());
+    }
+    if a.iter().chain(b).any(|v| !v.is_finite()) {
+        bail!("correlation: the samples hold a value that is not finite");
+    }
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        bail!("correlation: a sample is constant");
+    }
+    Ok(sab / (saa.sqrt() * sbb.sqrt()))
+}
+
+/// Ranks 1..=n, ties sharing their average rank (scipy's `rankdata(method="average")`).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+    let mut out = vec![0.0; v.len()];
+    let mut start = 0;
+    while start < idx.len() {
+        let mut end = start + 1;
+        while end < idx.len() && v[idx[end]] == v[idx[start]] {
+            end += 1;
+        }
+        let rank = (start + end + 1) as f64 / 2.0;
+        for &i in &idx[start..end] {
+            out[i] = rank;
+        }
+        start = end;
+    }
+    out
+}
+
+/// Spearman's rank correlation: Pearson's on the average ranks (scipy's `spearmanr`).
+pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
+    if a.iter().chain(b).any(|v| !v.is_finite()) {
+        bail!("correlation: the samples hold a value that is not finite");
+    }
+    pearson(&ranks(a), &ranks(b))
+}
+
+/// Normalised mutual information of two labellings of the same items, I(A; B) / ((H(A) + H(B)) / 2)
+/// (scikit-learn's `normalized_mutual_info_score` with its default arithmetic mean): 1 when one
+/// labelling determines the other, 0 when they are independent. Two single-class labellings
+/// score 1, as in scikit-learn.
+pub fn normalized_mutual_info<A, B>(a: &[A], b: &[B]) -> Result<f64>
+where
+    A: std::hash::Hash + Eq,
+    B: std::hash::Hash + Eq,
+{
+    if a.len() != b.len() {
+        bail!(
+            "mutual information: labellings of different lengths ({} and {})",
+            a.len(),
+            b.len()
+        );
+    }
+    if a.is_empty() {
+        bail!("mutual information: no items");
+    }
+    let n = a.len() as f64;
+    let mut ca: HashMap<&A, f64> = HashMap::new();
+    let mut cb: HashMap<&B, f64> = HashMap::new();
+    let mut joint: HashMap<(&A, &B), f64> = HashMap::new();
+    for (x, y) in a.iter().zip(b) {
+        *ca.entry(x).or_default() += 1.0;
+        *cb.entry(y).or_default() += 1.0;
+        *joint.entry((x, y)).or_default() += 1.0;
+    }
+    let entropy = |counts: &mut dyn Iterator<Item = &f64>| -> f64 {
+        counts.map(|&c| -(c / n) * (c / n).ln()).sum()
+    };
+    let (ha, hb) = (entropy(&mut ca.values()), entropy(&mut cb.values()));
+    if ca.len() == 1 && cb.len() == 1 {
+        return Ok(1.0);
+    }
+    let mi: f64 = joint
+        .iter()
+        .map(|((x, y), &c)| (c / n) * ((c * n) / (ca[x] * cb[y])).ln())
+        .sum();
+    let denom = (ha + hb) / 2.0;
+    Ok(if denom > 0.0 {
+        (mi / denom).clamp(0.0, 1.0)
+    } else {
+        0.0
+    })
+}
+
+/// The STS-B score of sentence vectors: Spearman's correlation × 100 between the cosine of each
+/// pair's vectors (row i of `first` with row i of `second`) and the gold similarity `gold[i]`.
+pub fn sts_spearman(first: &Matrix, second: &Matrix, gold: &[f64]) -> Result<f64> {
+    if first.rows() != gold.len() || second.rows() != gold.len() || first.cols() != second.cols() {
+        bail!(
+            "STS score: {} and {} sentence vectors for {} gold scores",
+            first.rows(),
+            second.rows(),
+            gold.len()
+        );
+    }
+    let cos: Vec<f64> = (0..gold.len())
+        .map(|i| {
+            let (a, b) = (first.row(i), second.row(i));
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum();
+            let na: f64 = a.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            if na == 0.0 || nb == 0.0 {
+                0.0
+            } else {
+                dot / (na * nb)
+            }
+        })
+        .collect();
+    Ok(100.0 * spearman(&cos, gold)?)
+}
