@@ -223,6 +223,21 @@ fn series(
     Ok(series)
 }
 
+/// An axis tick label: at most 4 decimals without trailing zeros, scientific when tiny or huge.
+fn tick(x: f64) -> String {
+    let a = x.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        return format!("{x:.1e}");
+    }
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
 /// Named groups of (x, y) points, in order of first appearance.
 type Series = Vec<(String, Vec<(f64, f64)>)>;
 
@@ -279,10 +294,10 @@ fn draw(
             if integer_x {
                 format!("{x:.0}")
             } else {
-                crate::display::format_number(*x)
+                tick(*x)
             }
         };
-        let y_fmt = |y: &f64| crate::display::format_number(*y);
+        let y_fmt = |y: &f64| tick(*y);
         let mut mesh = chart.configure_mesh();
         mesh.x_desc(x_desc)
             .y_desc(y_desc)
