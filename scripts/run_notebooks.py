@@ -7,15 +7,19 @@ dependency, its prelude, and a fixed build folder that later kernels reuse). The
 is written to OUT/NAME.ipynb and OUT/NAME.html.
 
 A notebook fails when a cell raises an error, writes anything to stderr (evcxr reports an error
-returned with `?` only there), or when it shows no
-HTML table (text/html) or no SVG figure (image/svg+xml). Exit status 1 if any notebook failed;
+returned with `?` only there), when it shows no HTML table (text/html) or no SVG figure
+(image/svg+xml), or when a key number it prints (`key number NAME = VALUE`, from the crate's
+`key_number`) is missing, not finite, or outside its range in notebooks/key_numbers.json. Exit status 1 if any notebook failed;
 the failing cell's source and error are printed.
 
 Usage: run_notebooks.py [--quick] [--out DIR] [NOTEBOOK ...]
   --quick   set ISOLAB_PROFILE=quick (small samples; the tests use it)
 """
 import argparse
+import json
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,9 +32,12 @@ from nbconvert import HTMLExporter
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def problems(nb):
-    """Error outputs and what is missing, as readable strings."""
-    found, mimes = [], set()
+KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
+
+
+def problems(nb, stem):
+    """Error outputs, what is missing and key numbers out of range, as readable strings."""
+    found, mimes, keys = [], set(), {}
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -41,11 +48,21 @@ def problems(nb):
             elif out.output_type == "stream" and out.name == "stderr":
                 # evcxr reports an error returned by `?` only on stderr, not as an error output.
                 found.append(f"cell {i} wrote to stderr:\n{cell.source}\n---\n{out.text}")
+            elif out.output_type == "stream":
+                for name, value in KEY.findall(out.text):
+                    keys[name] = float(value)
             elif out.output_type in ("display_data", "execute_result"):
                 mimes.update(out.get("data", {}).keys())
     for mime, what in (("text/html", "an HTML table"), ("image/svg+xml", "an SVG figure")):
         if mime not in mimes:
             found.append(f"the notebook shows no {what} ({mime})")
+    expected = json.loads((ROOT / "notebooks" / "key_numbers.json").read_text()).get(stem, {})
+    for name, (low, high) in expected.items():
+        value = keys.get(name)
+        if value is None:
+            found.append(f"key number {name} was not printed")
+        elif not math.isfinite(value) or not low <= value <= high:
+            found.append(f"key number {name} = {value} is outside [{low}, {high}]")
     return found
 
 
@@ -72,7 +89,7 @@ def run(path, out_dir):
     tmp = out_dir / f".{stem}.html.tmp"
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out_dir / f"{stem}.html")
-    return seconds, problems(nb)
+    return seconds, problems(nb, stem)
 
 
 def main():

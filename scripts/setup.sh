@@ -24,6 +24,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-notebooks.txt
 
+step "Chromium (the test that renders an executed chapter)"
+if command -v chromium >/dev/null 2>&1; then
+  echo "already installed"
+else
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  echo "installed $(chromium --version)"
+fi
+
 step "Jupyter kernel 'rust'"
 "${CARGO_HOME:-$HOME/.cargo}/bin/evcxr_jupyter" --install >/dev/null
 echo "kernelspec: $(.venv/bin/jupyter kernelspec list | grep -w rust || true)"

@@ -142,3 +142,10 @@ pub fn html_table(df: &DataFrame) -> String {
     out.push_str("</table>");
     out
 }
+
+/// Prints a notebook's key number as `key number NAME = VALUE`: readable in the notebook, and
+/// the line the notebook tests look for (scripts/run_notebooks.py checks each against the range
+/// in notebooks/key_numbers.json).
+pub fn key_number(name: &str, value: f64) {
+    println!("key number {name} = {value:?}");
+}

@@ -37,7 +37,7 @@ pub use polars;
 
 /// Everything a notebook needs, in one `use`.
 pub mod prelude {
-    pub use crate::display::{by_model, html_table, EvcxrDisplay, Fresh};
+    pub use crate::display::{by_model, html_table, key_number, EvcxrDisplay, Fresh};
     pub use crate::extract::{Embeddings, ExtractOptions, Source};
     pub use crate::geometry::cluster::{
         choose_k, cluster_table, kmeans, silhouette, Clustering, KMeansOptions,
