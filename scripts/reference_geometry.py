@@ -34,6 +34,8 @@ seen >= 2 times of their mean pairwise cosine, number of such ids], sst2_intra [
 similarity].
 stats_a, stats_b, stats_expected: two seeded samples with ties and [scipy pearsonr, spearmanr];
 nmi_a, nmi_b, nmi_expected: two seeded labellings and scikit-learn's normalized_mutual_info_score.
+probe3, probe2 (+ _y labels 3, 13, 23, and _decision): seeded 3-class and binary sets (300 x 12)
+and scikit-learn LogisticRegression(C=0.5)'s decision_function on them.
 For blobs and sst2: NAME_kmeanspp, the inertias of KMeans(k, n_init=1, random_state=s) for s in
 0..20 (k-means++ seeding; k = 8 and 6).
 
@@ -53,6 +55,7 @@ from IsoScore import IsoScore
 from safetensors.numpy import load_file, save_file
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from transformers import AutoModel, AutoTokenizer
@@ -232,6 +235,15 @@ def main():
     out["nmi_a"], out["nmi_b"] = la.astype(np.int64), lb.astype(np.int64)
     out["nmi_expected"] = np.array([normalized_mutual_info_score(la, lb)])
     print("stats", out["stats_expected"], "nmi", out["nmi_expected"])
+    # Linear probes: scikit-learn LogisticRegression(C=0.5) on a seeded 3-class and a binary set.
+    for name, k in [("probe3", 3), ("probe2", 2)]:
+        means = rng.standard_normal((k, 12)) * 1.5
+        y = rng.integers(0, k, 300)
+        x = (means[y] + rng.standard_normal((300, 12))).astype(np.float32)
+        lr = LogisticRegression(C=0.5, tol=1e-12, max_iter=10000).fit(x.astype(np.float64), y)
+        out[name], out[f"{name}_y"] = x, (y * 10 + 3).astype(np.int64)
+        out[f"{name}_decision"] = np.atleast_2d(lr.decision_function(x.astype(np.float64)).T).T.copy()
+        print(name, "train accuracy", lr.score(x.astype(np.float64), y))
     save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, args.out)
 
 

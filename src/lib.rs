@@ -8,6 +8,7 @@
 //! - [`encoder`]: a BERT encoder that returns every hidden state;
 //! - [`extract`]: token embeddings of every layer with a token table, cached on disk;
 //! - [`geometry`]: isotropy measures, spectra, clusters, enhancement methods (faer, f64);
+//! - [`probe`]: linear probes (logistic regression) on chosen directions;
 //! - [`stats`]: correlations (STS-B's metrics) and mutual information;
 //! - [`display`] and [`plot`]: HTML tables and SVG figures inline in Jupyter (evcxr).
 //!
@@ -24,6 +25,7 @@ pub mod matrix;
 pub mod model;
 pub mod paths;
 pub mod plot;
+pub mod probe;
 pub mod profile;
 pub mod progress;
 pub mod registry;
@@ -57,6 +59,7 @@ pub mod prelude {
     pub use crate::matrix::Matrix;
     pub use crate::model::Model;
     pub use crate::plot::{Figure, LineChart, ScatterChart};
+    pub use crate::probe::{direction_probes, LogisticRegression, ProbeOptions};
     pub use crate::profile::{env_or, quick};
     pub use crate::stats::{normalized_mutual_info, pearson, spearman, sts_spearman};
     pub use crate::tokens::TokenClass;

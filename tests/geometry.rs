@@ -532,3 +532,51 @@ fn correlations_and_mutual_information_match_scipy_and_scikit_learn() {
         .to_string()
         .contains("at least 2"));
 }
+
+#[test]
+fn logistic_regression_matches_scikit_learn() {
+    use isotropy_lab::probe::{LogisticRegression, ProbeOptions};
+    let bytes = reference();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    for (case, k) in [("probe3", 3), ("probe2", 2)] {
+        let x = f32_matrix(&st, case);
+        let y = i64s(&st, &format!("{case}_y"));
+        let opts = ProbeOptions {
+            c: 0.5,
+            tol: 1e-9,
+            max_iter: 2000,
+        };
+        let lr = LogisticRegression::fit(&x, &y, &opts).unwrap();
+        let ours = lr.decision(&x).unwrap();
+        let theirs = f64s(&st, &format!("{case}_decision"));
+        // scikit-learn's binary decision is the second class's score (ours: [0, score]).
+        let ours: Vec<f64> = if k == 2 {
+            ours.chunks_exact(2).map(|z| z[1] - z[0]).collect()
+        } else {
+            ours
+        };
+        assert_eq!(ours.len(), theirs.len());
+        let scale = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst < 1e-5 * scale,
+            "{case}: decision differs by {worst} (scale {scale})"
+        );
+        assert!(lr.accuracy(&x, &y).unwrap() > 0.6);
+        assert_eq!(
+            lr.classes,
+            (0..k as i64).map(|c| c * 10 + 3).collect::<Vec<_>>()
+        );
+    }
+    let x = gaussian(4, 2, 1);
+    assert!(
+        LogisticRegression::fit(&x, &[1, 1, 1, 1], &ProbeOptions::default())
+            .unwrap_err()
+            .to_string()
+            .contains("at least 2 classes")
+    );
+    assert!(LogisticRegression::fit(&x, &[0, 1], &ProbeOptions::default()).is_err());
+}

@@ -1,0 +1,409 @@
+//! Linear probes: L2-regularised multinomial logistic regression, the classifier the paper's
+//! follow-up analyses use to ask what a set of directions encodes. The objective is
+//! scikit-learn's `LogisticRegression(C=c)`: C · Σᵢ cross-entropy(xᵢ) + ½‖W‖² (the intercepts are
+//! not penalised), minimised with L-BFGS in f64.
+
+use crate::display::Fresh;
+use crate::extract::Embeddings;
+use crate::geometry::spectrum::Pca;
+use crate::matrix::Matrix;
+use anyhow::{bail, Result};
+use polars::prelude::{Column, DataFrame, DataType};
+use std::collections::HashMap;
+
+/// Options of [`LogisticRegression::fit`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeOptions {
+    /// Inverse regularisation strength (scikit-learn's `C`).
+    pub c: f64,
+    /// Most L-BFGS iterations.
+    pub max_iter: usize,
+    /// Stop when the largest gradient entry falls below `tol`.
+    pub tol: f64,
+}
+
+impl Default for ProbeOptions {
+    /// C = 1, 500 iterations, tol 1e-6.
+    fn default() -> Self {
+        Self {
+            c: 1.0,
+            max_iter: 500,
+            tol: 1e-6,
+        }
+    }
+}
+
+/// A fitted logistic regression: multinomial (softmax) for three classes or more; for two, the
+/// binary model with one weight vector scoring the second class against the first (score 0), as
+/// scikit-learn fits it.
+#[derive(Debug, Clone)]
+pub struct LogisticRegression {
+    /// The class labels, ascending.
+    pub classes: Vec<i64>,
+    /// d × m weights, row-major, m = 1 for two classes (scoring `classes[1]`), else one column per
+    /// class.
+    pub weights: Vec<f64>,
+    /// One intercept per weight column.
+    pub bias: Vec<f64>,
+    /// L-BFGS iterations used.
+    pub iterations: usize,
+}
+
+/// Weight columns for `k` classes: one for a binary model, else one per class.
+fn columns(k: usize) -> usize {
+    if k == 2 {
+        1
+    } else {
+        k
+    }
+}
+
+/// The class scores of one row: with one weight column (binary), [0, w·x + b].
+fn scores(row: &[f32], w: &[f64], b: &[f64], k: usize, z: &mut [f64]) {
+    let m = columns(k);
+    let (fixed, free) = z.split_at_mut(k - m);
+    fixed.iter_mut().for_each(|v| *v = 0.0);
+    free.copy_from_slice(b);
+    for (j, &v) in row.iter().enumerate() {
+        let v = f64::from(v);
+        for (zc, wc) in free.iter_mut().zip(&w[j * m..(j + 1) * m]) {
+            *zc += v * wc;
+        }
+    }
+}
+
+/// Loss and gradient of the objective at parameters `p` (weights d×m row-major, then m biases).
+fn loss_grad(x: &Matrix, y: &[usize], k: usize, c: f64, p: &[f64], g: &mut [f64]) -> f64 {
+    let (d, m) = (x.cols(), columns(k));
+    g.iter_mut().for_each(|v| *v = 0.0);
+    let (w, b) = p.split_at(d * m);
+    let mut loss = 0.0;
+    let mut z = vec![0.0f64; k];
+    for (i, &yi) in y.iter().enumerate() {
+        let row = x.row(i);
+        scores(row, w, b, k, &mut z);
+        let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = z.iter().map(|v| (v - top).exp()).sum();
+        loss += c * (top + s.ln() - z[yi]);
+        for (cls, zc) in z.iter_mut().enumerate() {
+            *zc = c * ((*zc - top).exp() / s - if cls == yi { 1.0 } else { 0.0 });
+        }
+        let dz = &z[k - m..];
+        let (gw, gb) = g.split_at_mut(d * m);
+        for (j, &v) in row.iter().enumerate() {
+            let v = f64::from(v);
+            for (gc, zc) in gw[j * m..(j + 1) * m].iter_mut().zip(dz) {
+                *gc += v * zc;
+            }
+        }
+        for (gc, zc) in gb.iter_mut().zip(dz) {
+            *gc += zc;
+        }
+    }
+    for (gv, wv) in g[..d * m].iter_mut().zip(w) {
+        *gv += wv;
+    }
+    loss + 0.5 * w.iter().map(|v| v * v).sum::<f64>()
+}
+
+impl LogisticRegression {
+    /// Fits the probe on rows `x` with integer labels `y` (at least two distinct). Fails on
+    /// empty, mismatched or non-finite input, or a non-positive C.
+    pub fn fit(x: &Matrix, y: &[i64], opts: &ProbeOptions) -> Result<LogisticRegression> {
+        x.check_finite("logistic regression")?;
+        if y.len() != x.rows() {
+            bail!(
+                "logistic regression: {} labels for {} rows",
+                y.len(),
+                x.rows()
+            );
+        }
+        if !(opts.c > 0.0 && opts.c.is_finite()) {
+            bail!("logistic regression: C must be positive, got {}", opts.c);
+        }
+        let mut classes = y.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        if classes.len() < 2 {
+            bail!(
+                "logistic regression: needs at least 2 classes, the labels have {}",
+                classes.len()
+            );
+        }
+        let k = classes.len();
+        let yi: Vec<usize> = y
+            .iter()
+            .map(|v| classes.binary_search(v).expect("listed"))
+            .collect();
+        let n = (x.cols() + 1) * columns(k);
+        let mut p = vec![0.0f64; n];
+        let mut g = vec![0.0f64; n];
+        let mut f = loss_grad(x, &yi, k, opts.c, &p, &mut g);
+        // L-BFGS (two-loop recursion, memory 10) with a backtracking Armijo line search.
+        let mut s_hist: Vec<Vec<f64>> = Vec::new();
+        let mut y_hist: Vec<Vec<f64>> = Vec::new();
+        let mut iterations = 0;
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
+        for it in 0..opts.max_iter {
+            if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) < opts.tol {
+                break;
+            }
+            iterations = it + 1;
+            let mut q = g.clone();
+            let mut alphas = Vec::with_capacity(s_hist.len());
+            for (s, yv) in s_hist.iter().zip(&y_hist).rev() {
+                let a = dot(s, &q) / dot(yv, s);
+                q.iter_mut().zip(yv).for_each(|(qi, yi)| *qi -= a * yi);
+                alphas.push(a);
+            }
+            if let (Some(s), Some(yv)) = (s_hist.last(), y_hist.last()) {
+                let gamma = dot(s, yv) / dot(yv, yv);
+                q.iter_mut().for_each(|qi| *qi *= gamma);
+            } else {
+                let norm = dot(&g, &g).sqrt().max(1e-12);
+                q.iter_mut().for_each(|qi| *qi /= norm);
+            }
+            for ((s, yv), a) in s_hist.iter().zip(&y_hist).zip(alphas.iter().rev()) {
+                let b = dot(yv, &q) / dot(yv, s);
+                q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - b) * si);
+            }
+            // q approximates H⁻¹g: step along −q.
+            let slope = -dot(&g, &q);
+            if slope >= 0.0 {
+                s_hist.clear();
+                y_hist.clear();
+                continue;
+            }
+            let mut step = 1.0;
+            let mut new_p = vec![0.0; n];
+            let mut new_g = vec![0.0; n];
+            let mut new_f;
+            loop {
+                new_p
+                    .iter_mut()
+                    .zip(&p)
+                    .zip(&q)
+                    .for_each(|((np, pv), qv)| *np = pv - step * qv);
+                new_f = loss_grad(x, &yi, k, opts.c, &new_p, &mut new_g);
+                if new_f <= f + 1e-4 * step * slope || step < 1e-12 {
+                    break;
+                }
+                step *= 0.5;
+            }
+            let s: Vec<f64> = new_p.iter().zip(&p).map(|(a, b)| a - b).collect();
+            let yv: Vec<f64> = new_g.iter().zip(&g).map(|(a, b)| a - b).collect();
+            let converged = (f - new_f).abs() <= 1e-15 * f.abs().max(1.0);
+            if dot(&s, &yv) > 1e-12 {
+                s_hist.push(s);
+                y_hist.push(yv);
+                if s_hist.len() > 10 {
+                    s_hist.remove(0);
+                    y_hist.remove(0);
+                }
+            }
+            p = new_p;
+            g = new_g;
+            f = new_f;
+            if converged {
+                break;
+            }
+        }
+        let dm = x.cols() * columns(k);
+        Ok(LogisticRegression {
+            classes,
+            weights: p[..dm].to_vec(),
+            bias: p[dm..].to_vec(),
+            iterations,
+        })
+    }
+
+    /// The class scores of every row (rows × classes, row-major; for a binary model the first
+    /// class scores 0).
+    pub fn decision(&self, x: &Matrix) -> Result<Vec<f64>> {
+        let k = self.classes.len();
+        let m = columns(k);
+        if x.cols() * m != self.weights.len() {
+            bail!(
+                "logistic regression: fitted on {} dimensions, given {}",
+                self.weights.len() / m,
+                x.cols()
+            );
+        }
+        let mut out = vec![0.0; x.rows() * k];
+        for (i, z) in out.chunks_exact_mut(k).enumerate() {
+            scores(x.row(i), &self.weights, &self.bias, k, z);
+        }
+        Ok(out)
+    }
+
+    /// The predicted class of every row.
+    pub fn predict(&self, x: &Matrix) -> Result<Vec<i64>> {
+        let k = self.classes.len();
+        Ok(self
+            .decision(x)?
+            .chunks_exact(k)
+            .map(|z| {
+                let best = (0..k).fold(0, |b, c| if z[c] > z[b] { c } else { b });
+                self.classes[best]
+            })
+            .collect())
+    }
+
+    /// The share of rows whose prediction equals `y`.
+    pub fn accuracy(&self, x: &Matrix, y: &[i64]) -> Result<f64> {
+        if y.len() != x.rows() {
+            bail!("accuracy: {} labels for {} rows", y.len(), x.rows());
+        }
+        let hits = self
+            .predict(x)?
+            .iter()
+            .zip(y)
+            .filter(|(a, b)| a == b)
+            .count();
+        Ok(hits as f64 / y.len().max(1) as f64)
+    }
+}
+
+/// Each sentence's label from an extraction's token table, in `sentence_id` order (the order of
+/// [`Embeddings::sentence_means`]); fails if a sentence has no label.
+fn sentence_labels(emb: &Embeddings, ids: &[u32]) -> Result<Vec<i64>> {
+    let t = emb.tokens.fresh();
+    let sid = t.column("sentence_id")?.u32()?;
+    let label = t.column("label")?.cast(&DataType::Int64)?;
+    let label = label.i64()?;
+    let mut of = HashMap::new();
+    for (s, l) in sid.iter().zip(label.iter()) {
+        if let (Some(s), Some(l)) = (s, l) {
+            of.entry(s).or_insert(l);
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            of.get(id)
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("probe: sentence {id} has no label (a test split, or not a classification task?)"))
+        })
+        .collect()
+}
+
+/// Standardises the columns of `train` and `dev` with `train`'s means and standard deviations
+/// (constant columns are left centred).
+fn standardise(train: &[Vec<f64>], dev: &[Vec<f64>]) -> Result<(Matrix, Matrix)> {
+    let d = train.first().map_or(0, Vec::len);
+    let n = train.len() as f64;
+    let mut mean = vec![0.0; d];
+    for r in train {
+        mean.iter_mut().zip(r).for_each(|(m, v)| *m += v / n);
+    }
+    let mut sd = vec![0.0; d];
+    for r in train {
+        sd.iter_mut()
+            .zip(r)
+            .zip(&mean)
+            .for_each(|((s, v), m)| *s += (v - m).powi(2) / n);
+    }
+    let sd: Vec<f64> = sd
+        .iter()
+        .map(|s| if *s > 0.0 { s.sqrt() } else { 1.0 })
+        .collect();
+    let to = |rows: &[Vec<f64>]| -> Result<Matrix> {
+        let data = rows
+            .iter()
+            .flat_map(|r| {
+                r.iter()
+                    .zip(&mean)
+                    .zip(&sd)
+                    .map(|((v, m), s)| ((v - m) / s) as f32)
+            })
+            .collect();
+        Matrix::new(rows.len(), d, data)
+    };
+    Ok((to(train)?, to(dev)?))
+}
+
+/// What the dominant directions of a layer encode (the paper's claim 4, first half): sentence
+/// vectors (mean-pooled, [`Embeddings::sentence_means`]) of hidden state `layer`, principal
+/// components fitted on `train`; for each k in `ks`, a probe ([`LogisticRegression`], features
+/// standardised on `train`) trained on `train` and scored on `dev` using only the projections on
+/// the top k components (`top_k_accuracy`) and using the vectors with those k directions removed
+/// (`removed_accuracy`). A first row with k = 0 scores the full vectors (`removed_accuracy`;
+/// `top_k_accuracy` is the majority-class rate).
+pub fn direction_probes(
+    train: &Embeddings,
+    dev: &Embeddings,
+    layer: usize,
+    ks: &[usize],
+    opts: &ProbeOptions,
+) -> Result<DataFrame> {
+    let (train_ids, xt) = train.sentence_means(train.layer(layer)?)?;
+    let (dev_ids, xd) = dev.sentence_means(dev.layer(layer)?)?;
+    let (yt, yd) = (
+        sentence_labels(train, &train_ids)?,
+        sentence_labels(dev, &dev_ids)?,
+    );
+    let pca = Pca::fit(&xt)?;
+    let d = xt.cols();
+    let centred = |m: &Matrix| -> Vec<Vec<f64>> {
+        (0..m.rows())
+            .map(|i| {
+                m.row(i)
+                    .iter()
+                    .zip(&pca.mean)
+                    .map(|(&v, mu)| f64::from(v) - mu)
+                    .collect()
+            })
+            .collect()
+    };
+    let (ct, cd) = (centred(&xt), centred(&xd));
+    let project = |rows: &[Vec<f64>], k: usize| -> Vec<Vec<f64>> {
+        rows.iter()
+            .map(|r| {
+                (0..k)
+                    .map(|c| (0..d).map(|j| r[j] * pca.components[(j, c)]).sum())
+                    .collect()
+            })
+            .collect()
+    };
+    let remove = |rows: &[Vec<f64>], k: usize| -> Vec<Vec<f64>> {
+        let p = project(rows, k);
+        rows.iter()
+            .zip(&p)
+            .map(|(r, pr)| {
+                (0..d)
+                    .map(|j| r[j] - (0..k).map(|c| pr[c] * pca.components[(j, c)]).sum::<f64>())
+                    .collect()
+            })
+            .collect()
+    };
+    let score = |train_rows: Vec<Vec<f64>>, dev_rows: Vec<Vec<f64>>| -> Result<f64> {
+        let (a, b) = standardise(&train_rows, &dev_rows)?;
+        LogisticRegression::fit(&a, &yt, opts)?.accuracy(&b, &yd)
+    };
+    let majority = {
+        let mut counts: HashMap<i64, usize> = HashMap::new();
+        yt.iter().for_each(|y| *counts.entry(*y).or_default() += 1);
+        let top = counts
+            .iter()
+            .max_by_key(|(c, n)| (**n, -**c))
+            .map(|(c, _)| *c)
+            .unwrap_or(0);
+        yd.iter().filter(|&&y| y == top).count() as f64 / yd.len().max(1) as f64
+    };
+    let mut k_col = vec![0u32];
+    let mut top_col = vec![majority];
+    let mut removed_col = vec![score(ct.clone(), cd.clone())?];
+    for &k in ks {
+        if k == 0 || k >= d {
+            bail!("probe: k = {k} must be between 1 and {}", d - 1);
+        }
+        k_col.push(k as u32);
+        top_col.push(score(project(&ct, k), project(&cd, k))?);
+        removed_col.push(score(remove(&ct, k), remove(&cd, k))?);
+    }
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("k".into(), k_col),
+        Column::new("top_k_accuracy".into(), top_col),
+        Column::new("removed_accuracy".into(), removed_col),
+    ])?
+    .fresh())
+}
