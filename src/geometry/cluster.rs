@@ -208,9 +208,6 @@ fn assign(p: &Points, centroids: &Mat<f64>) -> (Vec<usize>, Vec<f64>) {
     (labels, best)
 }
 
-/// Rows per block of the reassignment step.
-const BLOCK: usize = 512;
-
 /// Squared Euclidean distance, with independent accumulators so that it vectorises.
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 8];
@@ -326,61 +323,47 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
                 nearest[b] = nearest[b].min(g);
             }
         }
-        // Reassign the rows whose bounds no longer settle their label (in blocks of rows; the
-        // moves are applied afterwards). Sequential: on this 2-thread machine, threads made it
-        // slower.
-        let moves: Vec<(usize, usize)> = upper
-            .chunks_mut(BLOCK)
-            .zip(lower.chunks_mut(BLOCK * k))
-            .enumerate()
-            .flat_map(|(b, (up, lo))| {
-                let mut out = Vec::new();
-                for r in 0..up.len() {
-                    let i = b * BLOCK + r;
-                    let start = labels[i];
-                    if up[r] <= nearest[start] {
+        // Reassign the rows whose bounds no longer settle their label. Sequential: on this
+        // 2-thread machine, threads made it slower.
+        let mut changed = 0;
+        for i in 0..n {
+            let start = labels[i];
+            if upper[i] <= nearest[start] {
+                continue;
+            }
+            let x = p.row(i);
+            let l = &mut lower[i * k..(i + 1) * k];
+            let mut a = start;
+            let mut tight = false;
+            for c in 0..k {
+                if c == a || upper[i] <= l[c] || upper[i] <= half[a * k + c] {
+                    continue;
+                }
+                if !tight {
+                    upper[i] = sq_dist(x, &centres[a * d..(a + 1) * d]).sqrt();
+                    l[a] = upper[i];
+                    tight = true;
+                    if upper[i] <= l[c] || upper[i] <= half[a * k + c] {
                         continue;
                     }
-                    let x = p.row(i);
-                    let l = &mut lo[r * k..(r + 1) * k];
-                    let mut a = start;
-                    let mut tight = false;
-                    for c in 0..k {
-                        if c == a || up[r] <= l[c] || up[r] <= half[a * k + c] {
-                            continue;
-                        }
-                        if !tight {
-                            up[r] = sq_dist(x, &centres[a * d..(a + 1) * d]).sqrt();
-                            l[a] = up[r];
-                            tight = true;
-                            if up[r] <= l[c] || up[r] <= half[a * k + c] {
-                                continue;
-                            }
-                        }
-                        let dc = sq_dist(x, &centres[c * d..(c + 1) * d]).sqrt();
-                        l[c] = dc;
-                        if dc < up[r] || (dc == up[r] && c < a) {
-                            a = c;
-                            up[r] = dc;
-                        }
-                    }
-                    if a != start {
-                        out.push((i, a));
-                    }
                 }
-                out
-            })
-            .collect();
-        let changed = moves.len();
-        for (i, a) in moves {
-            let start = labels[i];
-            counts[start] -= 1;
-            counts[a] += 1;
-            for (j, &v) in p.row(i).iter().enumerate() {
-                sums[start * d + j] -= v;
-                sums[a * d + j] += v;
+                let dc = sq_dist(x, &centres[c * d..(c + 1) * d]).sqrt();
+                l[c] = dc;
+                if dc < upper[i] || (dc == upper[i] && c < a) {
+                    a = c;
+                    upper[i] = dc;
+                }
             }
-            labels[i] = a;
+            if a != start {
+                counts[start] -= 1;
+                counts[a] += 1;
+                for (j, &v) in x.iter().enumerate() {
+                    sums[start * d + j] -= v;
+                    sums[a * d + j] += v;
+                }
+                labels[i] = a;
+                changed += 1;
+            }
         }
         if changed == 0 || shift <= tol_abs {
             break;

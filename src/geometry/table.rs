@@ -211,6 +211,9 @@ fn measure_layer(
             cols.push("isotropy", i.value);
             cols.push("isotropy_both_signs", i.both_signs);
         }
+        Measure::Cosine if opts.measures.contains(&Measure::Rogue) => {
+            // The mean cosine is the sum of the rogue contributions: computed once, with them.
+        }
         Measure::Cosine => {
             cols.push("mean_cosine", CosineContributions::of(m)?.mean_cosine);
         }
@@ -225,6 +228,9 @@ fn measure_layer(
         }
         Measure::Rogue => {
             let c = CosineContributions::of(m)?;
+            if opts.measures.contains(&Measure::Cosine) {
+                cols.push("mean_cosine", c.mean_cosine);
+            }
             cols.push("rogue_dim", c.top(1)[0].0 as f64);
             cols.push("rogue_share", c.top_share(1));
             cols.push("rogue3_share", c.top_share(3));
