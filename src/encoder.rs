@@ -8,25 +8,92 @@
 //! Weights load from the Hugging Face layout with or without the `bert.` prefix of task models,
 //! and with the `gamma` / `beta` LayerNorm names of old checkpoints such as `bert-base-uncased`.
 
+use crate::finetune::ops::{self, Dropout};
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{embedding, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
 pub use candle_transformers::models::bert::{Config, HiddenAct};
 
-fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
-    let (weight, bias) = if vb.contains_tensor("weight") {
-        (vb.get(size, "weight")?, vb.get(size, "bias")?)
-    } else {
-        (vb.get(size, "gamma")?, vb.get(size, "beta")?)
-    };
-    Ok(LayerNorm::new(weight, bias, eps))
+/// How a forward pass runs: inference, or training (dropout on, differentiable kernels).
+pub(crate) enum Mode<'a> {
+    /// Inference: no dropout, candle's fused kernels.
+    Eval,
+    /// Training: dropout from the given masks, kernels with a backward pass.
+    Train(&'a mut Dropout),
+}
+
+impl Mode<'_> {
+    fn dropout(&mut self, x: Tensor, p: f32) -> candle_core::Result<Tensor> {
+        match self {
+            Mode::Eval => Ok(x),
+            Mode::Train(d) => d.apply(&x, p),
+        }
+    }
+
+    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Mode::Eval => candle_nn::ops::softmax_last_dim(x),
+            Mode::Train(_) => ops::softmax_last_dim(x),
+        }
+    }
+}
+
+/// A Linear layer: candle's in inference; in training one matrix product over all rows and a
+/// bias addition whose gradient is a parallel column sum.
+pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
+    match (mode, layer.bias()) {
+        (Mode::Train(_), Some(bias)) => {
+            let dims = x.dims().to_vec();
+            let k = *dims.last().unwrap_or(&1);
+            let rows = x.elem_count() / k.max(1);
+            let y = x.reshape((rows, k))?.matmul(&layer.weight().t()?)?;
+            let y = ops::add_bias(&y, bias)?;
+            let mut out = dims;
+            if let Some(last) = out.last_mut() {
+                *last = bias.elem_count();
+            }
+            y.reshape(out)
+        }
+        _ => layer.forward(x),
+    }
+}
+
+/// A LayerNorm over the last dimension (weight and bias).
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl Norm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (weight, bias) = if vb.contains_tensor("weight") {
+            (vb.get(size, "weight")?, vb.get(size, "bias")?)
+        } else {
+            (vb.get(size, "gamma")?, vb.get(size, "beta")?)
+        };
+        Ok(Self { weight, bias, eps })
+    }
+
+    fn forward(&self, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
+        match mode {
+            Mode::Eval => candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            ),
+            Mode::Train(_) => ops::affine(&ops::normalize(x, self.eps)?, &self.weight, &self.bias),
+        }
+    }
 }
 
 struct Embeddings {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
-    norm: LayerNorm,
+    norm: Norm,
+    dropout: f32,
 }
 
 impl Embeddings {
@@ -43,11 +110,17 @@ impl Embeddings {
                 c.hidden_size,
                 vb.pp("token_type_embeddings"),
             )?,
-            norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+            norm: Norm::load(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+            dropout: c.hidden_dropout_prob as f32,
         })
     }
 
-    fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        mode: &mut Mode,
+    ) -> candle_core::Result<Tensor> {
         let seq_len = input_ids.dim(1)?;
         let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
         let x = self
@@ -55,7 +128,8 @@ impl Embeddings {
             .forward(input_ids)?
             .add(&self.token_type.forward(token_type_ids)?)?
             .broadcast_add(&self.position.forward(&positions)?)?;
-        self.norm.forward(&x)
+        let x = self.norm.forward(&x, mode)?;
+        mode.dropout(x, self.dropout)
     }
 }
 
@@ -64,16 +138,18 @@ struct Layer {
     key: Linear,
     value: Linear,
     attn_out: Linear,
-    attn_norm: LayerNorm,
+    attn_norm: Norm,
     intermediate: Linear,
     output: Linear,
-    out_norm: LayerNorm,
+    out_norm: Norm,
     heads: usize,
     act: HiddenAct,
+    hidden_dropout: f32,
+    attention_dropout: f32,
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, c: &Config, attention_dropout: f32) -> candle_core::Result<Self> {
         let h = c.hidden_size;
         let att = vb.pp("attention");
         Ok(Self {
@@ -81,17 +157,19 @@ impl Layer {
             key: linear(h, h, att.pp("self").pp("key"))?,
             value: linear(h, h, att.pp("self").pp("value"))?,
             attn_out: linear(h, h, att.pp("output").pp("dense"))?,
-            attn_norm: layer_norm(h, c.layer_norm_eps, att.pp("output").pp("LayerNorm"))?,
+            attn_norm: Norm::load(h, c.layer_norm_eps, att.pp("output").pp("LayerNorm"))?,
             intermediate: linear(h, c.intermediate_size, vb.pp("intermediate").pp("dense"))?,
             output: linear(c.intermediate_size, h, vb.pp("output").pp("dense"))?,
-            out_norm: layer_norm(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            out_norm: Norm::load(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
             heads: c.num_attention_heads,
             act: c.hidden_act,
+            hidden_dropout: c.hidden_dropout_prob as f32,
+            attention_dropout,
         })
     }
 
     /// `x`: (batch, seq, hidden); `mask`: (batch, 1, 1, seq) additive.
-    fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, mask: &Tensor, mode: &mut Mode) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let head_dim = h / self.heads;
         let split = |y: Tensor| -> candle_core::Result<Tensor> {
@@ -99,23 +177,32 @@ impl Layer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
+        let q = split(apply_linear(&self.query, x, mode)?)?;
+        let k = split(apply_linear(&self.key, x, mode)?)?;
+        let v = split(apply_linear(&self.value, x, mode)?)?;
         let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = mode.softmax(&scores)?;
+        let probs = mode.dropout(probs, self.attention_dropout)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        let attn = self
-            .attn_norm
-            .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let inter = self.intermediate.forward(&attn)?;
+        let attn = mode.dropout(
+            apply_linear(&self.attn_out, &ctx, mode)?,
+            self.hidden_dropout,
+        )?;
+        let attn = self.attn_norm.forward(&(attn + x)?, mode)?;
+        let inter = apply_linear(&self.intermediate, &attn, mode)?;
         let inter = match self.act {
-            HiddenAct::Gelu => inter.gelu_erf()?,
+            HiddenAct::Gelu => match mode {
+                Mode::Eval => inter.gelu_erf()?,
+                Mode::Train(_) => ops::gelu_erf(&inter)?,
+            },
             HiddenAct::GeluApproximate => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
         };
-        self.out_norm
-            .forward(&(self.output.forward(&inter)? + attn)?)
+        let out = mode.dropout(
+            apply_linear(&self.output, &inter, mode)?,
+            self.hidden_dropout,
+        )?;
+        self.out_norm.forward(&(out + attn)?, mode)
     }
 }
 
@@ -127,8 +214,9 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads the encoder's weights; `vb` points at the checkpoint's root.
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    /// Loads the encoder's weights; `vb` points at the checkpoint's root. `attention_dropout` is
+    /// the configuration's `attention_probs_dropout_prob` (used only in training).
+    pub fn load(vb: VarBuilder, config: &Config, attention_dropout: f64) -> Result<Self> {
         if config.num_attention_heads == 0
             || !config
                 .hidden_size
@@ -147,7 +235,13 @@ impl Encoder {
         };
         let embeddings = Embeddings::load(vb.pp("embeddings"), config)?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
+            .map(|i| {
+                Layer::load(
+                    vb.pp(format!("encoder.layer.{i}")),
+                    config,
+                    attention_dropout as f32,
+                )
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             embeddings,
@@ -177,15 +271,33 @@ impl Encoder {
         attention_mask: &Tensor,
         up_to: usize,
     ) -> Result<Vec<Tensor>> {
+        self.run(
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            up_to,
+            &mut Mode::Eval,
+        )
+    }
+
+    /// Runs every layer in `mode` and returns every hidden state up to `up_to`.
+    pub(crate) fn run(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        up_to: usize,
+        mode: &mut Mode,
+    ) -> Result<Vec<Tensor>> {
         let mask = attention_mask.to_dtype(DType::F32)?;
         // (1 - mask) * f32::MIN, as transformers builds its extended attention mask.
         let mask = ((mask.ones_like()? - &mask)? * f64::from(f32::MIN))?
             .unsqueeze(1)?
             .unsqueeze(1)?;
-        let mut x = self.embeddings.forward(input_ids, token_type_ids)?;
+        let mut x = self.embeddings.forward(input_ids, token_type_ids, mode)?;
         let mut states = vec![x.clone()];
         for layer in self.layers.iter().take(up_to) {
-            x = layer.forward(&x, &mask)?;
+            x = layer.forward(&x, &mask, mode)?;
             states.push(x.clone());
         }
         Ok(states)

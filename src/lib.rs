@@ -8,6 +8,8 @@
 //! - [`encoder`]: a BERT encoder that returns every hidden state;
 //! - [`extract`]: token embeddings of every layer with a token table, cached on disk;
 //! - [`geometry`]: isotropy measures, spectra, clusters, enhancement methods (faer, f64);
+//! - [`finetune`]: fine-tuning on GLUE (sequence classification), resumable, with a geometry
+//!   trace;
 //! - [`probe`]: linear probes (logistic regression) on chosen directions;
 //! - [`stats`]: correlations (STS-B's metrics) and mutual information;
 //! - [`display`] and [`plot`]: HTML tables and SVG figures inline in Jupyter (evcxr).
@@ -19,6 +21,7 @@ pub mod display;
 pub mod encoder;
 pub mod extract;
 pub mod fetch;
+pub mod finetune;
 pub mod geometry;
 pub mod glue;
 pub mod matrix;
@@ -41,6 +44,10 @@ pub use polars;
 pub mod prelude {
     pub use crate::display::{by_model, html_table, key_number, EvcxrDisplay, Fresh};
     pub use crate::extract::{Embeddings, ExtractOptions, Source};
+    pub use crate::finetune::classifier::SequenceClassifier;
+    pub use crate::finetune::log::TrainingLog;
+    pub use crate::finetune::metrics::{score, Labels, Scores};
+    pub use crate::finetune::train::{finetune, Budget, FinetuneOptions};
     pub use crate::geometry::cluster::{
         choose_k, cluster_table, kmeans, silhouette, Clustering, KMeansOptions,
     };

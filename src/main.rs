@@ -4,12 +4,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::fetch::{self, FetchOptions};
+use isotropy_lab::finetune::classifier::SequenceClassifier;
+use isotropy_lab::finetune::data::TaskData;
+use isotropy_lab::finetune::train::{evaluate, finetune, logits_all, Budget, FinetuneOptions};
 use isotropy_lab::geometry::enhance::{enhance_embeddings, Method};
 use isotropy_lab::geometry::table::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::glue::{Split, Task};
 use isotropy_lab::model::Model;
 use polars::prelude::AnyValue;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -103,6 +106,75 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Fine-tune a BERT encoder on a GLUE task (sequence classification); resumes an interrupted
+    /// run in the same folder. The folder then holds the best model in the Hugging Face layout.
+    Finetune {
+        /// GLUE task (sst2, mrpc, cola, rte, stsb; qnli and wnli where a training split exists).
+        #[arg(long)]
+        task: String,
+        /// Base model: registry name, hub id or folder.
+        #[arg(long, default_value = "minilm")]
+        base: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// `default` (the task's default budget) or `quick` (40 steps on small samples, as the
+        /// tests run); `ISOLAB_PROFILE=quick` selects quick too. The flags below override it.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Budget in epochs.
+        #[arg(long, conflicts_with = "steps")]
+        epochs: Option<f64>,
+        /// Budget in optimizer steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Peak learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Examples per batch.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Truncate inputs to this many tokens.
+        #[arg(long)]
+        max_len: Option<usize>,
+        /// Seed (head initialisation, batch order, dropout).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Evaluate on dev and checkpoint every N steps.
+        #[arg(long)]
+        eval_every: Option<usize>,
+        /// Record the geometry trace every N steps (0: never).
+        #[arg(long)]
+        trace_every: Option<usize>,
+        /// Train on a seeded sample of N training examples.
+        #[arg(long)]
+        train_limit: Option<usize>,
+        /// Evaluate on a seeded sample of N dev examples.
+        #[arg(long)]
+        dev_limit: Option<usize>,
+    },
+    /// Score a fine-tuned model on a GLUE split or a labelled file in the task's GLUE format;
+    /// prints the metrics as JSON.
+    Evaluate {
+        /// The fine-tuned model: folder, registry name or hub id.
+        #[arg(long)]
+        model: String,
+        /// GLUE task.
+        #[arg(long)]
+        task: String,
+        /// `dev`, `train`, `test` (no labels: refused), or the path of a TSV file.
+        #[arg(long, default_value = "dev")]
+        split: String,
+        /// Truncate inputs to this many tokens.
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        /// Examples per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Also write the logits (examples × labels, in file order) to this safetensors file.
+        #[arg(long)]
+        logits: Option<PathBuf>,
     },
 }
 
@@ -236,6 +308,100 @@ fn main() -> Result<()> {
                 enhanced.layers.len(),
                 out.display()
             );
+        }
+        Command::Finetune {
+            task,
+            base,
+            out,
+            profile,
+            epochs,
+            steps,
+            lr,
+            batch,
+            max_len,
+            seed,
+            eval_every,
+            trace_every,
+            train_limit,
+            dev_limit,
+        } => {
+            let task = Task::parse(&task)?;
+            let quick = match profile.as_deref() {
+                Some("quick") => true,
+                Some("default") => false,
+                Some(other) => bail!("--profile '{other}': expected default or quick"),
+                None => isotropy_lab::profile::quick(),
+            };
+            let mut opts = if quick {
+                FinetuneOptions::quick(task, &base)
+            } else {
+                FinetuneOptions::default_for(task, &base)
+            };
+            if let Some(e) = epochs {
+                opts.budget = Budget::Epochs(e);
+            }
+            if let Some(n) = steps {
+                opts.budget = Budget::Steps(n);
+            }
+            if let Some(lr) = lr {
+                opts.optimizer.lr = lr;
+            }
+            opts.batch_size = batch.unwrap_or(opts.batch_size);
+            opts.max_len = max_len.unwrap_or(opts.max_len);
+            opts.seed = seed.unwrap_or(opts.seed);
+            opts.eval_every = eval_every.unwrap_or(opts.eval_every);
+            opts.trace_every = trace_every.unwrap_or(opts.trace_every);
+            if train_limit.is_some() {
+                opts.train_limit = train_limit;
+            }
+            if dev_limit.is_some() {
+                opts.dev_limit = dev_limit;
+            }
+            let report = finetune(&opts, &out)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Evaluate {
+            model,
+            task,
+            split,
+            max_len,
+            batch,
+            logits,
+        } => {
+            let task = Task::parse(&task)?;
+            let (df, source) = match split.as_str() {
+                "dev" | "train" | "test" => {
+                    let s = Split::parse(&split)?;
+                    (
+                        isotropy_lab::glue::load(task, s)?,
+                        format!("{task} {split}"),
+                    )
+                }
+                path => {
+                    let p = Path::new(path);
+                    if !p.is_file() {
+                        bail!("--split '{path}': not dev, train, test or an existing file");
+                    }
+                    (
+                        isotropy_lab::glue::read_tsv(p, task, Split::Dev)?,
+                        p.display().to_string(),
+                    )
+                }
+            };
+            let clf = SequenceClassifier::load(&model)?;
+            let data = TaskData::new(&clf.model, task, &df, max_len, &source)?;
+            if let Some(path) = logits {
+                let t = logits_all(&clf, &data, batch)?;
+                let bytes = safetensors::serialize([("logits", &t)], None)?;
+                isotropy_lab::atomic::write_bytes(&path, &bytes)?;
+            }
+            if data.labels.is_none() {
+                bail!("{source} has no labels (GLUE scores its test splits on its own server): evaluate on dev or a labelled file");
+            }
+            let scores = evaluate(&clf, &data, batch)?;
+            let mut out = serde_json::to_value(&scores)?;
+            out["split"] = serde_json::json!(source);
+            println!("{out}");
         }
     }
     Ok(())

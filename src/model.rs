@@ -35,7 +35,18 @@ impl Model {
 
     /// Loads already resolved files on `device`.
     pub fn load_files(files: ModelFiles, device: &Device) -> Result<Model> {
-        let config = read_config(&files)?;
+        let vb = load_weights(&files, device)?;
+        Model::with_weights(files, vb, device)
+    }
+
+    /// Loads the configuration and tokenizer of `files` and builds the encoder from `vb` (the
+    /// checkpoint's tensors, or trainable variables holding them).
+    pub(crate) fn with_weights(
+        files: ModelFiles,
+        vb: VarBuilder<'static>,
+        device: &Device,
+    ) -> Result<Model> {
+        let (config, raw) = read_config(&files)?;
         let mut tokenizer = crate::tokenizer::load(&files.tokenizer)?;
         tokenizer.with_padding(None);
         tokenizer
@@ -50,8 +61,11 @@ impl Model {
                 config.vocab_size
             );
         }
-        let vb = load_weights(&files, device)?;
-        let encoder = Encoder::load(vb, &config)
+        let attention_dropout = raw
+            .get("attention_probs_dropout_prob")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(config.hidden_dropout_prob);
+        let encoder = Encoder::load(vb, &config, attention_dropout)
             .with_context(|| format!("loading BERT weights from {}", files.weights.display()))?;
         let fingerprint = fingerprint(&files)?;
         Ok(Model {
@@ -108,8 +122,9 @@ impl Model {
     }
 }
 
-/// Reads `config.json`, refusing configurations that are not BERT.
-fn read_config(files: &ModelFiles) -> Result<Config> {
+/// Reads `config.json`, refusing configurations that are not BERT; returns the parsed
+/// configuration and the JSON it came from.
+pub(crate) fn read_config(files: &ModelFiles) -> Result<(Config, serde_json::Value)> {
     let path = &files.config;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -125,8 +140,9 @@ fn read_config(files: &ModelFiles) -> Result<Config> {
             path.display()
         );
     }
-    serde_json::from_value(value)
-        .with_context(|| format!("{}: not a BERT configuration", path.display()))
+    let config = serde_json::from_value(value.clone())
+        .with_context(|| format!("{}: not a BERT configuration", path.display()))?;
+    Ok((config, value))
 }
 
 fn load_weights(files: &ModelFiles, device: &Device) -> Result<VarBuilder<'static>> {

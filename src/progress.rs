@@ -16,6 +16,7 @@ pub struct Progress {
     done: u64,
     start: Instant,
     last_line: Instant,
+    message: String,
 }
 
 /// How often a notebook or log gets a progress line.
@@ -42,6 +43,7 @@ impl Progress {
             done: 0,
             start: now,
             last_line: now,
+            message: String::new(),
         }
     }
 
@@ -52,16 +54,26 @@ impl Progress {
             Some(bar) => bar.inc(n),
             None if self.last_line.elapsed() >= LINE_EVERY => {
                 self.last_line = Instant::now();
+                let sep = if self.message.is_empty() { "" } else { "; " };
                 println!(
-                    "{}: {}/{} ({:.0}%, {:.1} s)",
+                    "{}: {}/{} ({:.0}%, {:.1} s){sep}{}",
                     self.label,
                     self.done,
                     self.total,
                     100.0 * self.done as f64 / self.total.max(1) as f64,
-                    self.start.elapsed().as_secs_f64()
+                    self.start.elapsed().as_secs_f64(),
+                    self.message
                 );
             }
             None => {}
+        }
+    }
+
+    /// Sets a status shown beside the count (for example the current loss).
+    pub fn set_message(&mut self, message: &str) {
+        self.message = message.to_string();
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{}: {message}", self.label));
         }
     }
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fine-tuning step time, isotropy-lab vs PyTorch, in one session on this machine; prints the
+# ratio (PyTorch time / ours: above 1 means we are faster).
+# TORCH_PYTHON: a Python with torch and transformers (default /tmp/torchvenv/bin/python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${TORCH_PYTHON:-/tmp/torchvenv/bin/python}
+ours=$(cargo bench --quiet --bench finetune_step 2>/dev/null | grep s/step)
+theirs=$("$py" scripts/bench_finetune_torch.py --model data/models/minilm --glue data/glue 2>/dev/null | grep s/step)
+echo "$ours"
+echo "$theirs"
+a=$(sed -E 's/.*median ([0-9.]+) s\/step.*/\1/' <<<"$ours")
+b=$(sed -E 's/.*median ([0-9.]+) s\/step.*/\1/' <<<"$theirs")
+echo "ratio (PyTorch time / isotropy-lab time): $(python3 -c "print(f'{$b / $a:.2f}')")"

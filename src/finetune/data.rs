@@ -1,0 +1,182 @@
+//! A GLUE split tokenized for training, and its batches: length-bucketed and shuffled for
+//! training (so a batch is padded to little more than its own length), sorted by length for
+//! evaluation.
+
+use crate::finetune::metrics::Labels;
+use crate::glue::Task;
+use crate::model::Model;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use polars::prelude::{DataFrame, DataType};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tokenizers::Encoding;
+
+/// One split of a task, tokenized.
+pub struct TaskData {
+    /// The task.
+    pub task: Task,
+    /// The encodings (special tokens added, truncated to the maximum length).
+    pub encodings: Vec<Encoding>,
+    /// The gold labels; `None` for splits without labels (GLUE's test splits).
+    pub labels: Option<Labels>,
+    /// How many inputs were truncated.
+    pub truncated: usize,
+}
+
+/// A padded batch on the model's device.
+pub struct Batch {
+    /// Token ids, (batch, seq) u32.
+    pub ids: Tensor,
+    /// Token type ids (0 for the first sentence, 1 for the second).
+    pub types: Tensor,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Tensor,
+    /// Real tokens in the batch (without padding).
+    pub tokens: usize,
+}
+
+impl TaskData {
+    /// Tokenizes a GLUE DataFrame (the uniform columns of [`crate::glue`]) for `model`, truncating
+    /// each input to `max_len` tokens. Labels are checked against the task's classes; `source`
+    /// names the data in errors.
+    pub fn new(
+        model: &Model,
+        task: Task,
+        df: &DataFrame,
+        max_len: usize,
+        source: &str,
+    ) -> Result<Self> {
+        if df.height() == 0 {
+            bail!("{source}: no examples");
+        }
+        let s1 = df.column("sentence1")?.str()?.clone();
+        let s2 = df.column("sentence2")?.cast(&DataType::String)?;
+        let s2 = s2.str()?.clone();
+        let inputs: Vec<(String, Option<String>)> = (0..df.height())
+            .map(|i| {
+                (
+                    s1.get(i).unwrap_or("").to_string(),
+                    s2.get(i).map(String::from),
+                )
+            })
+            .collect();
+        let label = df.column("label")?;
+        let labels = if label.null_count() == df.height() {
+            None
+        } else if label.null_count() > 0 {
+            bail!(
+                "{source}: {} of {} examples have no label",
+                label.null_count(),
+                df.height()
+            );
+        } else if task.is_regression() {
+            let s: Vec<f64> = label.f64()?.into_no_null_iter().collect();
+            if let Some(bad) = s.iter().find(|v| !v.is_finite()) {
+                bail!("{source}: label {bad} is not a finite score");
+            }
+            Some(Labels::Scores(s))
+        } else {
+            let c: Vec<i64> = label.i64()?.into_no_null_iter().collect();
+            let n = task.label_names().len() as i64;
+            if let Some((row, bad)) = c.iter().enumerate().find(|(_, &v)| v < 0 || v >= n) {
+                bail!(
+                    "{source}: example {row} has label {bad}, but {task} has classes 0..={} ({})",
+                    n - 1,
+                    task.label_names().join(", ")
+                );
+            }
+            Some(Labels::Classes(c))
+        };
+        let (encodings, truncated) = model
+            .tokenize(&inputs, max_len)
+            .with_context(|| format!("tokenizing {source}"))?;
+        Ok(Self {
+            task,
+            encodings,
+            labels,
+            truncated,
+        })
+    }
+
+    /// How many examples.
+    pub fn len(&self) -> usize {
+        self.encodings.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.encodings.is_empty()
+    }
+
+    /// Pads the examples `rows` into a batch.
+    pub fn batch(&self, rows: &[usize], pad_id: u32, device: &Device) -> Result<Batch> {
+        let len = rows
+            .iter()
+            .map(|&i| self.encodings[i].len())
+            .max()
+            .unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut types = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        let mut tokens = 0;
+        for &i in rows {
+            let e = &self.encodings[i];
+            let n = e.len();
+            tokens += n;
+            ids.extend_from_slice(e.get_ids());
+            ids.extend(std::iter::repeat_n(pad_id, len - n));
+            types.extend_from_slice(e.get_type_ids());
+            types.extend(std::iter::repeat_n(0, len - n));
+            mask.extend(std::iter::repeat_n(1u32, n));
+            mask.extend(std::iter::repeat_n(0u32, len - n));
+        }
+        let shape = (rows.len(), len);
+        Ok(Batch {
+            ids: Tensor::from_vec(ids, shape, device)?,
+            types: Tensor::from_vec(types, shape, device)?,
+            mask: Tensor::from_vec(mask, shape, device)?,
+            tokens,
+        })
+    }
+
+    /// The targets of `rows` as the loss takes them: class indices (u32) or scores (f32).
+    pub fn targets(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
+        Ok(match &self.labels {
+            Some(Labels::Classes(c)) => {
+                let t: Vec<u32> = rows.iter().map(|&i| c[i] as u32).collect();
+                Tensor::new(t, device)?
+            }
+            Some(Labels::Scores(s)) => {
+                let t: Vec<f32> = rows.iter().map(|&i| s[i] as f32).collect();
+                Tensor::new(t, device)?
+            }
+            None => bail!("{}: this split has no labels to train on", self.task),
+        })
+    }
+
+    /// One epoch of training batches: the examples shuffled (seeded by `seed` and `epoch`), cut
+    /// into pools of 50 batches, each pool sorted by length and cut into batches, and the batches
+    /// shuffled again. Similar lengths share a batch, so little of it is padding.
+    pub fn training_batches(&self, batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
+        let mut rng = StdRng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut rng);
+        let mut batches = Vec::new();
+        for pool in order.chunks(batch_size * 50) {
+            let mut pool = pool.to_vec();
+            pool.sort_by_key(|&i| self.encodings[i].len());
+            batches.extend(pool.chunks(batch_size).map(|c| c.to_vec()));
+        }
+        batches.shuffle(&mut rng);
+        batches
+    }
+
+    /// Evaluation batches: every example once, sorted by length.
+    pub fn eval_batches(&self, batch_size: usize) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&i| (self.encodings[i].len(), i));
+        order.chunks(batch_size).map(|c| c.to_vec()).collect()
+    }
+}

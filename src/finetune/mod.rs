@@ -1,0 +1,20 @@
+//! Fine-tuning BERT encoders on GLUE tasks with candle, on the CPU.
+//!
+//! - [`classifier`]: `BertForSequenceClassification` (pooler, dropout, classifier) with
+//!   transformers' layout, so checkpoints go both ways between candle and transformers;
+//! - [`data`]: a split tokenized, with length-bucketed training batches;
+//! - [`optim`]: AdamW (no decay on biases and LayerNorm), linear warmup and decay, clipping;
+//! - [`train`]: the seeded, resumable loop that keeps the best model by dev score;
+//! - [`metrics`]: GLUE's metrics per task;
+//! - [`trace`] and [`log`]: the geometry of every layer recorded while training, read back as
+//!   DataFrames;
+//! - [`ops`]: the training kernels (LayerNorm, softmax) with a backward pass, and seeded dropout.
+
+pub mod classifier;
+pub mod data;
+pub mod log;
+pub mod metrics;
+pub mod ops;
+pub mod optim;
+pub mod trace;
+pub mod train;

@@ -1,0 +1,562 @@
+//! The training loop: seeded, resumable, evaluated on dev every N steps, keeping the best model.
+//!
+//! A run writes into its output folder:
+//! - `config.json`, `model.safetensors`, `tokenizer.json`: the best model so far (by the task's
+//!   main metric on dev), in the Hugging Face layout — the folder loads as a model anywhere;
+//! - `checkpoint/`: the last state (model, `optimizer.safetensors`, `state.json`), replaced
+//!   atomically at every evaluation; a run started again with the same options resumes from it
+//!   and reaches the same result as an uninterrupted one (batch order and dropout masks are
+//!   functions of the seed, the epoch and the step);
+//! - `run.json`: the options, checked on resume;
+//! - `log.jsonl`: one line per step (`train`), per evaluation (`eval`) and per traced layer
+//!   (`trace`); see [`crate::finetune::log`].
+
+use crate::atomic;
+use crate::finetune::classifier::{Problem, SequenceClassifier};
+use crate::finetune::data::{Batch, TaskData};
+use crate::finetune::metrics::{score, Labels, Scores};
+use crate::finetune::ops::Dropout;
+use crate::finetune::optim::{AdamW, AdamWOptions, StepReport};
+use crate::finetune::trace;
+use crate::glue::{self, Split, Task};
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use polars::prelude::{DataFrame, IdxCa, IdxSize};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How long to train.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Budget {
+    /// Passes over the training split (fractions allowed).
+    Epochs(f64),
+    /// Optimizer steps.
+    Steps(usize),
+}
+
+/// Everything that defines a fine-tuning run (the output folder aside).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneOptions {
+    /// The GLUE task.
+    pub task: String,
+    /// The base model (registry name, hub id or folder).
+    pub base: String,
+    /// How long to train.
+    pub budget: Budget,
+    /// AdamW and the schedule.
+    pub optimizer: AdamWOptions,
+    /// Examples per batch.
+    pub batch_size: usize,
+    /// Inputs are truncated to this many tokens.
+    pub max_len: usize,
+    /// Seed of the head's initialisation, the batch order, the dropout masks and the samples.
+    pub seed: u64,
+    /// Evaluate on dev (and write the checkpoint) every this many steps, and at the end.
+    pub eval_every: usize,
+    /// Record the geometry trace every this many steps (0: never); also before the first step.
+    pub trace_every: usize,
+    /// Dev inputs in the trace's probe set.
+    pub trace_examples: usize,
+    /// Train on a seeded sample of this many training examples (`None`: all).
+    pub train_limit: Option<usize>,
+    /// Evaluate on a seeded sample of this many dev examples (`None`: all).
+    pub dev_limit: Option<usize>,
+}
+
+impl FinetuneOptions {
+    /// The default budget for `task` from `base`, chosen so that SST-2, MRPC, CoLA, RTE and STS-B
+    /// together train in about an hour on a 2-core CPU from all-MiniLM-L6-v2 (see README).
+    pub fn default_for(task: Task, base: &str) -> Self {
+        let (budget, lr, eval_every) = match task {
+            Task::Sst2 => (Budget::Steps(1600), 5e-5, 200),
+            Task::Mrpc => (Budget::Epochs(5.0), 1e-4, 60),
+            Task::Cola => (Budget::Epochs(3.0), 1e-4, 100),
+            Task::Rte => (Budget::Epochs(5.0), 1e-4, 40),
+            Task::Stsb => (Budget::Epochs(4.0), 1e-4, 90),
+            Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 200),
+        };
+        Self {
+            task: task.hub_config().to_string(),
+            base: base.to_string(),
+            budget,
+            optimizer: AdamWOptions {
+                lr,
+                ..AdamWOptions::default()
+            },
+            batch_size: 32,
+            max_len: 128,
+            seed: 0,
+            eval_every,
+            trace_every: eval_every,
+            trace_examples: 256,
+            train_limit: None,
+            dev_limit: None,
+        }
+    }
+
+    /// The quick profile the tests and `ISOLAB_PROFILE=quick` use: 40 steps on 640 training
+    /// examples, evaluated on 200 dev examples every 20 steps, traced every 10.
+    pub fn quick(task: Task, base: &str) -> Self {
+        Self {
+            budget: Budget::Steps(40),
+            batch_size: 16,
+            eval_every: 20,
+            trace_every: 10,
+            trace_examples: 48,
+            train_limit: Some(640),
+            dev_limit: Some(200),
+            ..Self::default_for(task, base)
+        }
+    }
+
+    /// The task, parsed.
+    pub fn task(&self) -> Result<Task> {
+        Task::parse(&self.task)
+    }
+}
+
+/// The trainer's position, saved with every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    step: usize,
+    total_steps: usize,
+    best_score: Option<f64>,
+    best_step: Option<usize>,
+    seconds: f64,
+}
+
+/// `best.json`: the step and dev scores of the model in the output folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Best {
+    step: usize,
+    scores: Scores,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneReport {
+    /// Steps trained.
+    pub steps: usize,
+    /// The best dev scores (the model in the output folder).
+    pub best: Scores,
+    /// The step of the best model.
+    pub best_step: usize,
+    /// Seconds of training, resumed sessions included.
+    pub seconds: f64,
+    /// The output folder.
+    pub out: PathBuf,
+}
+
+/// A seeded sample of `n` rows of `df` (all rows when `n` is `None` or not smaller).
+fn sample(df: DataFrame, n: Option<usize>, seed: u64) -> Result<DataFrame> {
+    match n {
+        Some(n) if n < df.height() => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut idx = rand::seq::index::sample(&mut rng, df.height(), n).into_vec();
+            idx.sort_unstable();
+            let idx: Vec<IdxSize> = idx.into_iter().map(|i| i as IdxSize).collect();
+            Ok(df.take(&IdxCa::from_vec("i".into(), idx))?)
+        }
+        _ => Ok(df),
+    }
+}
+
+/// The logits of every example of `data` in inference mode, in the data's order
+/// (examples × labels).
+pub fn logits_all(
+    model: &SequenceClassifier,
+    data: &TaskData,
+    batch_size: usize,
+) -> Result<Tensor> {
+    if batch_size == 0 {
+        bail!("batch size 0: a batch needs at least one example");
+    }
+    let pad = model.model.config().pad_token_id as u32;
+    let n = model.problem().num_labels();
+    let mut out = vec![0f32; data.len() * n];
+    for rows in data.eval_batches(batch_size) {
+        let batch = data.batch(&rows, pad, &model.model.device)?;
+        let logits: Vec<Vec<f32>> = model.logits(&batch)?.to_dtype(DType::F32)?.to_vec2()?;
+        for (&r, l) in rows.iter().zip(logits) {
+            out[r * n..(r + 1) * n].copy_from_slice(&l);
+        }
+    }
+    Ok(Tensor::from_vec(out, (data.len(), n), &Device::Cpu)?)
+}
+
+/// Predicts every example of `data` in inference mode: the class of the largest logit, or the
+/// regression output.
+pub fn predict(model: &SequenceClassifier, data: &TaskData, batch_size: usize) -> Result<Labels> {
+    let logits: Vec<Vec<f32>> = logits_all(model, data, batch_size)?.to_vec2()?;
+    Ok(match model.problem() {
+        Problem::Regression => Labels::Scores(logits.iter().map(|l| l[0] as f64).collect()),
+        Problem::Classes(_) => Labels::Classes(
+            logits
+                .iter()
+                .map(|l| {
+                    l.iter()
+                        .enumerate()
+                        .fold(
+                            (0, f32::NEG_INFINITY),
+                            |a, (i, &x)| if x > a.1 { (i, x) } else { a },
+                        )
+                        .0 as i64
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// Scores the model on a labelled split.
+pub fn evaluate(model: &SequenceClassifier, data: &TaskData, batch_size: usize) -> Result<Scores> {
+    let gold = data
+        .labels
+        .as_ref()
+        .with_context(|| format!("{}: this split has no labels to score against", data.task))?;
+    match (model.problem(), data.task.is_regression()) {
+        (Problem::Regression, false) => {
+            bail!(
+                "the model is a regression model, but {} is a classification task",
+                data.task
+            )
+        }
+        (Problem::Classes(n), false) if n != data.task.label_names().len() => bail!(
+            "the model has {n} classes, but {} has {}",
+            data.task,
+            data.task.label_names().len()
+        ),
+        (Problem::Classes(_), true) => {
+            bail!(
+                "the model is a classifier, but {} is a regression task",
+                data.task
+            )
+        }
+        _ => {}
+    }
+    let predicted = predict(model, data, batch_size)?;
+    score(data.task, &predicted, gold)
+}
+
+/// One training step: forward with dropout (masks seeded by `dropout_seed`), loss, backward,
+/// clipping and the AdamW update at learning rate `lr`. Returns the loss. Stops with an error,
+/// before changing any weight, when the loss or the gradient is not finite.
+pub fn train_step(
+    model: &SequenceClassifier,
+    optim: &mut AdamW,
+    batch: &Batch,
+    targets: &Tensor,
+    dropout_seed: u64,
+    lr: f64,
+) -> Result<(f64, StepReport)> {
+    let mut dropout = Dropout::new(dropout_seed);
+    let logits = model.logits_train(batch, &mut dropout)?;
+    let loss = model.loss(&logits, targets)?;
+    let value = loss.to_scalar::<f32>()? as f64;
+    if !value.is_finite() {
+        bail!("the training loss became {value}");
+    }
+    let grads = loss.backward()?;
+    let report = optim.step(&grads, lr)?;
+    Ok((value, report))
+}
+
+/// Appends JSON lines to the training log.
+struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    /// Opens `path`, keeping only the lines of steps up to `keep_through` (a resumed run drops
+    /// what the interrupted one logged after its checkpoint).
+    fn open(path: &Path, keep_through: usize) -> Result<Self> {
+        if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                        .is_some_and(|s| s as usize <= keep_through)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            atomic::write_bytes(path, kept.as_bytes())?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    fn write(&mut self, value: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{value}")?;
+        Ok(())
+    }
+
+    fn trace(&mut self, point: &trace::TracePoint) -> Result<()> {
+        let mut v = serde_json::to_value(point)?;
+        v["kind"] = json!("trace");
+        self.write(v)
+    }
+}
+
+/// Fine-tunes `opts.base` on `opts.task` into `out`, resuming from `out/checkpoint` when a run
+/// with the same options was interrupted there. Returns the best dev scores.
+pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
+    let task = opts.task()?;
+    if opts.batch_size == 0 {
+        bail!("batch size 0: a batch needs at least one example");
+    }
+    if opts.eval_every == 0 {
+        bail!("eval_every 0: evaluate at least at the end (eval_every ≥ 1)");
+    }
+    if let Budget::Steps(0) = opts.budget {
+        bail!("a budget of 0 steps trains nothing");
+    }
+    if let Budget::Epochs(e) = opts.budget {
+        if !(e > 0.0 && e.is_finite()) {
+            bail!("a budget of {e} epochs trains nothing");
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    crate::finetune::ops::keep_freed_memory();
+    let run_path = out.join("run.json");
+    let ckpt = out.join("checkpoint");
+    if run_path.exists() {
+        let text = std::fs::read_to_string(&run_path)?;
+        let previous: FinetuneOptions = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a fine-tuning run's options", run_path.display()))?;
+        if &previous != opts {
+            let prev = serde_json::to_value(&previous)?;
+            let now = serde_json::to_value(opts)?;
+            let diff: Vec<String> = now
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| prev.get(k.as_str()) != Some(v))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {} there, {v} now",
+                        prev.get(k.as_str()).cloned().unwrap_or_default()
+                    )
+                })
+                .collect();
+            bail!(
+                "{} holds a run with other options ({}); resume with the same options or choose another --out",
+                out.display(),
+                diff.join("; ")
+            );
+        }
+    }
+    let model = SequenceClassifier::for_task(&opts.base, task, opts.seed)?;
+    if ckpt.exists() {
+        // The base must also be the same model (a registry name can point at other files).
+        let state_base = std::fs::read_to_string(ckpt.join("base_fingerprint")).unwrap_or_default();
+        if state_base.trim() != model.model.fingerprint {
+            bail!(
+                "{}: this checkpoint was trained from another base model than '{}' (fingerprint differs); choose another --out",
+                ckpt.display(),
+                opts.base
+            );
+        }
+    }
+    atomic::write_bytes(&run_path, serde_json::to_string_pretty(opts)?.as_bytes())?;
+
+    let train_df = sample(glue::load(task, Split::Train)?, opts.train_limit, opts.seed)?;
+    let dev_df = sample(glue::load(task, Split::Dev)?, opts.dev_limit, opts.seed)?;
+    let train = TaskData::new(
+        &model.model,
+        task,
+        &train_df,
+        opts.max_len,
+        &format!("{task} train"),
+    )?;
+    let dev = TaskData::new(
+        &model.model,
+        task,
+        &dev_df,
+        opts.max_len,
+        &format!("{task} dev"),
+    )?;
+    if train.labels.is_none() {
+        bail!("{task} train: no labels to train on");
+    }
+    let per_epoch = train.len().div_ceil(opts.batch_size);
+    let total = match opts.budget {
+        Budget::Steps(n) => n,
+        Budget::Epochs(e) => ((e * per_epoch as f64).ceil() as usize).max(1),
+    };
+    let probe = trace::probe_rows(&dev, opts.trace_examples, opts.seed);
+
+    let mut optim = AdamW::new(model.params(), opts.optimizer)?;
+    let mut state = State {
+        step: 0,
+        total_steps: total,
+        best_score: None,
+        best_step: None,
+        seconds: 0.0,
+    };
+    if ckpt.join("state.json").exists() {
+        state = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json"))?)
+            .with_context(|| format!("{}: corrupt state.json", ckpt.display()))?;
+        let saved = candle_core::safetensors::load(ckpt.join("model.safetensors"), &Device::Cpu)
+            .with_context(|| format!("reading {}", ckpt.join("model.safetensors").display()))?;
+        for (name, var) in model.params() {
+            let t = saved
+                .get(name)
+                .with_context(|| format!("{}: no tensor '{name}'", ckpt.display()))?;
+            var.set(t).with_context(|| {
+                format!("{}: tensor '{name}' does not fit the model", ckpt.display())
+            })?;
+        }
+        optim.restore(&ckpt.join("optimizer.safetensors"))?;
+        println!(
+            "resuming {} at step {} of {} (best so far {:?} at step {:?})",
+            out.display(),
+            state.step,
+            state.total_steps,
+            state.best_score,
+            state.best_step
+        );
+    }
+    let mut log = Log::open(&out.join("log.jsonl"), state.step)?;
+    if state.step == 0 && opts.trace_every > 0 {
+        for p in trace::measure(&model, &dev, &probe, 0)? {
+            log.trace(&p)?;
+        }
+    }
+    println!(
+        "fine-tuning {} on {task}: {} training examples ({} truncated to {} tokens), {} dev, {total} steps of {} ({:.2} epochs)",
+        opts.base,
+        train.len(),
+        train.truncated,
+        opts.max_len,
+        dev.len(),
+        opts.batch_size,
+        total as f64 / per_epoch as f64
+    );
+    let session = Instant::now();
+    let start_seconds = state.seconds;
+    let pad = model.model.config().pad_token_id as u32;
+    let device = model.model.device.clone();
+    let mut progress = Progress::new(&format!("fine-tuning {task}"), (total - state.step) as u64);
+    let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
+    let mut last_dev = state.best_score;
+    let mut window = (0f64, 0usize, Instant::now());
+    while state.step < total {
+        let s = state.step;
+        let epoch = s / per_epoch;
+        if epoch_batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            epoch_batches = Some((
+                epoch,
+                train.training_batches(opts.batch_size, opts.seed, epoch as u64),
+            ));
+        }
+        let rows = &epoch_batches.as_ref().expect("set above").1[s % per_epoch];
+        let batch = train.batch(rows, pad, &device)?;
+        let targets = train.targets(rows, &device)?;
+        let lr = opts.optimizer.lr_at(s, total);
+        let dropout_seed = opts.seed.wrapping_mul(1_000_003).wrapping_add(s as u64);
+        let (loss_value, report) = train_step(
+            &model,
+            &mut optim,
+            &batch,
+            &targets,
+            dropout_seed,
+            lr,
+        )
+        .with_context(|| {
+            let kept = match state.best_step {
+                Some(_) => format!("the last good checkpoint is kept in {}", ckpt.display()),
+                None => "no checkpoint was written yet".to_string(),
+            };
+            format!(
+                "step {} (learning rate {lr:.3e}): training stopped; {kept}; try a lower --lr",
+                s + 1
+            )
+        })?;
+        state.step += 1;
+        state.seconds = start_seconds + session.elapsed().as_secs_f64();
+        log.write(json!({
+            "kind": "train", "step": state.step, "epoch": (s as f64 + 1.0) / per_epoch as f64,
+            "loss": loss_value, "lr": report.lr, "grad_norm": report.grad_norm,
+            "tokens": batch.tokens, "padded": batch.ids.elem_count(), "seconds": state.seconds,
+        }))?;
+        window.0 += loss_value;
+        window.1 += 1;
+        progress.inc(1);
+        if window.2.elapsed().as_secs_f64() > 2.0 || state.step == total {
+            let secs = window.2.elapsed().as_secs_f64();
+            progress.set_message(&format!(
+                "loss {:.4}, {:.2} step/s, dev {}",
+                window.0 / window.1 as f64,
+                window.1 as f64 / secs,
+                last_dev.map_or("-".into(), |d| format!("{d:.4}"))
+            ));
+            window = (0.0, 0, Instant::now());
+        }
+        if opts.trace_every > 0 && state.step.is_multiple_of(opts.trace_every) {
+            for p in trace::measure(&model, &dev, &probe, state.step)? {
+                log.trace(&p)?;
+            }
+        }
+        if state.step.is_multiple_of(opts.eval_every) || state.step == total {
+            let scores = evaluate(&model, &dev, 64)?;
+            let value = scores.main_value();
+            last_dev = Some(value);
+            log.write(json!({"kind": "eval", "step": state.step, "scores": scores, "seconds": state.seconds}))?;
+            if state.best_score.is_none_or(|b| value > b) {
+                state.best_score = Some(value);
+                state.best_step = Some(state.step);
+                model.save(out)?;
+                let best = Best {
+                    step: state.step,
+                    scores: scores.clone(),
+                };
+                atomic::write_bytes(
+                    &out.join("best.json"),
+                    serde_json::to_string_pretty(&best)?.as_bytes(),
+                )?;
+            }
+            atomic::write_dir(&ckpt, |dir| {
+                model.save(dir)?;
+                optim.save(&dir.join("optimizer.safetensors"))?;
+                atomic::write_bytes(
+                    &dir.join("base_fingerprint"),
+                    model.model.fingerprint.as_bytes(),
+                )?;
+                atomic::write_bytes(
+                    &dir.join("state.json"),
+                    serde_json::to_string_pretty(&state)?.as_bytes(),
+                )
+            })?;
+        }
+    }
+    progress.finish(&format!(
+        "best dev {} {:.4} at step {}",
+        crate::finetune::metrics::main_metric(task),
+        state.best_score.unwrap_or(f64::NAN),
+        state.best_step.unwrap_or(0)
+    ));
+    let best_path = out.join("best.json");
+    let best: Best = serde_json::from_str(&std::fs::read_to_string(&best_path)?)
+        .with_context(|| format!("{}: corrupt", best_path.display()))?;
+    Ok(FinetuneReport {
+        steps: state.step,
+        best: best.scores,
+        best_step: state.best_step.unwrap_or(0),
+        seconds: state.seconds,
+        out: out.to_path_buf(),
+    })
+}
