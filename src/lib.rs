@@ -47,7 +47,7 @@ pub mod prelude {
     pub use crate::finetune::classifier::SequenceClassifier;
     pub use crate::finetune::log::TrainingLog;
     pub use crate::finetune::metrics::{score, Labels, Scores};
-    pub use crate::finetune::train::{finetune, Budget, FinetuneOptions};
+    pub use crate::finetune::train::{finetune, read_best, Budget, FinetuneOptions};
     pub use crate::geometry::cluster::{
         choose_k, cluster_table, kmeans, silhouette, Clustering, KMeansOptions,
     };
@@ -66,8 +66,10 @@ pub mod prelude {
     pub use crate::matrix::Matrix;
     pub use crate::model::Model;
     pub use crate::plot::{Figure, LineChart, ScatterChart};
-    pub use crate::probe::{direction_probes, LogisticRegression, ProbeOptions};
-    pub use crate::profile::{env_or, quick};
+    pub use crate::probe::{
+        direction_probes, split_half_accuracy, LogisticRegression, ProbeOptions,
+    };
+    pub use crate::profile::{env_or, finetuned_for, quick};
     pub use crate::stats::{normalized_mutual_info, pearson, spearman, sts_spearman};
     pub use crate::tokens::TokenClass;
     pub use anyhow::Result;

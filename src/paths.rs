@@ -8,6 +8,7 @@
 //! | fetched models | `ISOLAB_MODELS` | `<root>/data/models` |
 //! | GLUE data | `GLUE_DIR` | `<root>/data/glue` |
 //! | extraction and other caches | `ISOLAB_CACHE` | `<root>/cache` |
+//! | the main job's fine-tuned models, one folder per task | `ISOLAB_FINETUNES` | `<root>/runs/finetune` |
 
 use std::path::PathBuf;
 
@@ -36,4 +37,10 @@ pub fn glue_dir() -> PathBuf {
 /// The cache folder (`ISOLAB_CACHE`, else `<root>/cache`).
 pub fn cache_dir() -> PathBuf {
     from_env_or("ISOLAB_CACHE", || root().join("cache"))
+}
+
+/// Where the main job's fine-tunes live, one folder per task named as `Task::hub_config`
+/// (`ISOLAB_FINETUNES`, else `<root>/runs/finetune`).
+pub fn finetunes_dir() -> PathBuf {
+    from_env_or("ISOLAB_FINETUNES", || root().join("runs").join("finetune"))
 }

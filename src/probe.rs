@@ -9,6 +9,9 @@ use crate::geometry::spectrum::Pca;
 use crate::matrix::Matrix;
 use anyhow::{bail, Result};
 use polars::prelude::{Column, DataFrame, DataType};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use std::collections::HashMap;
 
 /// Options of [`LogisticRegression::fit`].
@@ -266,7 +269,7 @@ impl LogisticRegression {
 
 /// Each sentence's label from an extraction's token table, in `sentence_id` order (the order of
 /// [`Embeddings::sentence_means`]); fails if a sentence has no label.
-fn sentence_labels(emb: &Embeddings, ids: &[u32]) -> Result<Vec<i64>> {
+pub(crate) fn sentence_labels(emb: &Embeddings, ids: &[u32]) -> Result<Vec<i64>> {
     let t = emb.tokens.fresh();
     let sid = t.column("sentence_id")?.u32()?;
     let label = t.column("label")?.cast(&DataType::Int64)?;
@@ -284,6 +287,39 @@ fn sentence_labels(emb: &Embeddings, ids: &[u32]) -> Result<Vec<i64>> {
                 .ok_or_else(|| anyhow::anyhow!("probe: sentence {id} has no label (a test split, or not a classification task?)"))
         })
         .collect()
+}
+
+/// A probe's accuracy on the sentence vectors of `m` (a layer of `emb`, or a transformed copy
+/// with the same rows): each sentence's tokens mean-pooled ([CLS] and [SEP] left out), the
+/// sentences split in two halves by a seeded shuffle, a logistic regression fitted on one half
+/// (standardised features) and scored on the other. Needs labelled sentences (a classification
+/// task's train or dev split). Used to score the enhancement methods on classification tasks.
+pub fn split_half_accuracy(
+    emb: &Embeddings,
+    m: &Matrix,
+    opts: &ProbeOptions,
+    seed: u64,
+) -> Result<f64> {
+    let (ids, x) = emb.sentence_means(m)?;
+    let y = sentence_labels(emb, &ids)?;
+    if ids.len() < 4 {
+        bail!(
+            "split-half probe: {} sentences are too few (at least 4)",
+            ids.len()
+        );
+    }
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let half = order.len() / 2;
+    let rows = |idx: &[usize]| -> Vec<Vec<f64>> {
+        idx.iter()
+            .map(|&i| x.row(i).iter().map(|&v| f64::from(v)).collect())
+            .collect()
+    };
+    let labels = |idx: &[usize]| -> Vec<i64> { idx.iter().map(|&i| y[i]).collect() };
+    let (a, b) = standardise(&rows(&order[..half]), &rows(&order[half..]))?;
+    LogisticRegression::fit(&a, &labels(&order[..half]), opts)?
+        .accuracy(&b, &labels(&order[half..]))
 }
 
 /// Standardises the columns of `train` and `dev` with `train`'s means and standard deviations

@@ -21,3 +21,20 @@ pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
         Err(_) => default,
     }
 }
+
+/// The fine-tuned model the chapters compare with the pre-trained one on `task`:
+/// `ISOLAB_FINETUNED` when set; else the main job's fine-tune of `task`
+/// (`<paths::finetunes_dir()>/<task>`, once it holds a best model); else `minilm-sre`, a
+/// fine-tune of all-MiniLM-L6-v2 on another task (so every chapter runs before any fine-tuning).
+pub fn finetuned_for(task: crate::glue::Task) -> String {
+    if let Ok(spec) = std::env::var("ISOLAB_FINETUNED") {
+        if !spec.is_empty() {
+            return spec;
+        }
+    }
+    let dir = crate::paths::finetunes_dir().join(task.hub_config());
+    if dir.join("best.json").is_file() {
+        return dir.display().to_string();
+    }
+    String::from("minilm-sre")
+}

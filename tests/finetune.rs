@@ -5,6 +5,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
+use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
 use isotropy_lab::finetune::log::TrainingLog;
@@ -13,6 +14,7 @@ use isotropy_lab::finetune::ops::Dropout;
 use isotropy_lab::finetune::train::{evaluate, finetune, logits_all, Budget, FinetuneOptions};
 use isotropy_lab::glue::{self, Split, Task};
 use isotropy_lab::model::Model;
+use isotropy_lab::probe::{split_half_accuracy, ProbeOptions};
 use polars::prelude::{Column, DataFrame};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -301,6 +303,36 @@ fn quick_finetune_logs_trace_and_evaluates() {
         printed["values"]["accuracy"].as_f64().unwrap(),
         scores.values["accuracy"]
     );
+    // The head alone on extracted [CLS] vectors (what chapter 05 scores after each enhancement
+    // method) agrees with the full model on all of RTE dev.
+    let all = glue::load(Task::Rte, Split::Dev).unwrap();
+    let full = evaluate(
+        &clf,
+        &TaskData::new(&clf.model, Task::Rte, &all, 128, "dev").unwrap(),
+        32,
+    )
+    .unwrap();
+    let emb = Embeddings::extract_uncached(
+        &clf.model,
+        &Source::glue(Task::Rte, Split::Dev),
+        &ExtractOptions {
+            layers: Some(vec![6]),
+            ..ExtractOptions::default()
+        },
+    )
+    .unwrap();
+    let head = clf.head_accuracy(&emb, emb.layer(6).unwrap()).unwrap();
+    assert!(
+        (head - full.values["accuracy"]).abs() < 1.5 / 277.0,
+        "head {head}, model {}",
+        full.values["accuracy"]
+    );
+    // A split-half probe on the same vectors is a real classifier: above chance would be luck on
+    // RTE, so only its range and determinism are checked here.
+    let p1 = split_half_accuracy(&emb, emb.layer(6).unwrap(), &ProbeOptions::default(), 3).unwrap();
+    let p2 = split_half_accuracy(&emb, emb.layer(6).unwrap(), &ProbeOptions::default(), 3).unwrap();
+    assert!((0.0..=1.0).contains(&p1) && p1 == p2);
+
     // The test split has no labels: refused with the reason.
     let e = err(isolab(&[
         "evaluate",

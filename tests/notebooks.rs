@@ -3,6 +3,10 @@
 //! (scripts/run_notebooks.py does the checking); then each executed chapter's HTML is rendered in
 //! headless Chromium, whose figures must be decoded, visible and drawn and whose tables must have
 //! rows (scripts/check_render.py).
+//!
+//! The chapters compare minilm with its fine-tune on each task; here those are quick-profile
+//! fine-tunes (`isolab finetune --profile quick`, 40 steps) of SST-2, MRPC and STS-B made first,
+//! so every chapter runs the same code path as after the main job.
 
 mod common;
 
@@ -19,8 +23,18 @@ fn notebooks_run_headless() {
         "{} is missing: run `bash scripts/setup.sh`",
         python.display()
     );
+    let finetunes = root.join("target").join("notebook-finetunes");
+    for task in ["sst2", "mrpc", "stsb"] {
+        let status = Command::new(env!("CARGO_BIN_EXE_isolab"))
+            .args(["finetune", "--profile", "quick", "--task", task, "--out"])
+            .arg(finetunes.join(task))
+            .status()
+            .expect("running isolab finetune");
+        assert!(status.success(), "quick fine-tune of {task} failed");
+    }
     let out = root.join("target").join("notebook-test");
     let status = Command::new(&python)
+        .env("ISOLAB_FINETUNES", &finetunes)
         .arg(root.join("scripts/run_notebooks.py"))
         .arg("--quick")
         .arg("--out")

@@ -2,11 +2,14 @@
 //! dropout and a linear classifier, with transformers' layout, tensor names and initialisation.
 
 use crate::atomic;
+use crate::display::Fresh;
 use crate::encoder::{apply_linear, Mode};
+use crate::extract::Embeddings;
 use crate::fetch::{self, ModelFiles};
 use crate::finetune::data::Batch;
 use crate::finetune::ops::Dropout;
 use crate::glue::Task;
+use crate::matrix::Matrix;
 use crate::model::{read_config, Model};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
@@ -294,6 +297,64 @@ impl SequenceClassifier {
             Mode::Train(d) => d.apply(&pooled, self.classifier_dropout)?,
         };
         Ok(apply_linear(&self.classifier, &pooled, mode)?)
+    }
+
+    /// The head alone (pooler, tanh, classifier; inference mode) on last-layer `[CLS]` vectors
+    /// (rows × hidden): logits, rows × labels.
+    pub fn head_logits(&self, cls: &Matrix) -> Result<Tensor> {
+        let x = Tensor::from_slice(cls.data(), (cls.rows(), cls.cols()), &self.model.device)?;
+        let pooled = apply_linear(&self.pooler, &x, &Mode::Eval)?.tanh()?;
+        Ok(apply_linear(&self.classifier, &pooled, &Mode::Eval)?)
+    }
+
+    /// The fine-tuned head's accuracy on features it did not produce: the `[CLS]` rows of `m` (a
+    /// last layer of `emb`, or a transformed copy of it with the same rows, as the enhancement
+    /// methods give) through the pooler and classifier, against the sentences' labels. The
+    /// extraction must keep special tokens and come from a classification task.
+    pub fn head_accuracy(&self, emb: &Embeddings, m: &Matrix) -> Result<f64> {
+        if self.problem == Problem::Regression {
+            bail!("head accuracy: this is a regression head");
+        }
+        if m.rows() != emb.num_tokens() {
+            bail!(
+                "head accuracy: the matrix has {} rows, the extraction {} tokens",
+                m.rows(),
+                emb.num_tokens()
+            );
+        }
+        let tokens = emb.tokens.fresh();
+        let position = tokens.column("position")?.u32()?;
+        let sentence = tokens.column("sentence_id")?.u32()?;
+        let special = tokens.column("is_special")?.bool()?;
+        let mut ids = Vec::new();
+        let mut data = Vec::new();
+        for i in 0..m.rows() {
+            if position.get(i) == Some(0) && special.get(i) == Some(true) {
+                ids.push(sentence.get(i).unwrap_or(0));
+                data.extend_from_slice(m.row(i));
+            }
+        }
+        if ids.is_empty() {
+            bail!("head accuracy: no [CLS] rows (extract with keep_special)");
+        }
+        let cls = Matrix::new(ids.len(), m.cols(), data)?;
+        let gold = crate::probe::sentence_labels(emb, &ids)?;
+        let logits: Vec<Vec<f32>> = self.head_logits(&cls)?.to_vec2()?;
+        let correct = logits
+            .iter()
+            .zip(&gold)
+            .filter(|(l, &g)| {
+                let best = l
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |a, (i, &x)| if x > a.1 { (i, x) } else { a },
+                    );
+                best.0 as i64 == g
+            })
+            .count();
+        Ok(correct as f64 / gold.len() as f64)
     }
 
     /// The loss transformers computes for the problem type: cross-entropy of the logits against

@@ -3,7 +3,7 @@
 use crate::display::Fresh;
 use crate::finetune::trace::SPECTRUM_HEAD;
 use anyhow::{Context, Result};
-use polars::prelude::{Column, DataFrame};
+use polars::prelude::{BooleanChunked, Column, DataFrame, NewChunkedArray};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -105,5 +105,30 @@ impl TrainingLog {
             eval: eval.fresh(),
             trace: trace.fresh(),
         })
+    }
+
+    /// The deepest traced hidden state (the last layer), 0 when nothing was traced.
+    pub fn last_layer(&self) -> u64 {
+        self.trace
+            .fresh()
+            .column("layer")
+            .ok()
+            .and_then(|c| c.u64().ok().and_then(|l| l.into_no_null_iter().max()))
+            .unwrap_or(0)
+    }
+
+    /// The trace rows of one hidden state, in step order.
+    pub fn layer_trace(&self, layer: u64) -> Result<DataFrame> {
+        // A fresh copy: a DataFrame kept across notebook cells has a stale name lookup.
+        let trace = self.trace.fresh();
+        let mask: Vec<bool> = trace
+            .column("layer")?
+            .u64()?
+            .iter()
+            .map(|l| l == Some(layer))
+            .collect();
+        Ok(trace
+            .filter(&BooleanChunked::from_slice("layer".into(), &mask))?
+            .fresh())
     }
 }

@@ -75,11 +75,11 @@ impl FinetuneOptions {
     /// together train in about an hour on a 2-core CPU from all-MiniLM-L6-v2 (see README).
     pub fn default_for(task: Task, base: &str) -> Self {
         let (budget, lr, eval_every) = match task {
-            Task::Sst2 => (Budget::Steps(1600), 5e-5, 200),
-            Task::Mrpc => (Budget::Epochs(5.0), 1e-4, 60),
-            Task::Cola => (Budget::Epochs(3.0), 1e-4, 100),
-            Task::Rte => (Budget::Epochs(5.0), 1e-4, 40),
-            Task::Stsb => (Budget::Epochs(4.0), 1e-4, 90),
+            Task::Sst2 => (Budget::Steps(2000), 5e-5, 250),
+            Task::Mrpc => (Budget::Epochs(4.0), 8e-5, 58),
+            Task::Cola => (Budget::Epochs(4.0), 8e-5, 134),
+            Task::Rte => (Budget::Epochs(5.0), 5e-5, 49),
+            Task::Stsb => (Budget::Epochs(4.0), 8e-5, 90),
             Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 200),
         };
         Self {
@@ -132,11 +132,22 @@ struct State {
     seconds: f64,
 }
 
-/// `best.json`: the step and dev scores of the model in the output folder.
+/// `best.json`: the step and dev scores of the model in a run's folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Best {
-    step: usize,
-    scores: Scores,
+pub struct Best {
+    /// The step the best model was saved at.
+    pub step: usize,
+    /// Its dev scores.
+    pub scores: Scores,
+}
+
+/// Reads a run folder's `best.json`.
+pub fn read_best(run: &Path) -> Result<Best> {
+    let path = run.join("best.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a best-model record", path.display()))
 }
 
 /// What a finished run reports.
@@ -468,24 +479,21 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
         let targets = train.targets(rows, &device)?;
         let lr = opts.optimizer.lr_at(s, total);
         let dropout_seed = opts.seed.wrapping_mul(1_000_003).wrapping_add(s as u64);
-        let (loss_value, report) = train_step(
-            &model,
-            &mut optim,
-            &batch,
-            &targets,
-            dropout_seed,
-            lr,
-        )
-        .with_context(|| {
-            let kept = match state.best_step {
-                Some(_) => format!("the last good checkpoint is kept in {}", ckpt.display()),
-                None => "no checkpoint was written yet".to_string(),
-            };
-            format!(
+        let (loss_value, report) =
+            train_step(&model, &mut optim, &batch, &targets, dropout_seed, lr).with_context(
+                || {
+                    let kept = match state.best_step {
+                        Some(_) => {
+                            format!("the last good checkpoint is kept in {}", ckpt.display())
+                        }
+                        None => "no checkpoint was written yet".to_string(),
+                    };
+                    format!(
                 "step {} (learning rate {lr:.3e}): training stopped; {kept}; try a lower --lr",
                 s + 1
             )
-        })?;
+                },
+            )?;
         state.step += 1;
         state.seconds = start_seconds + session.elapsed().as_secs_f64();
         log.write(json!({
@@ -549,9 +557,7 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
         state.best_score.unwrap_or(f64::NAN),
         state.best_step.unwrap_or(0)
     ));
-    let best_path = out.join("best.json");
-    let best: Best = serde_json::from_str(&std::fs::read_to_string(&best_path)?)
-        .with_context(|| format!("{}: corrupt", best_path.display()))?;
+    let best = read_best(out)?;
     Ok(FinetuneReport {
         steps: state.step,
         best: best.scores,
