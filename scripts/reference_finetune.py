@@ -6,6 +6,13 @@ AutoModelForSequenceClassification and AutoTokenizer (PyTorch, CPU, eval mode) a
 logits on the first N dev examples of the task. tests/finetune.rs rebuilds the same checkpoints
 (same command, seeded) and compares our logits with these (<= 1e-4).
 
+The checkpoints of the test are one-step runs: the schedule's first step has learning rate 0, so
+their weights are exactly the seeded initial model (minilm's encoder and pooler, the classifier
+initialised as transformers does) on any machine. A run with real updates would not do: Adam's
+first steps move every weight by about ±lr according to the sign of its gradient, so rounding
+differences of 1e-7 flip weights by the learning rate. For trained checkpoints (the main job's),
+use --ours with the logits `isolab evaluate --logits` wrote.
+
 Writes one safetensors file per checkpoint with
   logits        (N x num_labels) float32, transformers' output
   input_ids     (N x longest) int64, the tokenizer's ids (0-padded), to check tokenization too
@@ -14,7 +21,7 @@ and metadata: task, n, weights_sha256 (of model.safetensors), problem_type, tran
 Rerun (needs torch, transformers, safetensors; not part of CI):
   cargo build --release
   for t in sst2 stsb mrpc; do
-    ./target/release/isolab finetune --task $t --out /tmp/ref-$t --profile quick --steps 3 --eval-every 3 --trace-every 0
+    ./target/release/isolab finetune --task $t --out /tmp/ref-$t --profile quick --steps 1 --eval-every 1 --trace-every 0
     /tmp/torchvenv/bin/python scripts/reference_finetune.py --model /tmp/ref-$t --task $t \
         --glue data/glue --out tests/data/finetune_reference_$t.safetensors
   done

@@ -29,13 +29,6 @@ impl Mode<'_> {
             Mode::Train(d) => d.apply(&x, p),
         }
     }
-
-    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Mode::Eval => candle_nn::ops::softmax_last_dim(x),
-            Mode::Train(_) => ops::softmax_last_dim(x),
-        }
-    }
 }
 
 /// A Linear layer: candle's in inference; in training one matrix product over all rows and a
@@ -180,10 +173,15 @@ impl Layer {
         let q = split(apply_linear(&self.query, x, mode)?)?;
         let k = split(apply_linear(&self.key, x, mode)?)?;
         let v = split(apply_linear(&self.value, x, mode)?)?;
-        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = mode.softmax(&scores)?;
-        let probs = mode.dropout(probs, self.attention_dropout)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        let ctx = match mode {
+            Mode::Eval => {
+                let scores =
+                    (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
+                candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
+            }
+            Mode::Train(d) => ops::attention(&q, &k, &v, mask, d, self.attention_dropout)?,
+        };
+        let ctx = ctx.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = mode.dropout(
             apply_linear(&self.attn_out, &ctx, mode)?,
             self.hidden_dropout,

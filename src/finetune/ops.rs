@@ -1,10 +1,10 @@
 //! Training kernels with a backward pass, and seeded dropout.
 //!
 //! candle's fused `layer_norm` and `softmax_last_dim` have no backward pass, so training uses
-//! these CPU kernels instead: [`normalize`] (LayerNorm without its affine part, which the caller
-//! applies as tensor operations so that autograd sees the weight and bias),
-//! [`softmax_last_dim`] and [`gelu_erf`] (candle's own backward composes eight element-wise
-//! passes). Each is one parallel pass forward and one backward.
+//! these CPU kernels instead: [`normalize`] and [`affine`] (LayerNorm), [`attention`] (softmax
+//! attention with dropout, heads in parallel), [`gelu_erf`] (candle's own backward composes eight
+//! element-wise passes) and [`add_bias`] (a Linear layer's bias, whose gradient candle would sum
+//! with a strided reduction). Each is one parallel pass forward and one backward.
 //! Inference keeps candle's kernels (see `encoder::Mode`).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
@@ -115,70 +115,6 @@ pub fn normalize(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Normalize { eps })
 }
 
-struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "isolab-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "softmax")?;
-        let h = l.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(h)
-            .zip(out.par_chunks_mut(h))
-            .for_each(|(row, o)| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (v, o) in row.iter().zip(o.iter_mut()) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                for o in o.iter_mut() {
-                    *o /= sum;
-                }
-            });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad)?))
-    }
-}
-
-/// dx = y ⊙ (g − Σ g ⊙ y), row by row.
-struct SoftmaxGrad;
-
-impl CustomOp2 for SoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "isolab-softmax-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sy: &CpuStorage,
-        ly: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = contiguous(sy, ly, "softmax backward")?;
-        let g = contiguous(sg, lg, "softmax backward")?;
-        let h = ly.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; y.len()];
-        y.par_chunks(h)
-            .zip(g.par_chunks(h))
-            .zip(out.par_chunks_mut(h))
-            .for_each(|((yr, gr), o)| {
-                let s: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-                for ((o, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
-                    *o = yi * (gi - s);
-                }
-            });
-        Ok((CpuStorage::F32(out), ly.shape().clone()))
-    }
-}
-
 /// GELU with the exact error function, x Φ(x), forward and backward in one pass each.
 struct Gelu;
 
@@ -254,11 +190,6 @@ impl CustomOp2 for GeluGrad {
 /// GELU (exact, with erf), with a backward pass.
 pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
-}
-
-/// Softmax over the last dimension, with a backward pass.
-pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
 }
 
 /// Asks glibc's allocator to keep freed memory instead of returning it to the kernel at once.
@@ -450,4 +381,222 @@ impl Dropout {
             .collect();
         x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
     }
+}
+
+/// C (m × n, row-major) = scale · A · B, single-threaded (the caller parallelises over heads).
+/// A and B are given by their row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul_into(
+    c: &mut [f32],
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    scale: f32,
+) {
+    assert!(c.len() >= m * n && a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above keep every index gemm touches inside the three slices; the
+    // destination does not alias the sources (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Scaled dot-product attention over (batch, heads, seq, head_dim) tensors in one kernel, with
+/// padding masked and dropout on the attention probabilities: softmax(Q Kᵀ / √d + mask) ⊙ drop · V.
+/// Heads run in parallel, each with single-threaded matrix products: candle would dispatch every
+/// head's small product to the thread pool on its own, forward and backward.
+struct Attention {
+    /// Additive mask per (batch, key position): 0 for tokens, a large negative value for padding.
+    mask: Vec<f32>,
+    /// Dropout factors per (batch, head, query, key): 0 or 1 / (1 − p); empty for none.
+    drop: Vec<f32>,
+    scale: f32,
+}
+
+impl Attention {
+    /// The probabilities of one head (seq × seq), before dropout.
+    fn probs(&self, q: &[f32], k: &[f32], batch: usize, t: usize, d: usize) -> Vec<f32> {
+        let mut s = vec![0f32; t * t];
+        matmul_into(&mut s, q, (d, 1), k, (1, d), (t, t, d), self.scale);
+        let mask = &self.mask[batch * t..(batch + 1) * t];
+        for row in s.chunks_mut(t) {
+            let mut max = f32::NEG_INFINITY;
+            for (v, m) in row.iter_mut().zip(mask) {
+                *v += m;
+                max = max.max(*v);
+            }
+            let mut sum = 0f32;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+        s
+    }
+
+    fn dropped(&self, p: &[f32], head: usize, t: usize) -> Vec<f32> {
+        if self.drop.is_empty() {
+            return p.to_vec();
+        }
+        let drop = &self.drop[head * t * t..(head + 1) * t * t];
+        p.iter().zip(drop).map(|(a, b)| a * b).collect()
+    }
+}
+
+fn dims4(l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
+    match *l.dims() {
+        [b, h, t, d] => Ok((b, h, t, d)),
+        _ => candle_core::bail!("attention: expected (batch, heads, seq, head_dim)"),
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "isolab-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sq: &CpuStorage,
+        lq: &Layout,
+        sk: &CpuStorage,
+        lk: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            contiguous(sq, lq, "attention")?,
+            contiguous(sk, lk, "attention")?,
+            contiguous(sv, lv, "attention")?,
+        );
+        let (_, h, t, d) = dims4(lq)?;
+        let mut out = vec![0f32; q.len()];
+        out.par_chunks_mut(t * d).enumerate().for_each(|(head, o)| {
+            let r = head * t * d..(head + 1) * t * d;
+            let p = self.probs(&q[r.clone()], &k[r.clone()], head / h, t, d);
+            let p = self.dropped(&p, head, t);
+            matmul_into(o, &p, (t, 1), &v[r], (d, 1), (t, d, t), 1.0);
+        });
+        Ok((CpuStorage::F32(out), lq.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, h, t, d) = q.dims4()?;
+        let g = g.contiguous()?;
+        let read = |x: &Tensor| -> candle_core::Result<Vec<f32>> { x.flatten_all()?.to_vec1() };
+        let (q, k, v, g) = (read(q)?, read(k)?, read(v)?, read(&g)?);
+        let n = q.len();
+        let mut dq = vec![0f32; n];
+        let mut dk = vec![0f32; n];
+        let mut dv = vec![0f32; n];
+        dq.par_chunks_mut(t * d)
+            .zip(dk.par_chunks_mut(t * d))
+            .zip(dv.par_chunks_mut(t * d))
+            .enumerate()
+            .for_each(|(head, ((dq, dk), dv))| {
+                let r = head * t * d..(head + 1) * t * d;
+                let (qh, kh, vh, gh) = (&q[r.clone()], &k[r.clone()], &v[r.clone()], &g[r]);
+                let p = self.probs(qh, kh, head / h, t, d);
+                let pd = self.dropped(&p, head, t);
+                // dV = P'ᵀ G
+                matmul_into(dv, &pd, (1, t), gh, (d, 1), (t, d, t), 1.0);
+                // dP' = G Vᵀ, then through dropout: dP = dP' ⊙ drop
+                let mut dp = vec![0f32; t * t];
+                matmul_into(&mut dp, gh, (d, 1), vh, (1, d), (t, t, d), 1.0);
+                if !self.drop.is_empty() {
+                    let drop = &self.drop[head * t * t..(head + 1) * t * t];
+                    dp.iter_mut().zip(drop).for_each(|(a, b)| *a *= b);
+                }
+                // dS = P ⊙ (dP − Σ_j dP ⊙ P), row by row
+                for (dpr, pr) in dp.chunks_mut(t).zip(p.chunks(t)) {
+                    let s: f32 = dpr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                    dpr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - s));
+                }
+                // dQ = scale · dS K, dK = scale · dSᵀ Q
+                matmul_into(dq, &dp, (t, 1), kh, (d, 1), (t, d, t), self.scale);
+                matmul_into(dk, &dp, (1, t), qh, (d, 1), (t, d, t), self.scale);
+            });
+        let dev = candle_core::Device::Cpu;
+        let shape = (b, h, t, d);
+        Ok((
+            Some(Tensor::from_vec(dq, shape, &dev)?),
+            Some(Tensor::from_vec(dk, shape, &dev)?),
+            Some(Tensor::from_vec(dv, shape, &dev)?),
+        ))
+    }
+}
+
+/// Attention in training: softmax(Q Kᵀ / √d + mask) with dropout p on the probabilities, times
+/// V, for (batch, heads, seq, head_dim) tensors; `mask` is the additive (batch, 1, 1, seq) mask.
+/// One fused kernel with a backward pass (see `Attention`).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    dropout: &mut Dropout,
+    p: f32,
+) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
+    if mask.len() != b * t {
+        candle_core::bail!(
+            "attention: the mask has {} values for {b} × {t}",
+            mask.len()
+        );
+    }
+    let drop = if p > 0.0 {
+        let keep = 1.0 / (1.0 - p);
+        (0..b * h * t * t)
+            .map(|_| {
+                if dropout.rng.random::<f32>() < p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let op = Attention {
+        mask,
+        drop,
+        scale: 1.0 / (d as f32).sqrt(),
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }

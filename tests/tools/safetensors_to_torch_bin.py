@@ -82,7 +82,9 @@ class _Pickler(pickle.Pickler):
 
 
 def old_bert_name(name):
-    name = "bert." + name
+    # An encoder's names get the prefix; a task model's (bert.*, classifier.*) already have it.
+    if not name.startswith(("bert.", "classifier.")):
+        name = "bert." + name
     if "LayerNorm." in name:
         name = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
     return name
