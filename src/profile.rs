@@ -24,7 +24,7 @@ pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
 
 /// The fine-tuned model the chapters compare with the pre-trained one on `task`:
 /// `ISOLAB_FINETUNED` when set; else the main job's fine-tune of `task`
-/// (`<paths::finetunes_dir()>/<task>`, once it holds a best model); else `minilm-sre`, a
+/// (`<paths::finetunes_dir()>/<task>`, once that run has finished); else `minilm-sre`, a
 /// fine-tune of all-MiniLM-L6-v2 on another task (so every chapter runs before any fine-tuning).
 pub fn finetuned_for(task: crate::glue::Task) -> String {
     if let Ok(spec) = std::env::var("ISOLAB_FINETUNED") {
@@ -33,7 +33,7 @@ pub fn finetuned_for(task: crate::glue::Task) -> String {
         }
     }
     let dir = crate::paths::finetunes_dir().join(task.hub_config());
-    if dir.join("best.json").is_file() {
+    if crate::finetune::train::finished(&dir) {
         return dir.display().to_string();
     }
     String::from("minilm-sre")

@@ -60,7 +60,8 @@ pub struct FinetuneOptions {
     pub seed: u64,
     /// Evaluate on dev (and write the checkpoint) every this many steps, and at the end.
     pub eval_every: usize,
-    /// Record the geometry trace every this many steps (0: never); also before the first step.
+    /// Record the geometry trace every this many steps (0: never); also before the first step and
+    /// after the last.
     pub trace_every: usize,
     /// Dev inputs in the trace's probe set.
     pub trace_examples: usize,
@@ -139,6 +140,15 @@ pub struct Best {
     pub step: usize,
     /// Its dev scores.
     pub scores: Scores,
+}
+
+/// Whether the run in `run` has trained all its steps (its checkpoint says so and its best model
+/// is there).
+pub fn finished(run: &Path) -> bool {
+    let state = std::fs::read_to_string(run.join("checkpoint").join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<State>(&t).ok());
+    state.is_some_and(|s| s.step == s.total_steps) && run.join("best.json").is_file()
 }
 
 /// Reads a run folder's `best.json`.
@@ -514,7 +524,9 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             ));
             window = (0.0, 0, Instant::now());
         }
-        if opts.trace_every > 0 && state.step.is_multiple_of(opts.trace_every) {
+        if opts.trace_every > 0
+            && (state.step.is_multiple_of(opts.trace_every) || state.step == total)
+        {
             for p in trace::measure(&model, &dev, &probe, state.step)? {
                 log.trace(&p)?;
             }
