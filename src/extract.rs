@@ -518,28 +518,12 @@ fn run_batch(
     batch: &[usize],
     up_to: usize,
 ) -> Result<Vec<Tensor>> {
-    let len = batch.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
     let pad = model.config().pad_token_id as u32;
-    let mut ids = Vec::with_capacity(batch.len() * len);
-    let mut types = Vec::with_capacity(batch.len() * len);
-    let mut mask = Vec::with_capacity(batch.len() * len);
-    for &i in batch {
-        let e = &encodings[i];
-        let n = e.len();
-        ids.extend_from_slice(e.get_ids());
-        ids.extend(std::iter::repeat_n(pad, len - n));
-        types.extend_from_slice(e.get_type_ids());
-        types.extend(std::iter::repeat_n(0, len - n));
-        mask.extend(std::iter::repeat_n(1u32, n));
-        mask.extend(std::iter::repeat_n(0u32, len - n));
-    }
-    let dev = &model.device;
-    let shape = (batch.len(), len);
-    let ids = Tensor::from_vec(ids, shape, dev)?;
-    let types = Tensor::from_vec(types, shape, dev)?;
-    let mask = Tensor::from_vec(mask, shape, dev)?;
-    let states = model.encoder.forward_all(&ids, &types, &mask, up_to)?;
-    if dev.is_cpu() {
+    let b = crate::finetune::data::Batch::pad(encodings, batch, pad, &model.device)?;
+    let states = model
+        .encoder
+        .forward_all(&b.ids, &b.types, &b.mask, up_to)?;
+    if model.device.is_cpu() {
         Ok(states)
     } else {
         states

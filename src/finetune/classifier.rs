@@ -7,6 +7,7 @@ use crate::encoder::{apply_linear, Mode};
 use crate::extract::Embeddings;
 use crate::fetch::{self, ModelFiles};
 use crate::finetune::data::Batch;
+use crate::finetune::metrics::argmax;
 use crate::finetune::ops::Dropout;
 use crate::glue::Task;
 use crate::matrix::Matrix;
@@ -343,16 +344,7 @@ impl SequenceClassifier {
         let correct = logits
             .iter()
             .zip(&gold)
-            .filter(|(l, &g)| {
-                let best = l
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |a, (i, &x)| if x > a.1 { (i, x) } else { a },
-                    );
-                best.0 as i64 == g
-            })
+            .filter(|(l, &g)| argmax(l) as i64 == g)
             .count();
         Ok(correct as f64 / gold.len() as f64)
     }

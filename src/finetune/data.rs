@@ -37,6 +37,40 @@ pub struct Batch {
     pub tokens: usize,
 }
 
+impl Batch {
+    /// Pads `encodings[rows]` to the longest of them: ids with `pad_id`, type ids with 0, mask 0.
+    pub fn pad(
+        encodings: &[Encoding],
+        rows: &[usize],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Batch> {
+        let len = rows.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut types = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        let mut tokens = 0;
+        for &i in rows {
+            let e = &encodings[i];
+            let n = e.len();
+            tokens += n;
+            ids.extend_from_slice(e.get_ids());
+            ids.extend(std::iter::repeat_n(pad_id, len - n));
+            types.extend_from_slice(e.get_type_ids());
+            types.extend(std::iter::repeat_n(0, len - n));
+            mask.extend(std::iter::repeat_n(1u32, n));
+            mask.extend(std::iter::repeat_n(0u32, len - n));
+        }
+        let shape = (rows.len(), len);
+        Ok(Batch {
+            ids: Tensor::from_vec(ids, shape, device)?,
+            types: Tensor::from_vec(types, shape, device)?,
+            mask: Tensor::from_vec(mask, shape, device)?,
+            tokens,
+        })
+    }
+}
+
 impl TaskData {
     /// Tokenizes a GLUE DataFrame (the uniform columns of [`crate::glue`]) for `model`, truncating
     /// each input to `max_len` tokens. Labels are checked against the task's classes; `source`
@@ -112,33 +146,7 @@ impl TaskData {
 
     /// Pads the examples `rows` into a batch.
     pub fn batch(&self, rows: &[usize], pad_id: u32, device: &Device) -> Result<Batch> {
-        let len = rows
-            .iter()
-            .map(|&i| self.encodings[i].len())
-            .max()
-            .unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows.len() * len);
-        let mut types = Vec::with_capacity(rows.len() * len);
-        let mut mask = Vec::with_capacity(rows.len() * len);
-        let mut tokens = 0;
-        for &i in rows {
-            let e = &self.encodings[i];
-            let n = e.len();
-            tokens += n;
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(pad_id, len - n));
-            types.extend_from_slice(e.get_type_ids());
-            types.extend(std::iter::repeat_n(0, len - n));
-            mask.extend(std::iter::repeat_n(1u32, n));
-            mask.extend(std::iter::repeat_n(0u32, len - n));
-        }
-        let shape = (rows.len(), len);
-        Ok(Batch {
-            ids: Tensor::from_vec(ids, shape, device)?,
-            types: Tensor::from_vec(types, shape, device)?,
-            mask: Tensor::from_vec(mask, shape, device)?,
-            tokens,
-        })
+        Batch::pad(&self.encodings, rows, pad_id, device)
     }
 
     /// The targets of `rows` as the loss takes them: class indices (u32) or scores (f32).

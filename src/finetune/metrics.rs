@@ -30,6 +30,17 @@ impl Labels {
     }
 }
 
+/// The index of the largest value (the first on ties): the predicted class of a row of logits.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |a, (i, &x)| if x > a.1 { (i, x) } else { a },
+        )
+        .0
+}
+
 /// The metric a task is ranked by (the one "keep the best checkpoint" compares): accuracy for
 /// SST-2, RTE, QNLI and WNLI, F1 for MRPC, Matthews correlation for CoLA, Spearman for STS-B.
 pub fn main_metric(task: Task) -> &'static str {

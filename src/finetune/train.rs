@@ -14,7 +14,7 @@
 use crate::atomic;
 use crate::finetune::classifier::{Problem, SequenceClassifier};
 use crate::finetune::data::{Batch, TaskData};
-use crate::finetune::metrics::{score, Labels, Scores};
+use crate::finetune::metrics::{argmax, score, Labels, Scores};
 use crate::finetune::ops::Dropout;
 use crate::finetune::optim::{AdamW, AdamWOptions, StepReport};
 use crate::finetune::trace;
@@ -218,20 +218,7 @@ pub fn predict(model: &SequenceClassifier, data: &TaskData, batch_size: usize) -
     let logits: Vec<Vec<f32>> = logits_all(model, data, batch_size)?.to_vec2()?;
     Ok(match model.problem() {
         Problem::Regression => Labels::Scores(logits.iter().map(|l| l[0] as f64).collect()),
-        Problem::Classes(_) => Labels::Classes(
-            logits
-                .iter()
-                .map(|l| {
-                    l.iter()
-                        .enumerate()
-                        .fold(
-                            (0, f32::NEG_INFINITY),
-                            |a, (i, &x)| if x > a.1 { (i, x) } else { a },
-                        )
-                        .0 as i64
-                })
-                .collect(),
-        ),
+        Problem::Classes(_) => Labels::Classes(logits.iter().map(|l| argmax(l) as i64).collect()),
     })
 }
 
