@@ -75,13 +75,14 @@ impl FinetuneOptions {
     /// The default budget for `task` from `base`, chosen so that SST-2, MRPC, CoLA, RTE and STS-B
     /// together train in about an hour on a 2-core CPU from all-MiniLM-L6-v2 (see README).
     pub fn default_for(task: Task, base: &str) -> Self {
-        let (budget, lr, eval_every) = match task {
-            Task::Sst2 => (Budget::Steps(2000), 5e-5, 250),
-            Task::Mrpc => (Budget::Epochs(4.0), 8e-5, 58),
-            Task::Cola => (Budget::Epochs(4.0), 8e-5, 134),
-            Task::Rte => (Budget::Epochs(5.0), 5e-5, 49),
-            Task::Stsb => (Budget::Epochs(4.0), 8e-5, 90),
-            Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 200),
+        // CoLA: batches of 16 at 1e-4 reached MCC 28.9 where 32 at 8e-5 reached 28.1 (README).
+        let (budget, lr, batch_size, eval_every) = match task {
+            Task::Sst2 => (Budget::Steps(2000), 5e-5, 32, 250),
+            Task::Mrpc => (Budget::Epochs(4.0), 8e-5, 32, 58),
+            Task::Cola => (Budget::Epochs(4.0), 1e-4, 16, 268),
+            Task::Rte => (Budget::Epochs(5.0), 5e-5, 32, 49),
+            Task::Stsb => (Budget::Epochs(4.0), 8e-5, 32, 90),
+            Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 32, 200),
         };
         Self {
             task: task.hub_config().to_string(),
@@ -91,7 +92,7 @@ impl FinetuneOptions {
                 lr,
                 ..AdamWOptions::default()
             },
-            batch_size: 32,
+            batch_size,
             max_len: 128,
             seed: 0,
             eval_every,
