@@ -6,7 +6,9 @@
 //! - `checkpoint/`: the last state (model, `optimizer.safetensors`, `state.json`), replaced
 //!   atomically at every evaluation; a run started again with the same options resumes from it
 //!   and reaches the same result as an uninterrupted one (batch order and dropout masks are
-//!   functions of the seed, the epoch and the step);
+//!   functions of the seed, the epoch and the step); once the last step is done there is nothing
+//!   left to resume, so the finished run's checkpoint keeps only `state.json` (the weights and
+//!   the optimizer's moments, three times the model's size, are not kept);
 //! - `run.json`: the options, checked on resume;
 //! - `log.jsonl`: one line per step (`train`), per evaluation (`eval`) and per traced layer
 //!   (`trace`); see [`crate::finetune::log`].
@@ -419,6 +421,8 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
     if ckpt.join("state.json").exists() {
         state = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json"))?)
             .with_context(|| format!("{}: corrupt state.json", ckpt.display()))?;
+    }
+    if state.step > 0 && state.step < state.total_steps {
         let saved = candle_core::safetensors::load(ckpt.join("model.safetensors"), &Device::Cpu)
             .with_context(|| format!("reading {}", ckpt.join("model.safetensors").display()))?;
         for (name, var) in model.params() {
@@ -437,6 +441,12 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             state.total_steps,
             state.best_score,
             state.best_step
+        );
+    } else if state.step > 0 {
+        println!(
+            "{}: finished earlier ({} steps); nothing left to train",
+            out.display(),
+            state.step
         );
     }
     let mut log = Log::open(&out.join("log.jsonl"), state.step)?;
@@ -538,8 +548,10 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
                 )?;
             }
             atomic::write_dir(&ckpt, |dir| {
-                model.save(dir)?;
-                optim.save(&dir.join("optimizer.safetensors"))?;
+                if state.step < total {
+                    model.save(dir)?;
+                    optim.save(&dir.join("optimizer.safetensors"))?;
+                }
                 atomic::write_bytes(
                     &dir.join("base_fingerprint"),
                     model.model.fingerprint.as_bytes(),
