@@ -65,8 +65,36 @@ impl Matrix {
 
     /// The matrix in f64, as a faer matrix.
     pub fn to_faer(&self) -> faer::Mat<f64> {
-        faer::Mat::from_fn(self.rows, self.cols, |i, j| {
-            f64::from(self.data[i * self.cols + j])
-        })
+        let mut out = faer::Mat::<f64>::zeros(self.rows, self.cols);
+        // faer is column-major: copy a block of rows at a time, so both sides stay in cache.
+        for start in (0..self.rows).step_by(BLOCK) {
+            let end = (start + BLOCK).min(self.rows);
+            for j in 0..self.cols {
+                let mut col = out.col_mut(j);
+                for i in start..end {
+                    col[i] = f64::from(self.data[i * self.cols + j]);
+                }
+            }
+        }
+        out
+    }
+
+    /// A faer matrix's values in f32, row-major.
+    pub fn from_faer(m: faer::MatRef<'_, f64>) -> Matrix {
+        let (rows, cols) = (m.nrows(), m.ncols());
+        let mut data = vec![0f32; rows * cols];
+        for start in (0..rows).step_by(BLOCK) {
+            let end = (start + BLOCK).min(rows);
+            for j in 0..cols {
+                let col = m.col(j);
+                for i in start..end {
+                    data[i * cols + j] = col[i] as f32;
+                }
+            }
+        }
+        Matrix { rows, cols, data }
     }
 }
+
+/// Rows per block when converting between row-major and column-major layouts.
+const BLOCK: usize = 64;

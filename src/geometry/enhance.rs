@@ -114,13 +114,7 @@ impl Method {
 
     /// Applies the method to `w`'s rows (clustering with [`kmeans`] seeded by `seed`), f32 out.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
-        let out = self.apply_f64(w, None, seed)?;
-        let (n, d) = (out.nrows(), out.ncols());
-        let mut data = Vec::with_capacity(n * d);
-        for i in 0..n {
-            data.extend((0..d).map(|j| out[(i, j)] as f32));
-        }
-        Matrix::new(n, d, data)
+        Ok(Matrix::from_faer(self.apply_f64(w, None, seed)?.as_ref()))
     }
 
     /// Applies the method in f64. For the clustered methods, `labels` (one cluster per row, 0..k)
@@ -162,6 +156,10 @@ impl Method {
             Method::Global { d } | Method::ClusterBased { d, .. } => d,
             _ => 0,
         };
+        if groups.len() == 1 {
+            // One group of every row (zero-mean, global): no gathering and scattering.
+            return centre_and_remove(x.as_ref(), remove);
+        }
         // Clusters are independent: clean them in parallel.
         let cleaned = groups
             .par_iter()
@@ -173,9 +171,10 @@ impl Method {
             .collect::<Result<Vec<_>>>()?;
         let mut out = Mat::<f64>::zeros(w.rows(), dim);
         for (rows, part) in cleaned {
-            for (i, &r) in rows.iter().enumerate() {
-                for j in 0..dim {
-                    out[(r, j)] = part[(i, j)];
+            for j in 0..dim {
+                let (src, mut dst) = (part.col(j), out.col_mut(j));
+                for (i, &r) in rows.iter().enumerate() {
+                    dst[r] = src[i];
                 }
             }
         }
