@@ -6,13 +6,15 @@
 
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
-use isotropy_lab::finetune::ops::keep_freed_memory;
+use isotropy_lab::finetune::ops::{elementwise_on_calling_thread, keep_freed_memory};
 use isotropy_lab::finetune::optim::{AdamW, AdamWOptions};
 use isotropy_lab::finetune::train::train_step;
 use isotropy_lab::glue::{self, Split, Task};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
+    // As `isolab finetune` runs.
+    elementwise_on_calling_thread();
     keep_freed_memory();
     let model = SequenceClassifier::for_task("minilm", Task::Sst2, 0)?;
     let df = glue::load(Task::Sst2, Split::Dev)?;

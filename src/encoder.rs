@@ -35,23 +35,11 @@ impl Mode<'_> {
 /// bias addition whose gradient is a parallel column sum.
 pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
     match (mode, layer.bias()) {
-        (Mode::Train(_), Some(bias)) => {
-            let dims = x.dims().to_vec();
-            let k = *dims.last().unwrap_or(&1);
-            let rows = x.elem_count() / k.max(1);
-            let y = x.reshape((rows, k))?.matmul(&layer.weight().t()?)?;
-            let y = ops::add_bias(&y, bias)?;
-            let mut out = dims;
-            if let Some(last) = out.last_mut() {
-                *last = bias.elem_count();
-            }
-            y.reshape(out)
-        }
+        (Mode::Train(_), Some(bias)) => ops::linear(x, layer.weight(), bias),
         _ => layer.forward(x),
     }
 }
 
-/// A LayerNorm over the last dimension (weight and bias).
 struct Norm {
     weight: Tensor,
     bias: Tensor,
@@ -76,7 +64,7 @@ impl Norm {
                 &self.bias,
                 self.eps as f32,
             ),
-            Mode::Train(_) => ops::affine(&ops::normalize(x, self.eps)?, &self.weight, &self.bias),
+            Mode::Train(_) => ops::layer_norm(x, &self.weight, &self.bias, self.eps),
         }
     }
 }
@@ -170,18 +158,21 @@ impl Layer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(apply_linear(&self.query, x, mode)?)?;
-        let k = split(apply_linear(&self.key, x, mode)?)?;
-        let v = split(apply_linear(&self.value, x, mode)?)?;
+        let q = apply_linear(&self.query, x, mode)?;
+        let k = apply_linear(&self.key, x, mode)?;
+        let v = apply_linear(&self.value, x, mode)?;
         let ctx = match mode {
             Mode::Eval => {
+                let (q, k, v) = (split(q)?, split(k)?, split(v)?);
                 let scores =
                     (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
-                candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
+                let ctx = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+                ctx.transpose(1, 2)?.reshape((b, t, h))?
             }
-            Mode::Train(d) => ops::attention(&q, &k, &v, mask, d, self.attention_dropout)?,
+            Mode::Train(d) => {
+                ops::attention((&q, &k, &v), mask, self.heads, d, self.attention_dropout)?
+            }
         };
-        let ctx = ctx.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = mode.dropout(
             apply_linear(&self.attn_out, &ctx, mode)?,
             self.hidden_dropout,

@@ -194,6 +194,9 @@ fn parse_layers(spec: &str) -> Result<Option<Vec<usize>>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Finetune { .. } = cli.command {
+        isotropy_lab::finetune::ops::elementwise_on_calling_thread();
+    }
     match cli.command {
         Command::Fetch { what, tasks } => {
             let opts = FetchOptions::from_env();

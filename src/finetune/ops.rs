@@ -1,13 +1,15 @@
 //! Training kernels with a backward pass, and seeded dropout.
 //!
-//! candle's fused `layer_norm` and `softmax_last_dim` have no backward pass, so training uses
-//! these CPU kernels instead: [`normalize`] and [`affine`] (LayerNorm), [`attention`] (softmax
-//! attention with dropout, heads in parallel), [`gelu_erf`] (candle's own backward composes eight
-//! element-wise passes) and [`add_bias`] (a Linear layer's bias, whose gradient candle would sum
-//! with a strided reduction). Each is one parallel pass forward and one backward.
-//! Inference keeps candle's kernels (see `encoder::Mode`).
+//! candle's fused `layer_norm` and `softmax_last_dim` have no backward pass, and a graph of its
+//! small operations costs more than the matrix products around it on a CPU (each node's gradient
+//! is also zero-filled and added into), so training runs each part of a BERT layer as one node:
+//! [`linear`] (x Wᵀ + b; backward straight into W's layout), [`layer_norm`], [`attention`]
+//! (softmax attention with dropout on the (batch, seq, hidden) layout, heads split in place),
+//! [`gelu_erf`] and [`Dropout::apply`]. Each is one parallel pass forward and one backward, with
+//! loops written so that the compiler vectorises them. Inference keeps candle's kernels (see
+//! `encoder::Mode`).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -23,6 +25,261 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Res
     }
 }
 
+/// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
+fn with_values<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(f(contiguous(s, layout, what)?)),
+        _ => candle_core::bail!("{what}: training kernels run on the CPU"),
+    }
+}
+
+fn cpu_tensor(data: Vec<f32>, shape: &Shape) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(data, shape.clone(), &candle_core::Device::Cpu)
+}
+
+/// e^x in f32 without a branch or a library call, so that loops over slices vectorise: Cody–Waite
+/// reduction to r ∈ [−ln 2/2, ln 2/2] and Cephes' degree-6 polynomial for `expf` (about 1 ulp),
+/// scaled by 2ⁿ through the exponent bits. Arguments are clamped to [−87.3, 88.7] (results
+/// from about 1.2e-38 to 3.4e38); NaN stays NaN.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Rows per block of the parallel reductions: fixed, so that sums are added in the same order
+/// on every run (rayon's adaptive splitting would otherwise change the rounding).
+const REDUCE_ROWS: usize = 64;
+
+/// Adds the blocks' column sums in order.
+fn add_in_order(partial: Vec<Vec<f32>>, cols: usize) -> Vec<f32> {
+    let mut total = vec![0f32; cols];
+    for p in partial {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// Column sums of a contiguous (rows × cols) f32 matrix: blocks of rows in parallel, the block
+/// sums added in order (deterministic).
+fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    let partial: Vec<Vec<f32>> = x
+        .par_chunks(REDUCE_ROWS * cols.max(1))
+        .map(|chunk| {
+            let mut acc = vec![0f32; cols];
+            for row in chunk.chunks(cols) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    add_in_order(partial, cols)
+}
+
+/// Σ x² in f64: chunks in parallel, the chunk sums added in order (deterministic).
+pub fn sum_squares(x: &[f32]) -> f64 {
+    x.par_chunks(16 * 1024)
+        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+        .collect::<Vec<f64>>()
+        .into_iter()
+        .sum()
+}
+
+/// A matrix operand of [`gemm_into`]: values with a row and a column stride.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    fn rows(data: &'a [f32], row_stride: usize) -> Self {
+        Self {
+            data,
+            rs: row_stride,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with rows `row_stride` apart.
+    fn transposed(data: &'a [f32], row_stride: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: row_stride,
+        }
+    }
+}
+
+/// C (m × n, rows `c_rs` apart) = scale · A B, or C + scale · A B with `accumulate`.
+fn gemm_into(
+    c: &mut [f32],
+    c_rs: usize,
+    a: Strided,
+    b: Strided,
+    (m, n, k): (usize, usize, usize),
+    (scale, accumulate): (f32, bool),
+    parallelism: gemm::Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(c_rs).take(m).for_each(|r| r[..n].fill(0.0));
+        }
+        return;
+    }
+    assert!(c.len() >= (m - 1) * c_rs + n && c_rs >= n);
+    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
+    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
+    // SAFETY: the asserts above keep every index gemm touches inside the three slices, and the
+    // destination does not alias the sources (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// All of rayon's threads.
+const PARALLEL: gemm::Parallelism = gemm::Parallelism::Rayon(0);
+
+/// y = x Wᵀ + b over the last dimension of x (W: out × in, as transformers stores it).
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "isolab-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(sx, lx, "linear")?;
+        let w = contiguous(sw, lw, "linear")?;
+        let b = contiguous(sb, lb, "linear")?;
+        let (n, k) = lw.shape().dims2()?;
+        let last = lx.dims().last().copied().unwrap_or(0);
+        if last != k || b.len() != n {
+            candle_core::bail!(
+                "linear: input width {last}, weight {n} × {k}, bias {}",
+                b.len()
+            );
+        }
+        let rows = x.len() / k.max(1);
+        let mut out = Vec::with_capacity(rows * n);
+        for _ in 0..rows {
+            out.extend_from_slice(b);
+        }
+        gemm_into(
+            &mut out,
+            n,
+            Strided::rows(x, k),
+            Strided::transposed(w, k),
+            (rows, n, k),
+            (1.0, true),
+            PARALLEL,
+        );
+        let mut dims = lx.dims().to_vec();
+        if let Some(d) = dims.last_mut() {
+            *d = n;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let (n, k) = w.dims2()?;
+        let rows = x.elem_count() / k.max(1);
+        let (dx, dw, db) = with_values(&g, "linear backward", |g| {
+            with_values(x, "linear backward", |x| {
+                with_values(w, "linear backward", |w| {
+                    // dx = g W, dW = gᵀ x, db = Σ_rows g
+                    let mut dx = vec![0f32; rows * k];
+                    gemm_into(
+                        &mut dx,
+                        k,
+                        Strided::rows(g, n),
+                        Strided::rows(w, k),
+                        (rows, k, n),
+                        (1.0, false),
+                        PARALLEL,
+                    );
+                    let mut dw = vec![0f32; n * k];
+                    gemm_into(
+                        &mut dw,
+                        k,
+                        Strided::transposed(g, n),
+                        Strided::rows(x, k),
+                        (n, k, rows),
+                        (1.0, false),
+                        PARALLEL,
+                    );
+                    (dx, dw, column_sums(g, n))
+                })
+            })
+        })???;
+        Ok((
+            Some(cpu_tensor(dx, x.shape())?),
+            Some(cpu_tensor(dw, w.shape())?),
+            Some(cpu_tensor(db, b.shape())?),
+        ))
+    }
+}
+
+/// A Linear layer in training: x Wᵀ + b as one node, whose backward writes dW in W's own layout.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(w, b, Linear)
+}
+
 /// Mean and 1/σ of one row.
 fn row_stats(x: &[f32], eps: f64) -> (f32, f32) {
     let n = x.len() as f64;
@@ -31,107 +288,125 @@ fn row_stats(x: &[f32], eps: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
-struct Normalize {
+/// LayerNorm over the last dimension: y = (x − mean) / sqrt(var + eps) ⊙ w + b.
+struct LayerNorm {
     eps: f64,
 }
 
-impl CustomOp1 for Normalize {
+impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
-        "isolab-normalize"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "normalize")?;
-        let h = l.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(h)
-            .zip(out.par_chunks_mut(h))
-            .for_each(|(row, o)| {
-                let (mean, inv) = row_stats(row, self.eps);
-                for (v, o) in row.iter().zip(o.iter_mut()) {
-                    *o = (v - mean) * inv;
-                }
-            });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let g = g.contiguous()?;
-        Ok(Some(x.apply_op3_no_bwd(
-            y,
-            &g,
-            &NormalizeGrad { eps: self.eps },
-        )?))
-    }
-}
-
-/// dx = (g − mean(g) − x̂ · mean(g x̂)) / σ, row by row.
-struct NormalizeGrad {
-    eps: f64,
-}
-
-impl CustomOp3 for NormalizeGrad {
-    fn name(&self) -> &'static str {
-        "isolab-normalize-grad"
+        "isolab-layer-norm"
     }
 
     fn cpu_fwd(
         &self,
         sx: &CpuStorage,
         lx: &Layout,
-        sy: &CpuStorage,
-        ly: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(sx, lx, "normalize backward")?;
-        let y = contiguous(sy, ly, "normalize backward")?;
-        let g = contiguous(sg, lg, "normalize backward")?;
-        let h = lx.dims().last().copied().unwrap_or(1).max(1);
+        let x = contiguous(sx, lx, "layer norm")?;
+        let w = contiguous(sw, lw, "layer norm")?;
+        let b = contiguous(sb, lb, "layer norm")?;
+        let h = w.len();
+        if lx.dims().last() != Some(&h) || b.len() != h {
+            candle_core::bail!("layer norm: input {:?}, weight {h}", lx.dims());
+        }
         let mut out = vec![0f32; x.len()];
         x.par_chunks(h)
-            .zip(y.par_chunks(h))
-            .zip(g.par_chunks(h))
             .zip(out.par_chunks_mut(h))
-            .for_each(|(((xr, yr), gr), o)| {
-                let (_, inv) = row_stats(xr, self.eps);
-                let mean_g = gr.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
-                let mean_gy = gr
-                    .iter()
-                    .zip(yr)
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum::<f64>()
-                    / h as f64;
-                for ((o, &gi), &yi) in o.iter_mut().zip(gr).zip(yr) {
-                    *o = inv * (gi - mean_g as f32 - yi * mean_gy as f32);
+            .for_each(|(row, o)| {
+                let (mean, inv) = row_stats(row, self.eps);
+                for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(w).zip(b) {
+                    *o = (v - mean) * inv * w + b;
                 }
             });
         Ok((CpuStorage::F32(out), lx.shape().clone()))
     }
+
+    /// With x̂ the normalised input and d = g ⊙ w: dx = (d − mean(d) − x̂ · mean(d x̂)) / σ,
+    /// dw = Σ_rows g x̂, db = Σ_rows g.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let h = w.elem_count();
+        let block = REDUCE_ROWS * h.max(1);
+        let (dx, dw, db) = with_values(&g, "layer norm backward", |g| {
+            with_values(x, "layer norm backward", |x| {
+                with_values(w, "layer norm backward", |w| {
+                    let mut dx = vec![0f32; x.len()];
+                    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+                        .par_chunks_mut(block)
+                        .zip(x.par_chunks(block))
+                        .zip(g.par_chunks(block))
+                        .map(|((dx, x), g)| {
+                            let mut dw = vec![0f32; h];
+                            let mut db = vec![0f32; h];
+                            let mut xhat = vec![0f32; h];
+                            let mut d = vec![0f32; h];
+                            for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
+                                let (mean, inv) = row_stats(x, self.eps);
+                                let (mut sum_d, mut sum_dx) = (0f64, 0f64);
+                                for i in 0..h {
+                                    xhat[i] = (x[i] - mean) * inv;
+                                    d[i] = g[i] * w[i];
+                                    dw[i] += g[i] * xhat[i];
+                                    db[i] += g[i];
+                                    sum_d += d[i] as f64;
+                                    sum_dx += (d[i] * xhat[i]) as f64;
+                                }
+                                let mean_d = (sum_d / h as f64) as f32;
+                                let mean_dx = (sum_dx / h as f64) as f32;
+                                for i in 0..h {
+                                    dx[i] = inv * (d[i] - mean_d - xhat[i] * mean_dx);
+                                }
+                            }
+                            (dw, db)
+                        })
+                        .collect();
+                    let (dw, db): (Vec<_>, Vec<_>) = partial.into_iter().unzip();
+                    (dx, add_in_order(dw, h), add_in_order(db, h))
+                })
+            })
+        })???;
+        Ok((
+            Some(cpu_tensor(dx, x.shape())?),
+            Some(cpu_tensor(dw, w.shape())?),
+            Some(cpu_tensor(db, b.shape())?),
+        ))
+    }
 }
 
-/// (x − mean) / sqrt(var + eps) over the last dimension, with a backward pass.
-pub fn normalize(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(Normalize { eps })
+/// LayerNorm over the last dimension with weight `w` and bias `b`, as one node.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(w, b, LayerNorm { eps })
 }
-
-/// GELU with the exact error function, x Φ(x), forward and backward in one pass each.
-struct Gelu;
 
 /// (Φ(x), φ(x)): the normal distribution function and density. Φ uses Abramowitz & Stegun's
 /// 7.1.26 for erf (absolute error below 1.5e-7, under f32's resolution near 1), which shares
 /// its exponential with φ.
+#[inline(always)]
 fn phi(x: f32) -> (f32, f32) {
-    let e = (-0.5 * x * x).exp();
+    let e = exp(-0.5 * x * x);
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
     let poly = t
         * (0.254_829_6
             + t * (-0.284_496_7 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let erf = 1.0 - poly * e;
-    let erf = if x < 0.0 { -erf } else { erf };
+    let erf = (1.0 - poly * e).copysign(x);
     (0.5 * (1.0 + erf), e * 0.398_942_3)
 }
+
+/// GELU with the exact error function, x Φ(x), forward and backward in one pass each.
+struct Gelu;
 
 impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
@@ -152,38 +427,24 @@ impl CustomOp1 for Gelu {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)?))
-    }
-}
-
-/// d/dx x Φ(x) = Φ(x) + x φ(x).
-struct GeluGrad;
-
-impl CustomOp2 for GeluGrad {
-    fn name(&self) -> &'static str {
-        "isolab-gelu-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sx: &CpuStorage,
-        lx: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(sx, lx, "gelu backward")?;
-        let g = contiguous(sg, lg, "gelu backward")?;
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(4096)
-            .zip(g.par_chunks(4096))
-            .zip(out.par_chunks_mut(4096))
-            .for_each(|((x, g), o)| {
-                for ((o, &v), &gi) in o.iter_mut().zip(x).zip(g) {
-                    let (cdf, pdf) = phi(v);
-                    *o = gi * (cdf + v * pdf);
-                }
-            });
-        Ok((CpuStorage::F32(out), lx.shape().clone()))
+        let g = g.contiguous()?;
+        let dx = with_values(&g, "gelu backward", |g| {
+            with_values(x, "gelu backward", |x| {
+                // d/dx x Φ(x) = Φ(x) + x φ(x)
+                let mut dx = vec![0f32; x.len()];
+                dx.par_chunks_mut(4096)
+                    .zip(x.par_chunks(4096))
+                    .zip(g.par_chunks(4096))
+                    .for_each(|((o, x), g)| {
+                        for ((o, &v), &gi) in o.iter_mut().zip(x).zip(g) {
+                            let (cdf, pdf) = phi(v);
+                            *o = gi * (cdf + v * pdf);
+                        }
+                    });
+                dx
+            })
+        })??;
+        Ok(Some(cpu_tensor(dx, x.shape())?))
     }
 }
 
@@ -207,151 +468,95 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// Rows per block of the parallel reductions: fixed, so that sums are added in the same order
-/// on every run (rayon's adaptive splitting would otherwise change the rounding).
-const REDUCE_ROWS: usize = 64;
+/// Gives candle's element-wise operations no threads of their own, for a training process.
+///
+/// candle runs large element-wise operations (and the zero-fill and add with which its backward
+/// pass accumulates every gradient) on a pool of its own threads, which spin for a while after
+/// each operation; the training kernels and the matrix products run on rayon's threads. On this
+/// project's 2-core machine the two pools contend, and a training step took about 10% longer
+/// than with candle's work on the calling thread (`CANDLE_NUM_THREADS=1`), which is what this
+/// sets, unless the variable is already set. Inference is faster with candle's pool, so only
+/// the `finetune` command and the step benchmark call this. It must run before candle's first
+/// element-wise operation and before the process starts any other thread (it changes the
+/// environment).
+pub fn elementwise_on_calling_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
 
-/// Column sums of a contiguous (rows × cols) f32 matrix: blocks of rows in parallel, the block
-/// sums added in order (deterministic).
-fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
-    let partial: Vec<Vec<f32>> = x
-        .par_chunks(REDUCE_ROWS * cols.max(1))
-        .map(|chunk| {
-            let mut acc = vec![0f32; cols];
-            for row in chunk.chunks(cols) {
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                }
-            }
-            acc
-        })
-        .collect();
-    let mut total = vec![0f32; cols];
-    for p in partial {
-        for (t, v) in total.iter_mut().zip(p) {
-            *t += v;
+/// A dropout mask that is a function of (key, element index): Chris Wellons' `lowbias32`
+/// integer hash applied twice, so that any part of a mask can be computed on its own, in
+/// parallel, in the forward and again in the backward pass, with the same result on any number
+/// of threads.
+#[derive(Clone, Copy)]
+struct Mask {
+    key: u64,
+    /// An element is dropped when the hash's top 24 bits fall below this.
+    threshold: u32,
+    /// 1 / (1 − p) for the elements kept.
+    scale: f32,
+}
+
+impl Mask {
+    fn new(key: u64, p: f32) -> Self {
+        Self {
+            key,
+            threshold: (p.clamp(0.0, 1.0) as f64 * 16_777_216.0) as u32,
+            scale: 1.0 / (1.0 - p),
         }
     }
-    total
+
+    /// The factor of element `i`: 0 or 1 / (1 − p).
+    #[inline(always)]
+    fn factor(&self, i: usize) -> f32 {
+        fn lowbias32(mut x: u32) -> u32 {
+            x ^= x >> 16;
+            x = x.wrapping_mul(0x7feb_352d);
+            x ^= x >> 15;
+            x = x.wrapping_mul(0x846c_a68b);
+            x ^ (x >> 16)
+        }
+        let h =
+            lowbias32(lowbias32(i as u32 ^ self.key as u32).wrapping_add((self.key >> 32) as u32));
+        if h >> 8 < self.threshold {
+            0.0
+        } else {
+            self.scale
+        }
+    }
 }
 
-/// Σ x² in f64: chunks in parallel, the chunk sums added in order (deterministic).
-pub fn sum_squares(x: &[f32]) -> f64 {
-    x.par_chunks(16 * 1024)
-        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-        .collect::<Vec<f64>>()
-        .into_iter()
-        .sum()
-}
+/// x ⊙ mask; its own backward (g ⊙ mask).
+struct Masked(Mask);
 
-/// y = x ⊙ w + b over the last dimension (w, b: one value per column); backward gives
-/// g ⊙ w, Σ_rows g ⊙ x and Σ_rows g in one pass each.
-struct Affine;
-
-impl CustomOp3 for Affine {
+impl CustomOp1 for Masked {
     fn name(&self) -> &'static str {
-        "isolab-affine"
+        "isolab-dropout"
     }
 
-    fn cpu_fwd(
-        &self,
-        sx: &CpuStorage,
-        lx: &Layout,
-        sw: &CpuStorage,
-        lw: &Layout,
-        sb: &CpuStorage,
-        lb: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(sx, lx, "affine")?;
-        let w = contiguous(sw, lw, "affine")?;
-        let b = contiguous(sb, lb, "affine")?;
-        let h = w.len();
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        const CHUNK: usize = 16 * 1024;
+        let x = contiguous(s, l, "dropout")?;
         let mut out = vec![0f32; x.len()];
-        x.par_chunks(h)
-            .zip(out.par_chunks_mut(h))
-            .for_each(|(r, o)| {
-                for i in 0..h {
-                    o[i] = r[i] * w[i] + b[i];
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, (o, x))| {
+                for (j, (o, &v)) in o.iter_mut().zip(x).enumerate() {
+                    *o = v * self.0.factor(c * CHUNK + j);
                 }
             });
-        Ok((CpuStorage::F32(out), lx.shape().clone()))
+        Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _y: &Tensor,
-        g: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let zero = w.zeros_like()?;
-        let dx = g.apply_op3_no_bwd(w, &zero, &Affine)?;
-        let h = w.elem_count();
-        let gx = (&g * x)?.flatten_all()?.to_vec1::<f32>()?;
-        let dw = Tensor::from_vec(column_sums(&gx, h), w.shape(), w.device())?;
-        let gv = g.flatten_all()?.to_vec1::<f32>()?;
-        let db = Tensor::from_vec(column_sums(&gv, h), w.shape(), w.device())?;
-        Ok((Some(dx), Some(dw), Some(db)))
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(g.contiguous()?.apply_op1_no_bwd(&Masked(self.0))?))
     }
 }
 
-/// x ⊙ w + b with w and b broadcast over the rows (LayerNorm's affine part), with a backward
-/// pass whose weight and bias gradients are parallel column sums.
-pub fn affine(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op3(w, b, Affine)
-}
-
-/// x + b with b broadcast over the rows (a Linear layer's bias), with a backward pass whose bias
-/// gradient is a parallel column sum.
-pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op2(b, AddBias)
-}
-
-struct AddBias;
-
-impl CustomOp2 for AddBias {
-    fn name(&self) -> &'static str {
-        "isolab-add-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sx: &CpuStorage,
-        lx: &Layout,
-        sb: &CpuStorage,
-        lb: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(sx, lx, "add bias")?;
-        let b = contiguous(sb, lb, "add bias")?;
-        let h = b.len();
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(h)
-            .zip(out.par_chunks_mut(h))
-            .for_each(|(r, o)| {
-                for i in 0..h {
-                    o[i] = r[i] + b[i];
-                }
-            });
-        Ok((CpuStorage::F32(out), lx.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        g: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let gv = g.flatten_all()?.to_vec1::<f32>()?;
-        let db = Tensor::from_vec(column_sums(&gv, b.elem_count()), b.shape(), b.device())?;
-        Ok((Some(g.clone()), Some(db)))
-    }
-}
-
-/// Dropout masks drawn from a seeded generator, so a training step is reproducible (and a
-/// resumed run draws the same masks as an uninterrupted one).
+/// Seeded dropout masks for one training step: each call draws a fresh key from the step's
+/// generator, so masks differ between calls and are the same on every run with the same seed.
 pub struct Dropout {
     rng: StdRng,
 }
@@ -364,115 +569,86 @@ impl Dropout {
         }
     }
 
+    fn mask(&mut self, p: f32) -> Mask {
+        Mask::new(self.rng.random::<u64>(), p)
+    }
+
     /// Zeroes each element with probability `p` and scales the rest by 1 / (1 − p).
     pub fn apply(&mut self, x: &Tensor, p: f32) -> candle_core::Result<Tensor> {
         if p <= 0.0 {
             return Ok(x.clone());
         }
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| {
-                if self.rng.random::<f32>() < p {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect();
-        x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+        let mask = self.mask(p);
+        x.contiguous()?.apply_op1(Masked(mask))
     }
 }
 
-/// C (m × n, row-major) = scale · A · B, single-threaded (the caller parallelises over heads).
-/// A and B are given by their row and column strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul_into(
-    c: &mut [f32],
-    a: &[f32],
-    (a_rs, a_cs): (usize, usize),
-    b: &[f32],
-    (b_rs, b_cs): (usize, usize),
-    (m, n, k): (usize, usize, usize),
-    scale: f32,
-) {
-    assert!(c.len() >= m * n && a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the asserts above keep every index gemm touches inside the three slices; the
-    // destination does not alias the sources (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// Scaled dot-product attention over (batch, heads, seq, head_dim) tensors in one kernel, with
-/// padding masked and dropout on the attention probabilities: softmax(Q Kᵀ / √d + mask) ⊙ drop · V.
-/// Heads run in parallel, each with single-threaded matrix products: candle would dispatch every
-/// head's small product to the thread pool on its own, forward and backward.
+/// Softmax attention of one batch item, all heads, on the (seq, hidden) layout: head `i` is
+/// columns i·d .. (i+1)·d of the query, key and value rows. Attention dropout comes from `mask`;
+/// masked key positions get probability 0.
 struct Attention {
-    /// Additive mask per (batch, key position): 0 for tokens, a large negative value for padding.
-    mask: Vec<f32>,
-    /// Dropout factors per (batch, head, query, key): 0 or 1 / (1 − p); empty for none.
-    drop: Vec<f32>,
+    /// Per batch item and key position: whether the position is padding.
+    padding: Vec<bool>,
+    heads: usize,
+    drop: Option<Mask>,
     scale: f32,
 }
 
 impl Attention {
-    /// The probabilities of one head (seq × seq), before dropout.
-    fn probs(&self, q: &[f32], k: &[f32], batch: usize, t: usize, d: usize) -> Vec<f32> {
+    /// Probabilities P (t × t) of head `head` of batch item `item`, and P after dropout.
+    fn probs(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        (item, head): (usize, usize),
+        (t, hidden): (usize, usize),
+    ) -> (Vec<f32>, Vec<f32>) {
+        let d = hidden / self.heads;
         let mut s = vec![0f32; t * t];
-        matmul_into(&mut s, q, (d, 1), k, (1, d), (t, t, d), self.scale);
-        let mask = &self.mask[batch * t..(batch + 1) * t];
+        gemm_into(
+            &mut s,
+            t,
+            Strided::rows(&q[head * d..], hidden),
+            Strided::transposed(&k[head * d..], hidden),
+            (t, t, d),
+            (self.scale, false),
+            gemm::Parallelism::None,
+        );
+        let padding = &self.padding[item * t..(item + 1) * t];
         for row in s.chunks_mut(t) {
             let mut max = f32::NEG_INFINITY;
-            for (v, m) in row.iter_mut().zip(mask) {
-                *v += m;
-                max = max.max(*v);
+            for (v, &pad) in row.iter().zip(padding) {
+                if !pad {
+                    max = max.max(*v);
+                }
             }
             let mut sum = 0f32;
-            for v in row.iter_mut() {
-                *v = (*v - max).exp();
+            for (v, &pad) in row.iter_mut().zip(padding) {
+                let e = exp(*v - max);
+                *v = if pad { 0.0 } else { e };
                 sum += *v;
             }
-            for v in row.iter_mut() {
-                *v /= sum;
+            let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        let dropped = match self.drop {
+            None => s.clone(),
+            Some(m) => {
+                let base = (item * self.heads + head) * t * t;
+                s.iter()
+                    .enumerate()
+                    .map(|(i, &p)| p * m.factor(base + i))
+                    .collect()
             }
-        }
-        s
-    }
-
-    fn dropped(&self, p: &[f32], head: usize, t: usize) -> Vec<f32> {
-        if self.drop.is_empty() {
-            return p.to_vec();
-        }
-        let drop = &self.drop[head * t * t..(head + 1) * t * t];
-        p.iter().zip(drop).map(|(a, b)| a * b).collect()
+        };
+        (s, dropped)
     }
 }
 
-fn dims4(l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
+fn dims3(l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
     match *l.dims() {
-        [b, h, t, d] => Ok((b, h, t, d)),
-        _ => candle_core::bail!("attention: expected (batch, heads, seq, head_dim)"),
+        [b, t, h] => Ok((b, t, h)),
+        _ => candle_core::bail!("attention: expected (batch, seq, hidden)"),
     }
 }
 
@@ -495,14 +671,28 @@ impl CustomOp3 for Attention {
             contiguous(sk, lk, "attention")?,
             contiguous(sv, lv, "attention")?,
         );
-        let (_, h, t, d) = dims4(lq)?;
+        let (_, t, hidden) = dims3(lq)?;
+        let d = hidden / self.heads;
+        let item = t * hidden;
         let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(t * d).enumerate().for_each(|(head, o)| {
-            let r = head * t * d..(head + 1) * t * d;
-            let p = self.probs(&q[r.clone()], &k[r.clone()], head / h, t, d);
-            let p = self.dropped(&p, head, t);
-            matmul_into(o, &p, (t, 1), &v[r], (d, 1), (t, d, t), 1.0);
-        });
+        out.par_chunks_mut(item)
+            .zip(q.par_chunks(item).zip(k.par_chunks(item)))
+            .zip(v.par_chunks(item))
+            .enumerate()
+            .for_each(|(i, ((o, (q, k)), v))| {
+                for head in 0..self.heads {
+                    let (_, p) = self.probs(q, k, (i, head), (t, hidden));
+                    gemm_into(
+                        &mut o[head * d..],
+                        hidden,
+                        Strided::rows(&p, t),
+                        Strided::rows(&v[head * d..], hidden),
+                        (t, d, t),
+                        (1.0, false),
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
         Ok((CpuStorage::F32(out), lq.shape().clone()))
     }
 
@@ -514,63 +704,109 @@ impl CustomOp3 for Attention {
         _out: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, h, t, d) = q.dims4()?;
+        let (_, t, hidden) = q.dims3()?;
+        let d = hidden / self.heads;
+        let item = t * hidden;
         let g = g.contiguous()?;
-        let read = |x: &Tensor| -> candle_core::Result<Vec<f32>> { x.flatten_all()?.to_vec1() };
-        let (q, k, v, g) = (read(q)?, read(k)?, read(v)?, read(&g)?);
-        let n = q.len();
+        let n = q.elem_count();
         let mut dq = vec![0f32; n];
         let mut dk = vec![0f32; n];
         let mut dv = vec![0f32; n];
-        dq.par_chunks_mut(t * d)
-            .zip(dk.par_chunks_mut(t * d))
-            .zip(dv.par_chunks_mut(t * d))
-            .enumerate()
-            .for_each(|(head, ((dq, dk), dv))| {
-                let r = head * t * d..(head + 1) * t * d;
-                let (qh, kh, vh, gh) = (&q[r.clone()], &k[r.clone()], &v[r.clone()], &g[r]);
-                let p = self.probs(qh, kh, head / h, t, d);
-                let pd = self.dropped(&p, head, t);
-                // dV = P'ᵀ G
-                matmul_into(dv, &pd, (1, t), gh, (d, 1), (t, d, t), 1.0);
-                // dP' = G Vᵀ, then through dropout: dP = dP' ⊙ drop
-                let mut dp = vec![0f32; t * t];
-                matmul_into(&mut dp, gh, (d, 1), vh, (1, d), (t, t, d), 1.0);
-                if !self.drop.is_empty() {
-                    let drop = &self.drop[head * t * t..(head + 1) * t * t];
-                    dp.iter_mut().zip(drop).for_each(|(a, b)| *a *= b);
-                }
-                // dS = P ⊙ (dP − Σ_j dP ⊙ P), row by row
-                for (dpr, pr) in dp.chunks_mut(t).zip(p.chunks(t)) {
-                    let s: f32 = dpr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    dpr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - s));
-                }
-                // dQ = scale · dS K, dK = scale · dSᵀ Q
-                matmul_into(dq, &dp, (t, 1), kh, (d, 1), (t, d, t), self.scale);
-                matmul_into(dk, &dp, (1, t), qh, (d, 1), (t, d, t), self.scale);
-            });
-        let dev = candle_core::Device::Cpu;
-        let shape = (b, h, t, d);
+        with_values(q, "attention backward", |q| {
+            with_values(k, "attention backward", |k| {
+                with_values(v, "attention backward", |v| {
+                    with_values(&g, "attention backward", |g| {
+                        dq.par_chunks_mut(item)
+                            .zip(dk.par_chunks_mut(item))
+                            .zip(dv.par_chunks_mut(item))
+                            .enumerate()
+                            .for_each(|(i, ((dq, dk), dv))| {
+                                let r = i * item..(i + 1) * item;
+                                let (q, k, v, g) =
+                                    (&q[r.clone()], &k[r.clone()], &v[r.clone()], &g[r]);
+                                for head in 0..self.heads {
+                                    let c = head * d;
+                                    let (p, pd) = self.probs(q, k, (i, head), (t, hidden));
+                                    // dV = P'ᵀ G
+                                    gemm_into(
+                                        &mut dv[c..],
+                                        hidden,
+                                        Strided::transposed(&pd, t),
+                                        Strided::rows(&g[c..], hidden),
+                                        (t, d, t),
+                                        (1.0, false),
+                                        gemm::Parallelism::None,
+                                    );
+                                    // dP' = G Vᵀ, then through dropout: dP = dP' ⊙ (P' / P)
+                                    let mut dp = vec![0f32; t * t];
+                                    gemm_into(
+                                        &mut dp,
+                                        t,
+                                        Strided::rows(&g[c..], hidden),
+                                        Strided::transposed(&v[c..], hidden),
+                                        (t, t, d),
+                                        (1.0, false),
+                                        gemm::Parallelism::None,
+                                    );
+                                    if let Some(m) = self.drop {
+                                        let base = (i * self.heads + head) * t * t;
+                                        dp.iter_mut()
+                                            .enumerate()
+                                            .for_each(|(j, a)| *a *= m.factor(base + j));
+                                    }
+                                    // dS = P ⊙ (dP − Σ_j dP ⊙ P), row by row
+                                    for (dpr, pr) in dp.chunks_mut(t).zip(p.chunks(t)) {
+                                        let s: f32 = dpr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                                        dpr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - s));
+                                    }
+                                    // dQ = scale · dS K, dK = scale · dSᵀ Q
+                                    gemm_into(
+                                        &mut dq[c..],
+                                        hidden,
+                                        Strided::rows(&dp, t),
+                                        Strided::rows(&k[c..], hidden),
+                                        (t, d, t),
+                                        (self.scale, false),
+                                        gemm::Parallelism::None,
+                                    );
+                                    gemm_into(
+                                        &mut dk[c..],
+                                        hidden,
+                                        Strided::transposed(&dp, t),
+                                        Strided::rows(&q[c..], hidden),
+                                        (t, d, t),
+                                        (self.scale, false),
+                                        gemm::Parallelism::None,
+                                    );
+                                }
+                            })
+                    })
+                })
+            })
+        })????;
         Ok((
-            Some(Tensor::from_vec(dq, shape, &dev)?),
-            Some(Tensor::from_vec(dk, shape, &dev)?),
-            Some(Tensor::from_vec(dv, shape, &dev)?),
+            Some(cpu_tensor(dq, q.shape())?),
+            Some(cpu_tensor(dk, q.shape())?),
+            Some(cpu_tensor(dv, q.shape())?),
         ))
     }
 }
 
-/// Attention in training: softmax(Q Kᵀ / √d + mask) with dropout p on the probabilities, times
-/// V, for (batch, heads, seq, head_dim) tensors; `mask` is the additive (batch, 1, 1, seq) mask.
-/// One fused kernel with a backward pass (see `Attention`).
+/// Multi-head softmax attention with dropout `p` on the probabilities: `q`, `k`, `v` are
+/// (batch, seq, hidden) with the heads side by side in the hidden dimension, as the query, key
+/// and value layers give them; `mask` is the additive attention mask (batch · seq values, 0 for
+/// tokens, a large negative number for padding). Returns the context, (batch, seq, hidden).
 pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
     mask: &Tensor,
+    heads: usize,
     dropout: &mut Dropout,
     p: f32,
 ) -> candle_core::Result<Tensor> {
-    let (b, h, t, d) = q.dims4()?;
+    let (b, t, hidden) = q.dims3()?;
+    if heads == 0 || !hidden.is_multiple_of(heads) {
+        candle_core::bail!("attention: hidden size {hidden} is not a multiple of {heads} heads");
+    }
     let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
     if mask.len() != b * t {
         candle_core::bail!(
@@ -578,25 +814,60 @@ pub fn attention(
             mask.len()
         );
     }
-    let drop = if p > 0.0 {
-        let keep = 1.0 / (1.0 - p);
-        (0..b * h * t * t)
-            .map(|_| {
-                if dropout.rng.random::<f32>() < p {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
     let op = Attention {
-        mask,
-        drop,
-        scale: 1.0 / (d as f32).sqrt(),
+        padding: mask.iter().map(|&m| m < -1e30).collect(),
+        heads,
+        drop: (p > 0.0).then(|| dropout.mask(p)),
+        scale: 1.0 / ((hidden / heads) as f32).sqrt(),
     };
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectorisable exponential against the standard library's, over the range softmax and
+    /// GELU use it on.
+    #[test]
+    fn exp_matches_the_standard_library() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (ours, std) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max((ours - std).abs() / std);
+        }
+        assert!(worst < 3e-7, "worst relative error {worst:e}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NAN).is_nan());
+        assert!(exp(-1e30) < 2e-38 && exp(1e30) > 3e38);
+    }
+
+    /// Dropout drops a fraction p, scales the rest by 1 / (1 − p), gives the same mask for the
+    /// same seed and a different one for the next call.
+    #[test]
+    fn dropout_masks_have_the_rate_and_are_seeded() {
+        let x = Tensor::ones(
+            1_000_000,
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let masks = |seed| {
+            let mut d = Dropout::new(seed);
+            let a: Vec<f32> = d.apply(&x, 0.1).unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = d.apply(&x, 0.1).unwrap().to_vec1().unwrap();
+            (a, b)
+        };
+        let (a, b) = masks(7);
+        let dropped = a.iter().filter(|&&v| v == 0.0).count() as f64 / a.len() as f64;
+        // 5 standard deviations of a binomial rate over 10⁶ draws: 0.0015.
+        assert!((dropped - 0.1).abs() < 0.0015, "dropped {dropped}");
+        assert!(a.iter().all(|&v| v == 0.0 || v == 1.0 / 0.9));
+        assert_eq!(masks(7).0, a);
+        let same = a.iter().zip(&b).filter(|(p, q)| p == q).count() as f64 / a.len() as f64;
+        // Independent masks agree on 0.9² + 0.1² = 82% of the elements.
+        assert!((same - 0.82).abs() < 0.003, "two calls agree on {same}");
+    }
 }
