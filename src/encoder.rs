@@ -31,8 +31,8 @@ impl Mode<'_> {
     }
 }
 
-/// A Linear layer: candle's in inference; in training one matrix product over all rows and a
-/// bias addition whose gradient is a parallel column sum.
+/// A Linear layer: candle's in inference; in training one node ([`ops::linear`]) whose backward
+/// writes the weight gradient in the weight's own layout.
 pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
     match (mode, layer.bias()) {
         (Mode::Train(_), Some(bias)) => ops::linear(x, layer.weight(), bias),
@@ -40,6 +40,7 @@ pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_co
     }
 }
 
+/// A LayerNorm over the last dimension (weight and bias).
 struct Norm {
     weight: Tensor,
     bias: Tensor,
