@@ -68,6 +68,22 @@ impl Norm {
             Mode::Train(_) => ops::layer_norm(x, &self.weight, &self.bias, self.eps),
         }
     }
+
+    /// LayerNorm(dropout(y, p) + residual): a sub-layer's end, one node in training.
+    fn add_forward(
+        &self,
+        y: Tensor,
+        residual: &Tensor,
+        p: f32,
+        mode: &mut Mode,
+    ) -> candle_core::Result<Tensor> {
+        match mode {
+            Mode::Eval => self.forward(&(y + residual)?, mode),
+            Mode::Train(d) => {
+                ops::add_norm(&y, residual, (&self.weight, &self.bias), self.eps, (d, p))
+            }
+        }
+    }
 }
 
 struct Embeddings {
@@ -150,6 +166,25 @@ impl Layer {
         })
     }
 
+    /// The query, key and value weights stacked, (3 · hidden, hidden); gradients flow back to
+    /// each.
+    fn qkv_weight(&self) -> candle_core::Result<Tensor> {
+        Tensor::cat(
+            &[self.query.weight(), self.key.weight(), self.value.weight()],
+            0,
+        )
+    }
+
+    /// The query, key and value biases stacked, (3 · hidden).
+    fn qkv_bias(&self) -> candle_core::Result<Tensor> {
+        let bias = |l: &Linear| {
+            l.bias()
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg("attention: a projection without bias".into()))
+        };
+        Tensor::cat(&[bias(&self.query)?, bias(&self.key)?, bias(&self.value)?], 0)
+    }
+
     /// `x`: (batch, seq, hidden); `mask`: (batch, 1, 1, seq) additive.
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: &mut Mode) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
@@ -159,26 +194,30 @@ impl Layer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = apply_linear(&self.query, x, mode)?;
-        let k = apply_linear(&self.key, x, mode)?;
-        let v = apply_linear(&self.value, x, mode)?;
         let ctx = match mode {
             Mode::Eval => {
-                let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+                let (q, k, v) = (
+                    split(self.query.forward(x)?)?,
+                    split(self.key.forward(x)?)?,
+                    split(self.value.forward(x)?)?,
+                );
                 let scores =
                     (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
                 let ctx = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
                 ctx.transpose(1, 2)?.reshape((b, t, h))?
             }
             Mode::Train(d) => {
-                ops::attention((&q, &k, &v), mask, self.heads, d, self.attention_dropout)?
+                // One product for the three projections: (batch, seq, 3 · hidden).
+                let qkv = ops::linear(x, &self.qkv_weight()?, &self.qkv_bias()?)?;
+                ops::attention(&qkv, mask, self.heads, d, self.attention_dropout)?
             }
         };
-        let attn = mode.dropout(
+        let attn = self.attn_norm.add_forward(
             apply_linear(&self.attn_out, &ctx, mode)?,
+            x,
             self.hidden_dropout,
+            mode,
         )?;
-        let attn = self.attn_norm.forward(&(attn + x)?, mode)?;
         let inter = apply_linear(&self.intermediate, &attn, mode)?;
         let inter = match self.act {
             HiddenAct::Gelu => match mode {
@@ -188,11 +227,12 @@ impl Layer {
             HiddenAct::GeluApproximate => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
         };
-        let out = mode.dropout(
+        self.out_norm.add_forward(
             apply_linear(&self.output, &inter, mode)?,
+            &attn,
             self.hidden_dropout,
-        )?;
-        self.out_norm.forward(&(out + attn)?, mode)
+            mode,
+        )
     }
 }
 

@@ -4,7 +4,8 @@
 //! small operations costs more than the matrix products around it on a CPU (each node's gradient
 //! is also zero-filled and added into), so training runs each part of a BERT layer as one node:
 //! [`linear`] (x Wᵀ + b; backward straight into W's layout), [`layer_norm`], [`attention`]
-//! (softmax attention with dropout on the (batch, seq, hidden) layout, heads split in place),
+//! (softmax attention with dropout on the fused query-key-value layout, heads split in place,
+//! its probabilities kept for the backward pass),
 //! [`gelu_erf`] and [`Dropout::apply`]. Each is one parallel pass forward and one backward, with
 //! loops written so that the compiler vectorises them. Inference keeps candle's kernels (see
 //! `encoder::Mode`).
@@ -13,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tens
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     let data = match s {
@@ -288,6 +290,65 @@ fn row_stats(x: &[f32], eps: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
+/// LayerNorm's forward over rows of width `w.len()`: (x − mean) / sqrt(var + eps) ⊙ w + b.
+fn norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f64) -> Vec<f32> {
+    let h = w.len();
+    let mut out = vec![0f32; x.len()];
+    x.par_chunks(h)
+        .zip(out.par_chunks_mut(h))
+        .for_each(|(row, o)| {
+            let (mean, inv) = row_stats(row, eps);
+            for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(w).zip(b) {
+                *o = (v - mean) * inv * w + b;
+            }
+        });
+    out
+}
+
+/// LayerNorm's backward over rows of width `w.len()`. With x̂ the normalised input and
+/// d = g ⊙ w: dx = (d − mean(d) − x̂ · mean(d x̂)) / σ, dw = Σ_rows g x̂, db = Σ_rows g.
+fn norm_rows_backward(
+    x: &[f32],
+    g: &[f32],
+    w: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let h = w.len();
+    let block = REDUCE_ROWS * h.max(1);
+    let mut dx = vec![0f32; x.len()];
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(block)
+        .zip(x.par_chunks(block))
+        .zip(g.par_chunks(block))
+        .map(|((dx, x), g)| {
+            let mut dw = vec![0f32; h];
+            let mut db = vec![0f32; h];
+            let mut xhat = vec![0f32; h];
+            let mut d = vec![0f32; h];
+            for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
+                let (mean, inv) = row_stats(x, eps);
+                let (mut sum_d, mut sum_dx) = (0f64, 0f64);
+                for i in 0..h {
+                    xhat[i] = (x[i] - mean) * inv;
+                    d[i] = g[i] * w[i];
+                    dw[i] += g[i] * xhat[i];
+                    db[i] += g[i];
+                    sum_d += d[i] as f64;
+                    sum_dx += (d[i] * xhat[i]) as f64;
+                }
+                let mean_d = (sum_d / h as f64) as f32;
+                let mean_dx = (sum_dx / h as f64) as f32;
+                for i in 0..h {
+                    dx[i] = inv * (d[i] - mean_d - xhat[i] * mean_dx);
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let (dw, db): (Vec<_>, Vec<_>) = partial.into_iter().unzip();
+    (dx, add_in_order(dw, h), add_in_order(db, h))
+}
+
 /// LayerNorm over the last dimension: y = (x − mean) / sqrt(var + eps) ⊙ w + b.
 struct LayerNorm {
     eps: f64,
@@ -314,20 +375,12 @@ impl CustomOp3 for LayerNorm {
         if lx.dims().last() != Some(&h) || b.len() != h {
             candle_core::bail!("layer norm: input {:?}, weight {h}", lx.dims());
         }
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(h)
-            .zip(out.par_chunks_mut(h))
-            .for_each(|(row, o)| {
-                let (mean, inv) = row_stats(row, self.eps);
-                for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(w).zip(b) {
-                    *o = (v - mean) * inv * w + b;
-                }
-            });
-        Ok((CpuStorage::F32(out), lx.shape().clone()))
+        Ok((
+            CpuStorage::F32(norm_rows(x, w, b, self.eps)),
+            lx.shape().clone(),
+        ))
     }
 
-    /// With x̂ the normalised input and d = g ⊙ w: dx = (d − mean(d) − x̂ · mean(d x̂)) / σ,
-    /// dw = Σ_rows g x̂, db = Σ_rows g.
     fn bwd(
         &self,
         x: &Tensor,
@@ -337,43 +390,10 @@ impl CustomOp3 for LayerNorm {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
-        let h = w.elem_count();
-        let block = REDUCE_ROWS * h.max(1);
         let (dx, dw, db) = with_values(&g, "layer norm backward", |g| {
             with_values(x, "layer norm backward", |x| {
                 with_values(w, "layer norm backward", |w| {
-                    let mut dx = vec![0f32; x.len()];
-                    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-                        .par_chunks_mut(block)
-                        .zip(x.par_chunks(block))
-                        .zip(g.par_chunks(block))
-                        .map(|((dx, x), g)| {
-                            let mut dw = vec![0f32; h];
-                            let mut db = vec![0f32; h];
-                            let mut xhat = vec![0f32; h];
-                            let mut d = vec![0f32; h];
-                            for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
-                                let (mean, inv) = row_stats(x, self.eps);
-                                let (mut sum_d, mut sum_dx) = (0f64, 0f64);
-                                for i in 0..h {
-                                    xhat[i] = (x[i] - mean) * inv;
-                                    d[i] = g[i] * w[i];
-                                    dw[i] += g[i] * xhat[i];
-                                    db[i] += g[i];
-                                    sum_d += d[i] as f64;
-                                    sum_dx += (d[i] * xhat[i]) as f64;
-                                }
-                                let mean_d = (sum_d / h as f64) as f32;
-                                let mean_dx = (sum_dx / h as f64) as f32;
-                                for i in 0..h {
-                                    dx[i] = inv * (d[i] - mean_d - xhat[i] * mean_dx);
-                                }
-                            }
-                            (dw, db)
-                        })
-                        .collect();
-                    let (dw, db): (Vec<_>, Vec<_>) = partial.into_iter().unzip();
-                    (dx, add_in_order(dw, h), add_in_order(db, h))
+                    norm_rows_backward(x, g, w, self.eps)
                 })
             })
         })???;
@@ -388,6 +408,115 @@ impl CustomOp3 for LayerNorm {
 /// LayerNorm over the last dimension with weight `w` and bias `b`, as one node.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op3(w, b, LayerNorm { eps })
+}
+
+/// The end of a BERT sub-layer: LayerNorm(dropout(y) + r), with LayerNorm's weight and bias
+/// stacked as one (2, hidden) tensor. The forward pass keeps the sum for the backward pass.
+struct AddNorm {
+    drop: Option<Mask>,
+    eps: f64,
+    /// dropout(y) + r, written by the forward pass.
+    sum: Mutex<Option<Vec<f32>>>,
+}
+
+impl CustomOp3 for AddNorm {
+    fn name(&self) -> &'static str {
+        "isolab-add-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sy: &CpuStorage,
+        ly: &Layout,
+        sr: &CpuStorage,
+        lr: &Layout,
+        swb: &CpuStorage,
+        lwb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = contiguous(sy, ly, "add & norm")?;
+        let r = contiguous(sr, lr, "add & norm")?;
+        let wb = contiguous(swb, lwb, "add & norm")?;
+        let h = wb.len() / 2;
+        if ly.dims() != lr.dims() || ly.dims().last() != Some(&h) || wb.len() != 2 * h {
+            candle_core::bail!(
+                "add & norm: input {:?}, residual {:?}, {} LayerNorm parameters",
+                ly.dims(),
+                lr.dims(),
+                wb.len()
+            );
+        }
+        const CHUNK: usize = 16 * 1024;
+        let mut sum = vec![0f32; y.len()];
+        sum.par_chunks_mut(CHUNK)
+            .zip(y.par_chunks(CHUNK).zip(r.par_chunks(CHUNK)))
+            .enumerate()
+            .for_each(|(c, (s, (y, r)))| match self.drop {
+                None => s
+                    .iter_mut()
+                    .zip(y.iter().zip(r))
+                    .for_each(|(s, (&y, &r))| *s = y + r),
+                Some(m) => s
+                    .iter_mut()
+                    .zip(y.iter().zip(r))
+                    .enumerate()
+                    .for_each(|(j, (s, (&y, &r)))| *s = y * m.factor(c * CHUNK + j) + r),
+            });
+        let out = norm_rows(&sum, &wb[..h], &wb[h..], self.eps);
+        *self.sum.lock().map_err(|_| poisoned("add & norm"))? = Some(sum);
+        Ok((CpuStorage::F32(out), ly.shape().clone()))
+    }
+
+    /// d(sum) from LayerNorm's backward; dr = d(sum), dy = d(sum) ⊙ mask.
+    fn bwd(
+        &self,
+        y: &Tensor,
+        _r: &Tensor,
+        wb: &Tensor,
+        _out: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let guard = self.sum.lock().map_err(|_| poisoned("add & norm"))?;
+        let Some(sum) = guard.as_ref() else {
+            candle_core::bail!("add & norm backward: the forward pass kept no sum")
+        };
+        let (ds, dw, db) = with_values(&g, "add & norm backward", |g| {
+            with_values(wb, "add & norm backward", |wb| {
+                norm_rows_backward(sum, g, &wb[..wb.len() / 2], self.eps)
+            })
+        })??;
+        let ds = cpu_tensor(ds, y.shape())?;
+        let dy = match self.drop {
+            None => ds.clone(),
+            Some(m) => ds.apply_op1_no_bwd(&Masked(m))?,
+        };
+        let dwb = cpu_tensor([dw, db].concat(), wb.shape())?;
+        Ok((Some(dy), Some(ds), Some(dwb)))
+    }
+}
+
+/// The end of a BERT sub-layer in training, as one node: LayerNorm(dropout(y) + residual) with
+/// weight `w` and bias `b`, dropout rate `p`.
+pub fn add_norm(
+    y: &Tensor,
+    residual: &Tensor,
+    (w, b): (&Tensor, &Tensor),
+    eps: f64,
+    (dropout, p): (&mut Dropout, f32),
+) -> candle_core::Result<Tensor> {
+    let op = AddNorm {
+        drop: (p > 0.0).then(|| dropout.mask(p)),
+        eps,
+        sum: Mutex::new(None),
+    };
+    let wb = Tensor::stack(&[w, b], 0)?;
+    y.contiguous()?
+        .apply_op3(&residual.contiguous()?, &wb, op)
+}
+
+/// The error for a lock whose holder panicked.
+fn poisoned(op: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{op}: a thread panicked holding the op's saved values"))
 }
 
 /// (Φ(x), φ(x)): the normal distribution function and density. Φ uses Abramowitz & Stegun's
@@ -583,39 +712,63 @@ impl Dropout {
     }
 }
 
-/// Softmax attention of one batch item, all heads, on the (seq, hidden) layout: head `i` is
-/// columns i·d .. (i+1)·d of the query, key and value rows. Attention dropout comes from `mask`;
-/// masked key positions get probability 0.
+/// Softmax attention on the fused (seq, 3 · hidden) layout of one batch item: head `i` is
+/// columns i·d .. (i+1)·d of the query block (columns 0 .. hidden), the key block (hidden ..
+/// 2 · hidden) and the value block (2 · hidden .. 3 · hidden). Attention dropout comes from
+/// `drop`; padded key positions get probability 0. The forward pass keeps every head's
+/// probabilities, before and after dropout, for the backward pass.
 struct Attention {
     /// Per batch item and key position: whether the position is padding.
     padding: Vec<bool>,
     heads: usize,
     drop: Option<Mask>,
     scale: f32,
+    /// (P, P after dropout) of every batch item and head, (batch · heads · seq · seq) each,
+    /// written by the forward pass.
+    probs: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// One batch item's rows of the fused layout: the query, key and value blocks of width `hidden`,
+/// `3 · hidden` apart.
+#[derive(Clone, Copy)]
+struct Qkv<'a> {
+    rows: &'a [f32],
+    hidden: usize,
+}
+
+impl<'a> Qkv<'a> {
+    /// Head `head` of block `block` (0 query, 1 key, 2 value), rows 3 · hidden apart.
+    fn head(&self, block: usize, head: usize, d: usize) -> Strided<'a> {
+        Strided::rows(&self.rows[block * self.hidden + head * d..], 3 * self.hidden)
+    }
+
+    fn head_t(&self, block: usize, head: usize, d: usize) -> Strided<'a> {
+        Strided::transposed(&self.rows[block * self.hidden + head * d..], 3 * self.hidden)
+    }
 }
 
 impl Attention {
-    /// Probabilities P (t × t) of head `head` of batch item `item`, and P after dropout.
+    /// Writes P (t × t) of head `head` of batch item `item` into `p`, and P after dropout into
+    /// `dropped`.
     fn probs(
         &self,
-        q: &[f32],
-        k: &[f32],
+        qkv: Qkv,
         (item, head): (usize, usize),
-        (t, hidden): (usize, usize),
-    ) -> (Vec<f32>, Vec<f32>) {
-        let d = hidden / self.heads;
-        let mut s = vec![0f32; t * t];
+        t: usize,
+        (p, dropped): (&mut [f32], &mut [f32]),
+    ) {
+        let d = qkv.hidden / self.heads;
         gemm_into(
-            &mut s,
+            p,
             t,
-            Strided::rows(&q[head * d..], hidden),
-            Strided::transposed(&k[head * d..], hidden),
+            qkv.head(0, head, d),
+            qkv.head_t(1, head, d),
             (t, t, d),
             (self.scale, false),
             gemm::Parallelism::None,
         );
         let padding = &self.padding[item * t..(item + 1) * t];
-        for row in s.chunks_mut(t) {
+        for row in p.chunks_mut(t) {
             let mut max = f32::NEG_INFINITY;
             for (v, &pad) in row.iter().zip(padding) {
                 if !pad {
@@ -631,181 +784,162 @@ impl Attention {
             let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
             row.iter_mut().for_each(|v| *v *= inv);
         }
-        let dropped = match self.drop {
-            None => s.clone(),
+        match self.drop {
+            None => dropped.copy_from_slice(p),
             Some(m) => {
                 let base = (item * self.heads + head) * t * t;
-                s.iter()
-                    .enumerate()
-                    .map(|(i, &p)| p * m.factor(base + i))
-                    .collect()
+                for (i, (o, &v)) in dropped.iter_mut().zip(p.iter()).enumerate() {
+                    *o = v * m.factor(base + i);
+                }
             }
-        };
-        (s, dropped)
+        }
     }
 }
 
-fn dims3(l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
-    match *l.dims() {
-        [b, t, h] => Ok((b, t, h)),
-        _ => candle_core::bail!("attention: expected (batch, seq, hidden)"),
-    }
-}
-
-impl CustomOp3 for Attention {
+impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {
         "isolab-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        sq: &CpuStorage,
-        lq: &Layout,
-        sk: &CpuStorage,
-        lk: &Layout,
-        sv: &CpuStorage,
-        lv: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (
-            contiguous(sq, lq, "attention")?,
-            contiguous(sk, lk, "attention")?,
-            contiguous(sv, lv, "attention")?,
-        );
-        let (_, t, hidden) = dims3(lq)?;
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let qkv = contiguous(s, l, "attention")?;
+        let (b, t, width) = match *l.dims() {
+            [b, t, w] if w % 3 == 0 => (b, t, w),
+            _ => candle_core::bail!(
+                "attention: expected (batch, seq, 3 × hidden), got {:?}",
+                l.dims()
+            ),
+        };
+        let hidden = width / 3;
         let d = hidden / self.heads;
-        let item = t * hidden;
-        let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(item)
-            .zip(q.par_chunks(item).zip(k.par_chunks(item)))
-            .zip(v.par_chunks(item))
+        let square = self.heads * t * t;
+        let mut out = vec![0f32; b * t * hidden];
+        let mut probs = vec![0f32; b * square];
+        let mut dropped = vec![0f32; b * square];
+        out.par_chunks_mut(t * hidden)
+            .zip(qkv.par_chunks(t * width))
+            .zip(probs.par_chunks_mut(square).zip(dropped.par_chunks_mut(square)))
             .enumerate()
-            .for_each(|(i, ((o, (q, k)), v))| {
-                for head in 0..self.heads {
-                    let (_, p) = self.probs(q, k, (i, head), (t, hidden));
+            .for_each(|(i, ((o, rows), (p, pd)))| {
+                let rows = Qkv { rows, hidden };
+                for (head, (p, pd)) in p.chunks_mut(t * t).zip(pd.chunks_mut(t * t)).enumerate()
+                {
+                    self.probs(rows, (i, head), t, (p, pd));
                     gemm_into(
                         &mut o[head * d..],
                         hidden,
-                        Strided::rows(&p, t),
-                        Strided::rows(&v[head * d..], hidden),
+                        Strided::rows(pd, t),
+                        rows.head(2, head, d),
                         (t, d, t),
                         (1.0, false),
                         gemm::Parallelism::None,
                     );
                 }
             });
-        Ok((CpuStorage::F32(out), lq.shape().clone()))
+        *self.probs.lock().map_err(|_| poisoned("attention"))? = Some((probs, dropped));
+        Ok((CpuStorage::F32(out), Shape::from((b, t, hidden))))
     }
 
-    fn bwd(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        _out: &Tensor,
-        g: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (_, t, hidden) = q.dims3()?;
+    fn bwd(&self, qkv: &Tensor, _out: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (_, t, width) = qkv.dims3()?;
+        let hidden = width / 3;
         let d = hidden / self.heads;
-        let item = t * hidden;
+        let square = self.heads * t * t;
         let g = g.contiguous()?;
-        let n = q.elem_count();
-        let mut dq = vec![0f32; n];
-        let mut dk = vec![0f32; n];
-        let mut dv = vec![0f32; n];
-        with_values(q, "attention backward", |q| {
-            with_values(k, "attention backward", |k| {
-                with_values(v, "attention backward", |v| {
-                    with_values(&g, "attention backward", |g| {
-                        dq.par_chunks_mut(item)
-                            .zip(dk.par_chunks_mut(item))
-                            .zip(dv.par_chunks_mut(item))
-                            .enumerate()
-                            .for_each(|(i, ((dq, dk), dv))| {
-                                let r = i * item..(i + 1) * item;
-                                let (q, k, v, g) =
-                                    (&q[r.clone()], &k[r.clone()], &v[r.clone()], &g[r]);
-                                for head in 0..self.heads {
-                                    let c = head * d;
-                                    let (p, pd) = self.probs(q, k, (i, head), (t, hidden));
-                                    // dV = P'ᵀ G
-                                    gemm_into(
-                                        &mut dv[c..],
-                                        hidden,
-                                        Strided::transposed(&pd, t),
-                                        Strided::rows(&g[c..], hidden),
-                                        (t, d, t),
-                                        (1.0, false),
-                                        gemm::Parallelism::None,
-                                    );
-                                    // dP' = G Vᵀ, then through dropout: dP = dP' ⊙ (P' / P)
-                                    let mut dp = vec![0f32; t * t];
-                                    gemm_into(
-                                        &mut dp,
-                                        t,
-                                        Strided::rows(&g[c..], hidden),
-                                        Strided::transposed(&v[c..], hidden),
-                                        (t, t, d),
-                                        (1.0, false),
-                                        gemm::Parallelism::None,
-                                    );
-                                    if let Some(m) = self.drop {
-                                        let base = (i * self.heads + head) * t * t;
-                                        dp.iter_mut()
-                                            .enumerate()
-                                            .for_each(|(j, a)| *a *= m.factor(base + j));
-                                    }
-                                    // dS = P ⊙ (dP − Σ_j dP ⊙ P), row by row
-                                    for (dpr, pr) in dp.chunks_mut(t).zip(p.chunks(t)) {
-                                        let s: f32 = dpr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                                        dpr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - s));
-                                    }
-                                    // dQ = scale · dS K, dK = scale · dSᵀ Q
-                                    gemm_into(
-                                        &mut dq[c..],
-                                        hidden,
-                                        Strided::rows(&dp, t),
-                                        Strided::rows(&k[c..], hidden),
-                                        (t, d, t),
-                                        (self.scale, false),
-                                        gemm::Parallelism::None,
-                                    );
-                                    gemm_into(
-                                        &mut dk[c..],
-                                        hidden,
-                                        Strided::transposed(&dp, t),
-                                        Strided::rows(&q[c..], hidden),
-                                        (t, d, t),
-                                        (self.scale, false),
-                                        gemm::Parallelism::None,
-                                    );
-                                }
-                            })
+        let mut dqkv = vec![0f32; qkv.elem_count()];
+        let guard = self.probs.lock().map_err(|_| poisoned("attention"))?;
+        let Some((probs, dropped)) = guard.as_ref() else {
+            candle_core::bail!("attention backward: the forward pass kept no probabilities")
+        };
+        let scale = self.drop.map_or(1.0, |m| m.scale);
+        with_values(qkv, "attention backward", |qkv| {
+            with_values(&g, "attention backward", |g| {
+                dqkv.par_chunks_mut(t * width)
+                    .zip(qkv.par_chunks(t * width))
+                    .zip(g.par_chunks(t * hidden))
+                    .zip(probs.par_chunks(square).zip(dropped.par_chunks(square)))
+                    .for_each(|(((dst, rows), g), (p, pd))| {
+                        let rows = Qkv { rows, hidden };
+                        let mut dp = vec![0f32; t * t];
+                        for (head, (p, pd)) in p.chunks(t * t).zip(pd.chunks(t * t)).enumerate() {
+                            let c = head * d;
+                            // dV = P'ᵀ G
+                            gemm_into(
+                                &mut dst[2 * hidden + c..],
+                                width,
+                                Strided::transposed(pd, t),
+                                Strided::rows(&g[c..], hidden),
+                                (t, d, t),
+                                (1.0, false),
+                                gemm::Parallelism::None,
+                            );
+                            // dP' = G Vᵀ, then through dropout: dP = dP' ⊙ mask, where the mask
+                            // is 1 / (1 − p) wherever P' ≠ 0 (where P = 0 the product below
+                            // is 0 whatever the mask).
+                            gemm_into(
+                                &mut dp,
+                                t,
+                                Strided::rows(&g[c..], hidden),
+                                rows.head_t(2, head, d),
+                                (t, t, d),
+                                (1.0, false),
+                                gemm::Parallelism::None,
+                            );
+                            if self.drop.is_some() {
+                                dp.iter_mut().zip(pd).for_each(|(a, &kept)| {
+                                    *a = if kept == 0.0 { 0.0 } else { *a * scale }
+                                });
+                            }
+                            // dS = P ⊙ (dP − Σ_j dP ⊙ P), row by row
+                            for (dpr, pr) in dp.chunks_mut(t).zip(p.chunks(t)) {
+                                let s: f32 = dpr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                                dpr.iter_mut().zip(pr).for_each(|(a, b)| *a = b * (*a - s));
+                            }
+                            // dQ = scale · dS K, dK = scale · dSᵀ Q
+                            gemm_into(
+                                &mut dst[c..],
+                                width,
+                                Strided::rows(&dp, t),
+                                rows.head(1, head, d),
+                                (t, d, t),
+                                (self.scale, false),
+                                gemm::Parallelism::None,
+                            );
+                            gemm_into(
+                                &mut dst[hidden + c..],
+                                width,
+                                Strided::transposed(&dp, t),
+                                rows.head(0, head, d),
+                                (t, d, t),
+                                (self.scale, false),
+                                gemm::Parallelism::None,
+                            );
+                        }
                     })
-                })
             })
-        })????;
-        Ok((
-            Some(cpu_tensor(dq, q.shape())?),
-            Some(cpu_tensor(dk, q.shape())?),
-            Some(cpu_tensor(dv, q.shape())?),
-        ))
+        })??;
+        Ok(Some(cpu_tensor(dqkv, qkv.shape())?))
     }
 }
 
-/// Multi-head softmax attention with dropout `p` on the probabilities: `q`, `k`, `v` are
-/// (batch, seq, hidden) with the heads side by side in the hidden dimension, as the query, key
-/// and value layers give them; `mask` is the additive attention mask (batch · seq values, 0 for
-/// tokens, a large negative number for padding). Returns the context, (batch, seq, hidden).
+/// Multi-head softmax attention with dropout `p` on the probabilities. `qkv` is
+/// (batch, seq, 3 · hidden): the query, key and value layers' outputs side by side, as one
+/// Linear layer with the three weights stacked gives them, each with the heads side by side;
+/// `mask` is the additive attention mask (batch · seq values, 0 for tokens, a large negative
+/// number for padding). Returns the context, (batch, seq, hidden).
 pub fn attention(
-    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    qkv: &Tensor,
     mask: &Tensor,
     heads: usize,
     dropout: &mut Dropout,
     p: f32,
 ) -> candle_core::Result<Tensor> {
-    let (b, t, hidden) = q.dims3()?;
-    if heads == 0 || !hidden.is_multiple_of(heads) {
-        candle_core::bail!("attention: hidden size {hidden} is not a multiple of {heads} heads");
+    let (b, t, width) = qkv.dims3()?;
+    let hidden = width / 3;
+    if heads == 0 || width % 3 != 0 || !hidden.is_multiple_of(heads) {
+        candle_core::bail!(
+            "attention: width {width} is not 3 × a hidden size that is a multiple of {heads} heads"
+        );
     }
     let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
     if mask.len() != b * t {
@@ -819,9 +953,9 @@ pub fn attention(
         heads,
         drop: (p > 0.0).then(|| dropout.mask(p)),
         scale: 1.0 / ((hidden / heads) as f32).sqrt(),
+        probs: Mutex::new(None),
     };
-    q.contiguous()?
-        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+    qkv.contiguous()?.apply_op1(op)
 }
 
 #[cfg(test)]
