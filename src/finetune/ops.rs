@@ -3,12 +3,12 @@
 //! candle's fused `layer_norm` and `softmax_last_dim` have no backward pass, and a graph of its
 //! small operations costs more than the matrix products around it on a CPU (each node's gradient
 //! is also zero-filled and added into), so training runs each part of a BERT layer as one node:
-//! [`linear`] (x Wᵀ + b; backward straight into W's layout), [`layer_norm`], [`attention`]
-//! (softmax attention with dropout on the fused query-key-value layout, heads split in place,
-//! its probabilities kept for the backward pass),
-//! [`gelu_erf`] and [`Dropout::apply`]. Each is one parallel pass forward and one backward, with
-//! loops written so that the compiler vectorises them. Inference keeps candle's kernels (see
-//! `encoder::Mode`).
+//! [`linear`] (x Wᵀ + b; backward straight into W's layout; the query, key and value layers as
+//! one product), [`attention`] (softmax attention with dropout on that fused query-key-value
+//! layout, heads split in place, its probabilities kept for the backward pass), [`add_norm`]
+//! (dropout, residual sum and LayerNorm at a sub-layer's end), [`layer_norm`], [`gelu_erf`] and
+//! [`Dropout::apply`]. Each is one parallel pass forward and one backward, with loops written so
+//! that the compiler vectorises them. Inference keeps candle's kernels (see `encoder::Mode`).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rand::rngs::StdRng;
