@@ -178,11 +178,14 @@ impl Layer {
     /// The query, key and value biases stacked, (3 · hidden).
     fn qkv_bias(&self) -> candle_core::Result<Tensor> {
         let bias = |l: &Linear| {
-            l.bias()
-                .cloned()
-                .ok_or_else(|| candle_core::Error::Msg("attention: a projection without bias".into()))
+            l.bias().cloned().ok_or_else(|| {
+                candle_core::Error::Msg("attention: a projection without bias".into())
+            })
         };
-        Tensor::cat(&[bias(&self.query)?, bias(&self.key)?, bias(&self.value)?], 0)
+        Tensor::cat(
+            &[bias(&self.query)?, bias(&self.key)?, bias(&self.value)?],
+            0,
+        )
     }
 
     /// `x`: (batch, seq, hidden); `mask`: (batch, 1, 1, seq) additive.

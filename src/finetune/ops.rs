@@ -307,12 +307,7 @@ fn norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f64) -> Vec<f32> {
 
 /// LayerNorm's backward over rows of width `w.len()`. With x̂ the normalised input and
 /// d = g ⊙ w: dx = (d − mean(d) − x̂ · mean(d x̂)) / σ, dw = Σ_rows g x̂, db = Σ_rows g.
-fn norm_rows_backward(
-    x: &[f32],
-    g: &[f32],
-    w: &[f32],
-    eps: f64,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn norm_rows_backward(x: &[f32], g: &[f32], w: &[f32], eps: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let h = w.len();
     let block = REDUCE_ROWS * h.max(1);
     let mut dx = vec![0f32; x.len()];
@@ -510,13 +505,14 @@ pub fn add_norm(
         sum: Mutex::new(None),
     };
     let wb = Tensor::stack(&[w, b], 0)?;
-    y.contiguous()?
-        .apply_op3(&residual.contiguous()?, &wb, op)
+    y.contiguous()?.apply_op3(&residual.contiguous()?, &wb, op)
 }
 
 /// The error for a lock whose holder panicked.
 fn poisoned(op: &str) -> candle_core::Error {
-    candle_core::Error::Msg(format!("{op}: a thread panicked holding the op's saved values"))
+    candle_core::Error::Msg(format!(
+        "{op}: a thread panicked holding the op's saved values"
+    ))
 }
 
 /// (Φ(x), φ(x)): the normal distribution function and density. Φ uses Abramowitz & Stegun's
@@ -739,11 +735,17 @@ struct Qkv<'a> {
 impl<'a> Qkv<'a> {
     /// Head `head` of block `block` (0 query, 1 key, 2 value), rows 3 · hidden apart.
     fn head(&self, block: usize, head: usize, d: usize) -> Strided<'a> {
-        Strided::rows(&self.rows[block * self.hidden + head * d..], 3 * self.hidden)
+        Strided::rows(
+            &self.rows[block * self.hidden + head * d..],
+            3 * self.hidden,
+        )
     }
 
     fn head_t(&self, block: usize, head: usize, d: usize) -> Strided<'a> {
-        Strided::transposed(&self.rows[block * self.hidden + head * d..], 3 * self.hidden)
+        Strided::transposed(
+            &self.rows[block * self.hidden + head * d..],
+            3 * self.hidden,
+        )
     }
 }
 
@@ -818,12 +820,15 @@ impl CustomOp1 for Attention {
         let mut dropped = vec![0f32; b * square];
         out.par_chunks_mut(t * hidden)
             .zip(qkv.par_chunks(t * width))
-            .zip(probs.par_chunks_mut(square).zip(dropped.par_chunks_mut(square)))
+            .zip(
+                probs
+                    .par_chunks_mut(square)
+                    .zip(dropped.par_chunks_mut(square)),
+            )
             .enumerate()
             .for_each(|(i, ((o, rows), (p, pd)))| {
                 let rows = Qkv { rows, hidden };
-                for (head, (p, pd)) in p.chunks_mut(t * t).zip(pd.chunks_mut(t * t)).enumerate()
-                {
+                for (head, (p, pd)) in p.chunks_mut(t * t).zip(pd.chunks_mut(t * t)).enumerate() {
                     self.probs(rows, (i, head), t, (p, pd));
                     gemm_into(
                         &mut o[head * d..],
