@@ -6,9 +6,7 @@ use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::fetch::{self, FetchOptions};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
-use isotropy_lab::finetune::train::{
-    default_max_len, evaluate, finetune, logits_all, Budget, FinetuneOptions,
-};
+use isotropy_lab::finetune::train::{evaluate, finetune, logits_all, Budget, FinetuneOptions};
 use isotropy_lab::geometry::enhance::{enhance_embeddings, Method};
 use isotropy_lab::geometry::table::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::glue::{Split, Task};
@@ -168,10 +166,9 @@ enum Command {
         /// `dev`, `train`, `test` (no labels: refused), or the path of a TSV file.
         #[arg(long, default_value = "dev")]
         split: String,
-        /// Truncate inputs to this many tokens [default: the task's fine-tuning default, 128 or
-        /// 256 for RTE].
-        #[arg(long)]
-        max_len: Option<usize>,
+        /// Truncate inputs to this many tokens.
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
         /// Examples per batch.
         #[arg(long, default_value_t = 64)]
         batch: usize,
@@ -395,7 +392,6 @@ fn main() -> Result<()> {
                 }
             };
             let clf = SequenceClassifier::load(&model)?;
-            let max_len = max_len.unwrap_or(default_max_len(task));
             let data = TaskData::new(&clf.model, task, &df, max_len, &source)?;
             if let Some(path) = logits {
                 let t = logits_all(&clf, &data, batch)?;
