@@ -719,9 +719,9 @@ struct Attention {
     heads: usize,
     drop: Option<Mask>,
     scale: f32,
-    /// (P, P after dropout) of every batch item and head, (batch · heads · seq · seq) each,
-    /// written by the forward pass.
-    probs: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+    /// Per batch item, P of every head (heads · seq · seq) followed, when there is dropout, by
+    /// P after dropout (as many again), written by the forward pass.
+    probs: Mutex<Option<Vec<f32>>>,
 }
 
 /// One batch item's rows of the fused layout: the query, key and value blocks of width `hidden`,
@@ -751,13 +751,13 @@ impl<'a> Qkv<'a> {
 
 impl Attention {
     /// Writes P (t × t) of head `head` of batch item `item` into `p`, and P after dropout into
-    /// `dropped`.
+    /// `dropped` (given when there is dropout).
     fn probs(
         &self,
         qkv: Qkv,
         (item, head): (usize, usize),
         t: usize,
-        (p, dropped): (&mut [f32], &mut [f32]),
+        (p, dropped): (&mut [f32], Option<&mut [f32]>),
     ) {
         let d = qkv.hidden / self.heads;
         gemm_into(
@@ -786,14 +786,22 @@ impl Attention {
             let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
             row.iter_mut().for_each(|v| *v *= inv);
         }
-        match self.drop {
-            None => dropped.copy_from_slice(p),
-            Some(m) => {
-                let base = (item * self.heads + head) * t * t;
-                for (i, (o, &v)) in dropped.iter_mut().zip(p.iter()).enumerate() {
-                    *o = v * m.factor(base + i);
-                }
+        if let (Some(m), Some(dropped)) = (self.drop, dropped) {
+            let base = (item * self.heads + head) * t * t;
+            for (i, (o, &v)) in dropped.iter_mut().zip(p.iter()).enumerate() {
+                *o = v * m.factor(base + i);
             }
+        }
+    }
+
+    /// Per batch item: how many values its probabilities take (P, and P after dropout when
+    /// there is dropout).
+    fn kept_per_item(&self, t: usize) -> usize {
+        let square = self.heads * t * t;
+        if self.drop.is_some() {
+            2 * square
+        } else {
+            square
         }
     }
 }
@@ -815,25 +823,28 @@ impl CustomOp1 for Attention {
         let hidden = width / 3;
         let d = hidden / self.heads;
         let square = self.heads * t * t;
+        let kept = self.kept_per_item(t);
         let mut out = vec![0f32; b * t * hidden];
-        let mut probs = vec![0f32; b * square];
-        let mut dropped = vec![0f32; b * square];
+        let mut probs = vec![0f32; b * kept];
         out.par_chunks_mut(t * hidden)
             .zip(qkv.par_chunks(t * width))
-            .zip(
-                probs
-                    .par_chunks_mut(square)
-                    .zip(dropped.par_chunks_mut(square)),
-            )
+            .zip(probs.par_chunks_mut(kept))
             .enumerate()
-            .for_each(|(i, ((o, rows), (p, pd)))| {
+            .for_each(|(i, ((o, rows), item))| {
                 let rows = Qkv { rows, hidden };
-                for (head, (p, pd)) in p.chunks_mut(t * t).zip(pd.chunks_mut(t * t)).enumerate() {
-                    self.probs(rows, (i, head), t, (p, pd));
+                let (p, pd) = item.split_at_mut(square);
+                let mut pd = pd.chunks_mut(t * t);
+                for (head, p) in p.chunks_mut(t * t).enumerate() {
+                    let mut pd = pd.next();
+                    self.probs(rows, (i, head), t, (p, pd.as_deref_mut()));
+                    let used = match pd {
+                        Some(pd) => &*pd,
+                        None => &*p,
+                    };
                     gemm_into(
                         &mut o[head * d..],
                         hidden,
-                        Strided::rows(pd, t),
+                        Strided::rows(used, t),
                         rows.head(2, head, d),
                         (t, d, t),
                         (1.0, false),
@@ -841,7 +852,7 @@ impl CustomOp1 for Attention {
                     );
                 }
             });
-        *self.probs.lock().map_err(|_| poisoned("attention"))? = Some((probs, dropped));
+        *self.probs.lock().map_err(|_| poisoned("attention"))? = Some(probs);
         Ok((CpuStorage::F32(out), Shape::from((b, t, hidden))))
     }
 
@@ -853,7 +864,7 @@ impl CustomOp1 for Attention {
         let g = g.contiguous()?;
         let mut dqkv = vec![0f32; qkv.elem_count()];
         let guard = self.probs.lock().map_err(|_| poisoned("attention"))?;
-        let Some((probs, dropped)) = guard.as_ref() else {
+        let Some(probs) = guard.as_ref() else {
             candle_core::bail!("attention backward: the forward pass kept no probabilities")
         };
         let scale = self.drop.map_or(1.0, |m| m.scale);
@@ -862,9 +873,12 @@ impl CustomOp1 for Attention {
                 dqkv.par_chunks_mut(t * width)
                     .zip(qkv.par_chunks(t * width))
                     .zip(g.par_chunks(t * hidden))
-                    .zip(probs.par_chunks(square).zip(dropped.par_chunks(square)))
-                    .for_each(|(((dst, rows), g), (p, pd))| {
+                    .zip(probs.par_chunks(self.kept_per_item(t)))
+                    .for_each(|(((dst, rows), g), item)| {
                         let rows = Qkv { rows, hidden };
+                        let (p, pd) = item.split_at(square);
+                        // Without dropout, P after dropout is P.
+                        let pd = if pd.is_empty() { p } else { pd };
                         let mut dp = vec![0f32; t * t];
                         for (head, (p, pd)) in p.chunks(t * t).zip(pd.chunks(t * t)).enumerate() {
                             let c = head * d;
