@@ -141,6 +141,10 @@ enum Command {
         /// Seed (head initialisation, batch order, dropout).
         #[arg(long)]
         seed: Option<u64>,
+        /// Independent runs with seeds SEED, SEED+1, …, each in OUT/restart-<k>; OUT keeps the
+        /// best on dev (RTE's default: 2).
+        #[arg(long)]
+        restarts: Option<usize>,
         /// Evaluate on dev and checkpoint every N steps.
         #[arg(long)]
         eval_every: Option<usize>,
@@ -323,6 +327,7 @@ fn main() -> Result<()> {
             batch,
             max_len,
             seed,
+            restarts,
             eval_every,
             trace_every,
             train_limit,
@@ -352,6 +357,7 @@ fn main() -> Result<()> {
             opts.batch_size = batch.unwrap_or(opts.batch_size);
             opts.max_len = max_len.unwrap_or(opts.max_len);
             opts.seed = seed.unwrap_or(opts.seed);
+            opts.restarts = restarts.unwrap_or(opts.restarts);
             opts.eval_every = eval_every.unwrap_or(opts.eval_every);
             opts.trace_every = trace_every.unwrap_or(opts.trace_every);
             if train_limit.is_some() {

@@ -486,6 +486,80 @@ fn killed_run_resumes_to_the_same_result() {
     assert!(ts.equals_missing(&tk), "the traces differ");
 }
 
+/// With restarts, each run trains into its own folder with its own seed, and the output folder
+/// keeps the one with the best dev score: its model, best.json and log, recorded in restarts.json.
+#[test]
+fn restarts_keep_the_best_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rte");
+    let args = [
+        "finetune",
+        "--task",
+        "rte",
+        "--profile",
+        "quick",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--trace-every",
+        "3",
+        "--seed",
+        "5",
+        "--restarts",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let first = ok(isolab(&args));
+    assert!(first.contains("restart 2 of 2 (seed 6)"), "{first}");
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("restarts.json")).unwrap()).unwrap();
+    assert_eq!(records.len(), 2);
+    let best: Vec<f64> = records
+        .iter()
+        .map(|r| r["best"].as_f64().unwrap())
+        .collect();
+    let kept: Vec<usize> = (0..2)
+        .filter(|&k| records[k]["kept"].as_bool().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 1, "{records:?}");
+    let k = kept[0];
+    assert!(
+        best[k] >= best[1 - k] && (k == 0 || best[1] > best[0]),
+        "{records:?}"
+    );
+    for (i, r) in records.iter().enumerate() {
+        let run = out.join(format!("restart-{i}"));
+        let opts: FinetuneOptions =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        assert_eq!((opts.seed, opts.restarts), (5 + i as u64, 1));
+        assert_eq!(r["seed"].as_u64().unwrap(), 5 + i as u64);
+        let b = isotropy_lab::finetune::train::read_best(&run).unwrap();
+        assert_eq!(b.scores.main_value(), best[i]);
+        assert!(isotropy_lab::finetune::train::finished(&run));
+    }
+    let chosen = out.join(format!("restart-{k}"));
+    for file in ["model.safetensors", "config.json", "best.json", "log.jsonl"] {
+        assert!(
+            std::fs::read(out.join(file)).unwrap() == std::fs::read(chosen.join(file)).unwrap(),
+            "{file} is not the kept restart's"
+        );
+    }
+    assert!(isotropy_lab::finetune::train::finished(&out));
+    // The two seeds train differently.
+    assert_ne!(
+        train_lines(&out.join("restart-0")),
+        train_lines(&out.join("restart-1"))
+    );
+    // Started again, both runs are found finished and the same one is kept.
+    let again = ok(isolab(&args));
+    assert_eq!(again.matches("nothing left to train").count(), 2, "{again}");
+    let again: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("restarts.json")).unwrap()).unwrap();
+    assert_eq!(again, records);
+}
+
 fn quick(task: Task) -> FinetuneOptions {
     FinetuneOptions {
         trace_every: 0,
@@ -556,6 +630,16 @@ fn bad_input_is_refused_with_a_clear_message() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("0 steps"), "{e}");
+    assert!(!dir.path().join("b").exists());
+    // No run at all.
+    let opts = FinetuneOptions {
+        restarts: 0,
+        ..quick(Task::Sst2)
+    };
+    let e = finetune(&opts, &dir.path().join("b"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("restarts 0"), "{e}");
     assert!(!dir.path().join("b").exists());
 
     // Resuming a folder of another task.

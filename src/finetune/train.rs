@@ -43,6 +43,11 @@ pub enum Budget {
     Steps(usize),
 }
 
+/// `restarts` of options saved before it existed.
+fn one() -> usize {
+    1
+}
+
 /// Everything that defines a fine-tuning run (the output folder aside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneOptions {
@@ -60,6 +65,11 @@ pub struct FinetuneOptions {
     pub max_len: usize,
     /// Seed of the head's initialisation, the batch order, the dropout masks and the samples.
     pub seed: u64,
+    /// Independent runs from the base model, with seeds `seed`, `seed + 1`, …; the output folder
+    /// keeps the one with the best dev score (Devlin et al. 2019, §4.1: random restarts for small
+    /// datasets, where fine-tuning is unstable). Each run trains the whole budget.
+    #[serde(default = "one")]
+    pub restarts: usize,
     /// Evaluate on dev (and write the checkpoint) every this many steps, and at the end.
     pub eval_every: usize,
     /// Record the geometry trace every this many steps (0: never); also before the first step and
@@ -78,16 +88,19 @@ impl FinetuneOptions {
     /// together train in about an hour on a 2-core CPU from all-MiniLM-L6-v2 (see README).
     pub fn default_for(task: Task, base: &str) -> Self {
         // CoLA: batches of 16 at 1e-4 for 6 epochs reached a best MCC of 32.2 (step 2,412), where
-        // 4 epochs reached 28.9 and batches of 32 at 8e-5 28.1 (README). RTE: batches of 16 at
-        // 8e-5 for 8 epochs reached 59.9 (step 780), where 5 epochs of 32 at 5e-5 reached 57.0 and
-        // inputs of up to 256 tokens (12% of RTE pairs exceed 128) 57.4.
-        let (budget, lr, batch_size, eval_every) = match task {
-            Task::Sst2 => (Budget::Steps(2000), 5e-5, 32, 250),
-            Task::Mrpc => (Budget::Epochs(4.0), 8e-5, 32, 58),
-            Task::Cola => (Budget::Epochs(6.0), 1e-4, 16, 268),
-            Task::Rte => (Budget::Epochs(8.0), 8e-5, 16, 78),
-            Task::Stsb => (Budget::Epochs(4.0), 8e-5, 32, 90),
-            Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 32, 200),
+        // 4 epochs reached 28.9 and batches of 32 at 8e-5 28.1 (README). RTE (2,490 pairs) is
+        // unstable, so it takes the better of two seeded runs on dev (BERT's random restarts),
+        // each of 6 epochs of 16 at 8e-5 to fit the hour. Single runs of 8 epochs reached
+        // 59.9 (seed 0) and 61.0 (seed 1); 6 epochs 57.8 and 60.6; 10 epochs at 5e-5 had not
+        // passed 57.8 when stopped after 6.5, 5 epochs of 32 at 5e-5 reached 57.0, and inputs of
+        // up to 256 tokens (12% of RTE pairs exceed 128) 57.4. All chosen on the 277 dev pairs.
+        let (budget, lr, batch_size, eval_every, restarts) = match task {
+            Task::Sst2 => (Budget::Steps(2000), 5e-5, 32, 250, 1),
+            Task::Mrpc => (Budget::Epochs(4.0), 8e-5, 32, 58, 1),
+            Task::Cola => (Budget::Epochs(6.0), 1e-4, 16, 268, 1),
+            Task::Rte => (Budget::Epochs(6.0), 8e-5, 16, 78, 2),
+            Task::Stsb => (Budget::Epochs(4.0), 8e-5, 32, 90, 1),
+            Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 32, 200, 1),
         };
         Self {
             task: task.hub_config().to_string(),
@@ -100,6 +113,7 @@ impl FinetuneOptions {
             batch_size,
             max_len: 128,
             seed: 0,
+            restarts,
             eval_every,
             trace_every: eval_every,
             trace_examples: 256,
@@ -108,11 +122,12 @@ impl FinetuneOptions {
         }
     }
 
-    /// The quick profile the tests and `ISOLAB_PROFILE=quick` use: 40 steps on 640 training
-    /// examples, evaluated on 200 dev examples every 20 steps, traced every 10.
+    /// The quick profile the tests and `ISOLAB_PROFILE=quick` use: one run of 40 steps on 640
+    /// training examples, evaluated on 200 dev examples every 20 steps, traced every 10.
     pub fn quick(task: Task, base: &str) -> Self {
         Self {
             budget: Budget::Steps(40),
+            restarts: 1,
             batch_size: 16,
             eval_every: 20,
             trace_every: 10,
@@ -148,9 +163,12 @@ pub struct Best {
     pub scores: Scores,
 }
 
-/// Whether the run in `run` has trained all its steps (its checkpoint says so and its best model
-/// is there).
+/// Whether the run in `run` has trained all its steps (its checkpoint says so, or, for a run
+/// with restarts, its `restarts.json` does) and its best model is there.
 pub fn finished(run: &Path) -> bool {
+    if run.join(RESTARTS_FILE).is_file() {
+        return run.join("best.json").is_file();
+    }
     let state = std::fs::read_to_string(run.join("checkpoint").join("state.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<State>(&t).ok());
@@ -327,8 +345,12 @@ impl Log {
 
 /// Fine-tunes `opts.base` on `opts.task` into `out`, resuming from `out/checkpoint` when a run
 /// with the same options was interrupted there. Returns the best dev scores.
+///
+/// With `opts.restarts` > 1, run `k` trains into `out/restart-<k>` with seed `opts.seed + k`
+/// (each resumable on its own); once all have finished, the best one's model, `best.json` and
+/// `log.jsonl` are copied into `out` and `restarts.json` lists every run's best dev score.
 pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
-    let task = opts.task()?;
+    opts.task()?;
     if opts.batch_size == 0 {
         bail!("batch size 0: a batch needs at least one example");
     }
@@ -343,10 +365,109 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             bail!("a budget of {e} epochs trains nothing");
         }
     }
+    match opts.restarts {
+        0 => bail!("restarts 0: train at least one run (restarts ≥ 1)"),
+        1 => train_run(opts, out),
+        n => {
+            claim_folder(opts, out)?;
+            let mut runs = Vec::with_capacity(n);
+            for k in 0..n {
+                let run = FinetuneOptions {
+                    seed: opts.seed.wrapping_add(k as u64),
+                    restarts: 1,
+                    ..opts.clone()
+                };
+                println!("restart {} of {n} (seed {})", k + 1, run.seed);
+                runs.push(train_run(&run, &out.join(format!("restart-{k}")))?);
+            }
+            keep_best_restart(runs, out)
+        }
+    }
+}
+
+/// The record of a run with restarts, written once all have finished.
+const RESTARTS_FILE: &str = "restarts.json";
+
+/// One restart's line in `restarts.json`.
+#[derive(Debug, Serialize)]
+struct RestartRecord {
+    folder: String,
+    seed: u64,
+    best_step: usize,
+    best: f64,
+    seconds: f64,
+    kept: bool,
+}
+
+/// Copies the best of the finished restarts `runs` (the first of equals) into `out` and writes
+/// `restarts.json`. The report's seconds are those of all restarts together.
+fn keep_best_restart(runs: Vec<FinetuneReport>, out: &Path) -> Result<FinetuneReport> {
+    let mut kept = 0;
+    for (k, r) in runs.iter().enumerate() {
+        if r.best.main_value() > runs[kept].best.main_value() {
+            kept = k;
+        }
+    }
+    let best = &runs[kept];
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "best.json",
+        "log.jsonl",
+    ] {
+        let from = best.out.join(file);
+        let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+        atomic::write_bytes(&out.join(file), &bytes)?;
+    }
+    let records: Vec<RestartRecord> = runs
+        .iter()
+        .enumerate()
+        .map(|(k, r)| -> Result<RestartRecord> {
+            let run: FinetuneOptions = serde_json::from_str(
+                &std::fs::read_to_string(r.out.join("run.json"))
+                    .with_context(|| format!("reading {}", r.out.join("run.json").display()))?,
+            )?;
+            Ok(RestartRecord {
+                folder: format!("restart-{k}"),
+                seed: run.seed,
+                best_step: r.best_step,
+                best: r.best.main_value(),
+                seconds: r.seconds,
+                kept: k == kept,
+            })
+        })
+        .collect::<Result<_>>()?;
+    atomic::write_bytes(
+        &out.join(RESTARTS_FILE),
+        serde_json::to_string_pretty(&records)?.as_bytes(),
+    )?;
+    println!(
+        "kept restart {} of {} (dev {:.4}; the others {})",
+        kept + 1,
+        runs.len(),
+        best.best.main_value(),
+        records
+            .iter()
+            .filter(|r| !r.kept)
+            .map(|r| format!("{:.4}", r.best))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(FinetuneReport {
+        steps: best.steps,
+        best: best.best.clone(),
+        best_step: best.best_step,
+        seconds: runs.iter().map(|r| r.seconds).sum(),
+        out: out.to_path_buf(),
+    })
+}
+
+/// Checks that `out` holds no run with other options than `opts` (a run with the same options
+/// is resumed), then records `opts` in `out/run.json`.
+fn claim_folder(opts: &FinetuneOptions, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    crate::finetune::ops::keep_freed_memory();
     let run_path = out.join("run.json");
-    let ckpt = out.join("checkpoint");
     if run_path.exists() {
         let text = std::fs::read_to_string(&run_path)?;
         let previous: FinetuneOptions = serde_json::from_str(&text)
@@ -373,6 +494,15 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             );
         }
     }
+    atomic::write_bytes(&run_path, serde_json::to_string_pretty(opts)?.as_bytes())
+}
+
+/// One training run (no restarts) into `out`.
+fn train_run(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
+    let task = opts.task()?;
+    crate::finetune::ops::keep_freed_memory();
+    claim_folder(opts, out)?;
+    let ckpt = out.join("checkpoint");
     let model = SequenceClassifier::for_task(&opts.base, task, opts.seed)?;
     if ckpt.exists() {
         // The base must also be the same model (a registry name can point at other files).
@@ -385,7 +515,6 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             );
         }
     }
-    atomic::write_bytes(&run_path, serde_json::to_string_pretty(opts)?.as_bytes())?;
 
     let train_df = sample(glue::load(task, Split::Train)?, opts.train_limit, opts.seed)?;
     let dev_df = sample(glue::load(task, Split::Dev)?, opts.dev_limit, opts.seed)?;
