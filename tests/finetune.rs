@@ -621,26 +621,30 @@ fn bad_input_is_refused_with_a_clear_message() {
     .to_string();
     assert!(e.contains("empty.tsv: no examples"), "{e}");
 
-    // A budget of zero steps.
-    let opts = FinetuneOptions {
-        budget: Budget::Steps(0),
-        ..quick(Task::Sst2)
-    };
-    let e = finetune(&opts, &dir.path().join("b"))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("0 steps"), "{e}");
-    assert!(!dir.path().join("b").exists());
-    // No run at all.
-    let opts = FinetuneOptions {
-        restarts: 0,
-        ..quick(Task::Sst2)
-    };
-    let e = finetune(&opts, &dir.path().join("b"))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("restarts 0"), "{e}");
-    assert!(!dir.path().join("b").exists());
+    // A budget of zero steps, and no run at all: refused before anything is written.
+    let nothing = [
+        (
+            FinetuneOptions {
+                budget: Budget::Steps(0),
+                ..quick(Task::Sst2)
+            },
+            "0 steps",
+        ),
+        (
+            FinetuneOptions {
+                restarts: 0,
+                ..quick(Task::Sst2)
+            },
+            "restarts 0",
+        ),
+    ];
+    for (opts, says) in nothing {
+        let e = finetune(&opts, &dir.path().join("b"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+        assert!(!dir.path().join("b").exists());
+    }
 
     // Resuming a folder of another task.
     let folder = dir.path().join("c");

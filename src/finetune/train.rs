@@ -378,7 +378,10 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
                     ..opts.clone()
                 };
                 println!("restart {} of {n} (seed {})", k + 1, run.seed);
-                runs.push(train_run(&run, &out.join(format!("restart-{k}")))?);
+                runs.push((
+                    run.seed,
+                    train_run(&run, &out.join(format!("restart-{k}")))?,
+                ));
             }
             keep_best_restart(runs, out)
         }
@@ -399,16 +402,16 @@ struct RestartRecord {
     kept: bool,
 }
 
-/// Copies the best of the finished restarts `runs` (the first of equals) into `out` and writes
-/// `restarts.json`. The report's seconds are those of all restarts together.
-fn keep_best_restart(runs: Vec<FinetuneReport>, out: &Path) -> Result<FinetuneReport> {
+/// Copies the best of the finished restarts `runs` (seed, report; the first of equals) into
+/// `out` and writes `restarts.json`. The report's seconds are those of all restarts together.
+fn keep_best_restart(runs: Vec<(u64, FinetuneReport)>, out: &Path) -> Result<FinetuneReport> {
     let mut kept = 0;
-    for (k, r) in runs.iter().enumerate() {
-        if r.best.main_value() > runs[kept].best.main_value() {
+    for (k, (_, r)) in runs.iter().enumerate() {
+        if r.best.main_value() > runs[kept].1.best.main_value() {
             kept = k;
         }
     }
-    let best = &runs[kept];
+    let best = &runs[kept].1;
     for file in [
         "config.json",
         "model.safetensors",
@@ -423,21 +426,15 @@ fn keep_best_restart(runs: Vec<FinetuneReport>, out: &Path) -> Result<FinetuneRe
     let records: Vec<RestartRecord> = runs
         .iter()
         .enumerate()
-        .map(|(k, r)| -> Result<RestartRecord> {
-            let run: FinetuneOptions = serde_json::from_str(
-                &std::fs::read_to_string(r.out.join("run.json"))
-                    .with_context(|| format!("reading {}", r.out.join("run.json").display()))?,
-            )?;
-            Ok(RestartRecord {
-                folder: format!("restart-{k}"),
-                seed: run.seed,
-                best_step: r.best_step,
-                best: r.best.main_value(),
-                seconds: r.seconds,
-                kept: k == kept,
-            })
+        .map(|(k, (seed, r))| RestartRecord {
+            folder: format!("restart-{k}"),
+            seed: *seed,
+            best_step: r.best_step,
+            best: r.best.main_value(),
+            seconds: r.seconds,
+            kept: k == kept,
         })
-        .collect::<Result<_>>()?;
+        .collect();
     atomic::write_bytes(
         &out.join(RESTARTS_FILE),
         serde_json::to_string_pretty(&records)?.as_bytes(),
@@ -458,7 +455,7 @@ fn keep_best_restart(runs: Vec<FinetuneReport>, out: &Path) -> Result<FinetuneRe
         steps: best.steps,
         best: best.best.clone(),
         best_step: best.best_step,
-        seconds: runs.iter().map(|r| r.seconds).sum(),
+        seconds: runs.iter().map(|(_, r)| r.seconds).sum(),
         out: out.to_path_buf(),
     })
 }
