@@ -3,9 +3,9 @@
 //! three runs). scripts/bench_extract.sh runs it beside the PyTorch baseline
 //! (scripts/bench_extract_torch.py) and prints the ratio.
 
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-use isotropy_lab::glue::{Split, Task};
-use isotropy_lab::model::Model;
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::data::glue::{Split, Task};
+use isotropy_lab::nn::model::Model;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {

@@ -4,12 +4,12 @@
 //! padded to the batch's longest (41–60 tokens). Two warm-up steps, then the median of ten.
 //! scripts/bench_finetune.sh runs both and prints the ratio.
 
+use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
-use isotropy_lab::finetune::ops::{elementwise_on_calling_thread, keep_freed_memory};
 use isotropy_lab::finetune::optim::{AdamW, AdamWOptions};
 use isotropy_lab::finetune::train::train_step;
-use isotropy_lab::glue::{self, Split, Task};
+use isotropy_lab::util::process::{elementwise_on_calling_thread, keep_freed_memory};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {

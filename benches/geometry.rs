@@ -5,14 +5,14 @@
 //! timings to target/bench-geometry/ for scripts/bench_geometry.py, which times numpy /
 //! scikit-learn on the same matrices. scripts/bench_geometry.sh runs both and prints the ratios.
 
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::cluster::{kmeans, KMeansOptions};
 use isotropy_lab::geometry::enhance::Method;
 use isotropy_lab::geometry::isotropy::isotropy;
 use isotropy_lab::geometry::spectrum::{Pca, Spectrum};
-use isotropy_lab::glue::{Split, Task};
-use isotropy_lab::matrix::Matrix;
-use isotropy_lab::model::Model;
+use isotropy_lab::nn::model::Model;
+use isotropy_lab::util::matrix::Matrix;
 use std::collections::BTreeMap;
 use std::time::Instant;
 

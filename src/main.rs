@@ -1,16 +1,19 @@
 //! `isolab`: the command line of isotropy-lab.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-use isotropy_lab::fetch::{self, FetchOptions};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::layers::{layer_table, Measure, MeasureOptions};
+use isotropy_lab::analysis::methods::enhance_embeddings;
+use isotropy_lab::data::fetch::{resolve_model_with, FetchOptions};
+use isotropy_lab::data::glue::{self, fetch_glue, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
 use isotropy_lab::finetune::train::{evaluate, finetune, logits_all, Budget, FinetuneOptions};
-use isotropy_lab::geometry::enhance::{enhance_embeddings, Method};
-use isotropy_lab::geometry::table::{layer_table, Measure, MeasureOptions};
-use isotropy_lab::glue::{Split, Task};
-use isotropy_lab::model::Model;
+use isotropy_lab::geometry::enhance::Method;
+use isotropy_lab::nn::model::Model;
+use isotropy_lab::util::process::elementwise_on_calling_thread;
 use polars::prelude::AnyValue;
 use std::path::{Path, PathBuf};
 
@@ -33,8 +36,8 @@ enum Command {
         /// `textattack/bert-base-uncased-SST-2`, or `glue`.
         what: String,
         /// With `glue`: the tasks to fetch (default: all).
-        #[arg(long, value_delimiter = ',')]
-        tasks: Vec<String>,
+        #[arg(long, value_enum, ignore_case = true, value_delimiter = ',')]
+        tasks: Vec<Task>,
     },
     /// Extract token embeddings of every layer into DIR/hidden_states.safetensors and
     /// DIR/tokens.parquet.
@@ -42,12 +45,17 @@ enum Command {
         /// Model name, hub id or folder.
         #[arg(long)]
         model: String,
-        /// GLUE task (sst2, mrpc, cola, rte, stsb, qnli, wnli).
-        #[arg(long, required_unless_present = "sentences")]
-        task: Option<String>,
-        /// Split: train, dev or test.
-        #[arg(long, default_value = "dev")]
-        split: String,
+        /// GLUE task.
+        #[arg(
+            long,
+            value_enum,
+            ignore_case = true,
+            required_unless_present = "sentences"
+        )]
+        task: Option<Task>,
+        /// Split.
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Split::Dev)]
+        split: Split,
         /// A text file with one sentence per line, instead of a GLUE task.
         #[arg(long, conflicts_with = "task")]
         sentences: Option<PathBuf>,
@@ -77,8 +85,8 @@ enum Command {
         input: PathBuf,
         /// `all`, or a comma-separated list of isotropy, cosine, spectrum, rogue,
         /// self-similarity, intra-sentence, clusters, lid.
-        #[arg(long, default_value = "all")]
-        metric: String,
+        #[arg(long, value_delimiter = ',', default_value = "all")]
+        metric: Vec<Metric>,
         /// Seed of the sampled and clustered measures.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -90,7 +98,7 @@ enum Command {
         input: PathBuf,
         /// zero-mean, cluster-zero-mean, global or cluster-based.
         #[arg(long)]
-        method: String,
+        method: Method,
         /// Number of clusters (default 27).
         #[arg(long)]
         k: Option<usize>,
@@ -109,55 +117,7 @@ enum Command {
     },
     /// Fine-tune a BERT encoder on a GLUE task (sequence classification); resumes an interrupted
     /// run in the same folder. The folder then holds the best model in the Hugging Face layout.
-    Finetune {
-        /// GLUE task (sst2, mrpc, cola, rte, stsb; qnli and wnli where a training split exists).
-        #[arg(long)]
-        task: String,
-        /// Base model: registry name, hub id or folder.
-        #[arg(long, default_value = "minilm")]
-        base: String,
-        /// Output folder.
-        #[arg(long)]
-        out: PathBuf,
-        /// `default` (the task's default budget) or `quick` (40 steps on small samples, as the
-        /// tests run); `ISOLAB_PROFILE=quick` selects quick too. The flags below override it.
-        #[arg(long)]
-        profile: Option<String>,
-        /// Budget in epochs.
-        #[arg(long, conflicts_with = "steps")]
-        epochs: Option<f64>,
-        /// Budget in optimizer steps.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Peak learning rate.
-        #[arg(long)]
-        lr: Option<f64>,
-        /// Examples per batch.
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Truncate inputs to this many tokens.
-        #[arg(long)]
-        max_len: Option<usize>,
-        /// Seed (head initialisation, batch order, dropout).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Independent runs with seeds SEED, SEED+1, …, each in OUT/restart-<k>; OUT keeps the
-        /// best on dev (RTE's default: 2).
-        #[arg(long)]
-        restarts: Option<usize>,
-        /// Evaluate on dev and checkpoint every N steps.
-        #[arg(long)]
-        eval_every: Option<usize>,
-        /// Record the geometry trace every N steps (0: never).
-        #[arg(long)]
-        trace_every: Option<usize>,
-        /// Train on a seeded sample of N training examples.
-        #[arg(long)]
-        train_limit: Option<usize>,
-        /// Evaluate on a seeded sample of N dev examples.
-        #[arg(long)]
-        dev_limit: Option<usize>,
-    },
+    Finetune(FinetuneArgs),
     /// Score a fine-tuned model on a GLUE split or a labelled file in the task's GLUE format;
     /// prints the metrics as JSON.
     Evaluate {
@@ -165,11 +125,14 @@ enum Command {
         #[arg(long)]
         model: String,
         /// GLUE task.
+        #[arg(long, value_enum, ignore_case = true)]
+        task: Task,
+        /// The split (`test` has no labels: refused).
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Split::Dev, conflicts_with = "file")]
+        split: Split,
+        /// A labelled TSV file in the task's GLUE dev format, instead of a split.
         #[arg(long)]
-        task: String,
-        /// `dev`, `train`, `test` (no labels: refused), or the path of a TSV file.
-        #[arg(long, default_value = "dev")]
-        split: String,
+        file: Option<PathBuf>,
         /// Truncate inputs to this many tokens.
         #[arg(long, default_value_t = 128)]
         max_len: usize,
@@ -180,6 +143,135 @@ enum Command {
         #[arg(long)]
         logits: Option<PathBuf>,
     },
+}
+
+/// The arguments of `isolab finetune`.
+#[derive(Args)]
+struct FinetuneArgs {
+    /// GLUE task (qnli and wnli where a training split exists).
+    #[arg(long, value_enum, ignore_case = true)]
+    task: Task,
+    /// Base model: registry name, hub id or folder.
+    #[arg(long, default_value = "minilm")]
+    base: String,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// `default` (the task's default budget) or `quick` (40 steps on small samples, as the
+    /// tests run); `ISOLAB_PROFILE=quick` selects quick too. The flags below override it.
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// Budget in epochs.
+    #[arg(long, conflicts_with = "steps")]
+    epochs: Option<f64>,
+    /// Budget in optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Examples per batch.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Truncate inputs to this many tokens.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Seed (head initialisation, batch order, dropout).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Independent runs with seeds SEED, SEED+1, …, each in OUT/restart-<k>; OUT keeps the
+    /// best on dev (RTE's default: 2).
+    #[arg(long)]
+    restarts: Option<usize>,
+    /// Evaluate on dev and checkpoint every N steps.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Record the geometry trace every N steps (0: never).
+    #[arg(long)]
+    trace_every: Option<usize>,
+    /// Train on a seeded sample of N training examples.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on a seeded sample of N dev examples.
+    #[arg(long)]
+    dev_limit: Option<usize>,
+}
+
+impl FinetuneArgs {
+    /// The options of the run: the profile's, with each flag given overriding its value.
+    fn options(&self) -> FinetuneOptions {
+        let quick = match self.profile {
+            Some(p) => p == Profile::Quick,
+            None => isotropy_lab::notebook::profile::quick(),
+        };
+        let mut opts = if quick {
+            FinetuneOptions::quick(self.task, &self.base)
+        } else {
+            FinetuneOptions::default_for(self.task, &self.base)
+        };
+        if let Some(e) = self.epochs {
+            opts.budget = Budget::Epochs(e);
+        }
+        if let Some(n) = self.steps {
+            opts.budget = Budget::Steps(n);
+        }
+        if let Some(lr) = self.lr {
+            opts.optimizer.lr = lr;
+        }
+        opts.batch_size = self.batch.unwrap_or(opts.batch_size);
+        opts.max_len = self.max_len.unwrap_or(opts.max_len);
+        opts.seed = self.seed.unwrap_or(opts.seed);
+        opts.restarts = self.restarts.unwrap_or(opts.restarts);
+        opts.eval_every = self.eval_every.unwrap_or(opts.eval_every);
+        opts.trace_every = self.trace_every.unwrap_or(opts.trace_every);
+        if self.train_limit.is_some() {
+            opts.train_limit = self.train_limit;
+        }
+        if self.dev_limit.is_some() {
+            opts.dev_limit = self.dev_limit;
+        }
+        opts
+    }
+}
+
+/// A run profile of `isolab finetune`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    /// The task's default budget.
+    Default,
+    /// 40 steps on small samples, as the tests run.
+    Quick,
+}
+
+/// A `--metric` value: every measure, or one.
+#[derive(Clone, Copy)]
+enum Metric {
+    All,
+    One(Measure),
+}
+
+impl ValueEnum for Metric {
+    fn value_variants<'a>() -> &'a [Self] {
+        const VARIANTS: [Metric; 9] = [
+            Metric::All,
+            Metric::One(Measure::Isotropy),
+            Metric::One(Measure::Cosine),
+            Metric::One(Measure::Spectrum),
+            Metric::One(Measure::Rogue),
+            Metric::One(Measure::SelfSimilarity),
+            Metric::One(Measure::IntraSentence),
+            Metric::One(Measure::Clusters),
+            Metric::One(Measure::LocalDimension),
+        ];
+        &VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        match self {
+            Metric::All => Some(PossibleValue::new("all")),
+            Metric::One(m) => m.to_possible_value(),
+        }
+    }
 }
 
 fn parse_layers(spec: &str) -> Result<Option<Vec<usize>>> {
@@ -197,33 +289,8 @@ fn parse_layers(spec: &str) -> Result<Option<Vec<usize>>> {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    if let Command::Finetune { .. } = cli.command {
-        isotropy_lab::finetune::ops::elementwise_on_calling_thread();
-    }
-    match cli.command {
-        Command::Fetch { what, tasks } => {
-            let opts = FetchOptions::from_env();
-            if what == "glue" {
-                let tasks = if tasks.is_empty() {
-                    Task::ALL.to_vec()
-                } else {
-                    tasks
-                        .iter()
-                        .map(|t| Task::parse(t))
-                        .collect::<Result<Vec<_>>>()?
-                };
-                let dir = isotropy_lab::paths::glue_dir();
-                let written = fetch::fetch_glue(&tasks, &dir, &opts)?;
-                println!("GLUE in {}: {} files written", dir.display(), written.len());
-            } else {
-                let files = fetch::resolve_model_with(&what, &opts)?;
-                println!("{what} ({}):", files.source);
-                for p in [&files.config, &files.weights, &files.tokenizer] {
-                    println!("  {}", p.display());
-                }
-            }
-        }
+    match Cli::parse().command {
+        Command::Fetch { what, tasks } => fetch(&what, tasks),
         Command::Extract {
             model,
             task,
@@ -238,7 +305,7 @@ fn main() -> Result<()> {
         } => {
             let source = match (task, sentences) {
                 (_, Some(path)) => Source::sentences_file(&path)?,
-                (Some(task), None) => Source::glue(Task::parse(&task)?, Split::parse(&split)?),
+                (Some(task), None) => Source::glue(task, split),
                 (None, None) => bail!("give --task or --sentences"),
             };
             let opts = ExtractOptions {
@@ -249,51 +316,13 @@ fn main() -> Result<()> {
                 max_len,
                 ..ExtractOptions::default()
             };
-            let model = Model::load(&model)?;
-            let emb = Embeddings::extract(&model, &source, &opts)?;
-            emb.save(&out)?;
-            println!(
-                "{} tokens × {} layers written to {} ({} inputs truncated)",
-                emb.num_tokens(),
-                emb.layers.len(),
-                out.display(),
-                emb.truncated
-            );
+            extract(&model, &source, &opts, &out)
         }
         Command::Measure {
             input,
             metric,
             seed,
-        } => {
-            let emb = Embeddings::load(&input)?;
-            let measures = if metric == "all" {
-                Measure::ALL.to_vec()
-            } else {
-                metric
-                    .split(',')
-                    .map(|m| Measure::parse(m.trim()))
-                    .collect::<Result<Vec<_>>>()?
-            };
-            let opts = MeasureOptions {
-                measures,
-                seed,
-                ..MeasureOptions::default()
-            };
-            let table = layer_table(&emb, &opts)?;
-            for i in 0..table.height() {
-                let mut row = serde_json::Map::new();
-                for column in table.columns() {
-                    let value = match column.get(i)? {
-                        AnyValue::UInt32(v) => serde_json::json!(v),
-                        AnyValue::Float64(v) if v.is_finite() => serde_json::json!(v),
-                        AnyValue::Float64(_) => serde_json::Value::Null,
-                        other => serde_json::json!(other.to_string()),
-                    };
-                    row.insert(column.name().to_string(), value);
-                }
-                println!("{}", serde_json::Value::Object(row));
-            }
-        }
+        } => measure(&input, &metric, seed),
         Command::Enhance {
             input,
             method,
@@ -302,116 +331,158 @@ fn main() -> Result<()> {
             seed,
             layers,
             out,
-        } => {
-            let method = Method::parse(&method, k, d)?;
-            let emb = Embeddings::load(&input)?;
-            let layers = parse_layers(&layers)?;
-            let enhanced = enhance_embeddings(&emb, method, layers.as_deref(), seed)?;
-            enhanced.save(&out)?;
-            println!(
-                "{}: {} tokens × {} layers written to {}",
-                method.label(),
-                enhanced.num_tokens(),
-                enhanced.layers.len(),
-                out.display()
-            );
-        }
-        Command::Finetune {
-            task,
-            base,
-            out,
-            profile,
-            epochs,
-            steps,
-            lr,
-            batch,
-            max_len,
-            seed,
-            restarts,
-            eval_every,
-            trace_every,
-            train_limit,
-            dev_limit,
-        } => {
-            let task = Task::parse(&task)?;
-            let quick = match profile.as_deref() {
-                Some("quick") => true,
-                Some("default") => false,
-                Some(other) => bail!("--profile '{other}': expected default or quick"),
-                None => isotropy_lab::profile::quick(),
-            };
-            let mut opts = if quick {
-                FinetuneOptions::quick(task, &base)
-            } else {
-                FinetuneOptions::default_for(task, &base)
-            };
-            if let Some(e) = epochs {
-                opts.budget = Budget::Epochs(e);
-            }
-            if let Some(n) = steps {
-                opts.budget = Budget::Steps(n);
-            }
-            if let Some(lr) = lr {
-                opts.optimizer.lr = lr;
-            }
-            opts.batch_size = batch.unwrap_or(opts.batch_size);
-            opts.max_len = max_len.unwrap_or(opts.max_len);
-            opts.seed = seed.unwrap_or(opts.seed);
-            opts.restarts = restarts.unwrap_or(opts.restarts);
-            opts.eval_every = eval_every.unwrap_or(opts.eval_every);
-            opts.trace_every = trace_every.unwrap_or(opts.trace_every);
-            if train_limit.is_some() {
-                opts.train_limit = train_limit;
-            }
-            if dev_limit.is_some() {
-                opts.dev_limit = dev_limit;
-            }
-            let report = finetune(&opts, &out)?;
+        } => enhance(&input, method.with_params(k, d), &layers, seed, &out),
+        Command::Finetune(args) => {
+            let opts = args.options();
+            // Before candle's first operation and before any other thread starts.
+            elementwise_on_calling_thread();
+            let report = finetune(&opts, &args.out)?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
         }
         Command::Evaluate {
             model,
             task,
             split,
+            file,
             max_len,
             batch,
             logits,
-        } => {
-            let task = Task::parse(&task)?;
-            let (df, source) = match split.as_str() {
-                "dev" | "train" | "test" => {
-                    let s = Split::parse(&split)?;
-                    (
-                        isotropy_lab::glue::load(task, s)?,
-                        format!("{task} {split}"),
-                    )
-                }
-                path => {
-                    let p = Path::new(path);
-                    if !p.is_file() {
-                        bail!("--split '{path}': not dev, train, test or an existing file");
-                    }
-                    (
-                        isotropy_lab::glue::read_tsv(p, task, Split::Dev)?,
-                        p.display().to_string(),
-                    )
-                }
-            };
-            let clf = SequenceClassifier::load(&model)?;
-            let data = TaskData::new(&clf.model, task, &df, max_len, &source)?;
-            if let Some(path) = logits {
-                let t = logits_all(&clf, &data, batch)?;
-                let bytes = safetensors::serialize([("logits", &t)], None)?;
-                isotropy_lab::atomic::write_bytes(&path, &bytes)?;
-            }
-            if data.labels.is_none() {
-                bail!("{source} has no labels (GLUE scores its test splits on its own server): evaluate on dev or a labelled file");
-            }
-            let scores = evaluate(&clf, &data, batch)?;
-            let mut out = serde_json::to_value(&scores)?;
-            out["split"] = serde_json::json!(source);
-            println!("{out}");
+        } => evaluate_model(
+            &model,
+            task,
+            split,
+            file.as_deref(),
+            max_len,
+            batch,
+            logits.as_deref(),
+        ),
+    }
+}
+
+/// `isolab fetch`: a model, or the GLUE tasks.
+fn fetch(what: &str, tasks: Vec<Task>) -> Result<()> {
+    let opts = FetchOptions::from_env();
+    if what == "glue" {
+        let tasks = if tasks.is_empty() {
+            Task::ALL.to_vec()
+        } else {
+            tasks
+        };
+        let dir = isotropy_lab::util::paths::glue_dir();
+        let written = fetch_glue(&tasks, &dir, &opts)?;
+        println!("GLUE in {}: {} files written", dir.display(), written.len());
+    } else {
+        let files = resolve_model_with(what, &opts)?;
+        println!("{what} ({}):", files.source);
+        for p in [&files.config, &files.weights, &files.tokenizer] {
+            println!("  {}", p.display());
         }
     }
+    Ok(())
+}
+
+/// `isolab extract`.
+fn extract(model: &str, source: &Source, opts: &ExtractOptions, out: &Path) -> Result<()> {
+    let model = Model::load(model)?;
+    let emb = Embeddings::extract(&model, source, opts)?;
+    emb.save(out)?;
+    println!(
+        "{} tokens × {} layers written to {} ({} inputs truncated)",
+        emb.num_tokens(),
+        emb.layers.len(),
+        out.display(),
+        emb.truncated
+    );
+    Ok(())
+}
+
+/// `isolab measure`: one JSON object per layer.
+fn measure(input: &Path, metric: &[Metric], seed: u64) -> Result<()> {
+    let emb = Embeddings::load(input)?;
+    let measures = if metric.iter().any(|m| matches!(m, Metric::All)) {
+        Measure::ALL.to_vec()
+    } else {
+        metric
+            .iter()
+            .filter_map(|m| match m {
+                Metric::One(m) => Some(*m),
+                Metric::All => None,
+            })
+            .collect()
+    };
+    let opts = MeasureOptions {
+        measures,
+        seed,
+        ..MeasureOptions::default()
+    };
+    let table = layer_table(&emb, &opts)?;
+    for i in 0..table.height() {
+        let mut row = serde_json::Map::new();
+        for column in table.columns() {
+            let value = match column.get(i)? {
+                AnyValue::UInt32(v) => serde_json::json!(v),
+                AnyValue::Float64(v) if v.is_finite() => serde_json::json!(v),
+                AnyValue::Float64(_) => serde_json::Value::Null,
+                other => serde_json::json!(other.to_string()),
+            };
+            row.insert(column.name().to_string(), value);
+        }
+        println!("{}", serde_json::Value::Object(row));
+    }
+    Ok(())
+}
+
+/// `isolab enhance`.
+fn enhance(input: &Path, method: Method, layers: &str, seed: u64, out: &Path) -> Result<()> {
+    let emb = Embeddings::load(input)?;
+    let layers = parse_layers(layers)?;
+    let enhanced = enhance_embeddings(&emb, method, layers.as_deref(), seed)?;
+    enhanced.save(out)?;
+    println!(
+        "{method}: {} tokens × {} layers written to {}",
+        enhanced.num_tokens(),
+        enhanced.layers.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `isolab evaluate`: the scores as JSON, with the data they were computed on.
+fn evaluate_model(
+    model: &str,
+    task: Task,
+    split: Split,
+    file: Option<&Path>,
+    max_len: usize,
+    batch: usize,
+    logits: Option<&Path>,
+) -> Result<()> {
+    let (df, source) = match file {
+        None => (glue::load(task, split)?, format!("{task} {split}")),
+        Some(path) => {
+            if !path.is_file() {
+                bail!("--file {}: no such file", path.display());
+            }
+            (
+                glue::read_tsv(path, task, Split::Dev)?,
+                path.display().to_string(),
+            )
+        }
+    };
+    let clf = SequenceClassifier::load(model)?;
+    let data = TaskData::new(&clf.model, task, &df, max_len, &source)?;
+    if let Some(path) = logits {
+        let t = logits_all(&clf, &data, batch)?;
+        let bytes = safetensors::serialize([("logits", &t)], None)?;
+        isotropy_lab::util::atomic::write_bytes(path, &bytes)?;
+    }
+    if data.labels.is_none() {
+        bail!("{source} has no labels (GLUE scores its test splits on its own server): evaluate on dev or a labelled file");
+    }
+    let scores = evaluate(&clf, &data, batch)?;
+    let mut out = serde_json::to_value(&scores)?;
+    out["split"] = serde_json::json!(source);
+    println!("{out}");
     Ok(())
 }

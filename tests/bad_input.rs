@@ -4,9 +4,9 @@
 mod common;
 
 use candle_core::Device;
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-use isotropy_lab::fetch::resolve_model;
-use isotropy_lab::model::Model;
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::data::fetch::resolve_model;
+use isotropy_lab::nn::model::Model;
 
 fn load_err(dir: &std::path::Path) -> String {
     let err = resolve_model(dir.to_str().unwrap())
@@ -120,7 +120,7 @@ fn over_long_sentence_is_truncated_and_counted() {
 fn failed_folder_write_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("entry");
-    let result = isotropy_lab::atomic::write_dir(&target, |tmp| {
+    let result = isotropy_lab::util::atomic::write_dir(&target, |tmp| {
         std::fs::write(tmp.join("half.bin"), b"half")?;
         anyhow::bail!("interrupted")
     });

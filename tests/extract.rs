@@ -3,10 +3,10 @@
 mod common;
 
 use candle_core::Device;
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-use isotropy_lab::fetch::resolve_model;
-use isotropy_lab::glue::{self, Split, Task};
-use isotropy_lab::model::Model;
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::data::fetch::resolve_model;
+use isotropy_lab::data::glue::{self, Split, Task};
+use isotropy_lab::nn::model::Model;
 use std::process::Command;
 
 fn minilm() -> Model {

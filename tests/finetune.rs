@@ -5,16 +5,17 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::probes::split_half_accuracy;
+use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
 use isotropy_lab::finetune::log::TrainingLog;
 use isotropy_lab::finetune::metrics::{score, Labels};
-use isotropy_lab::finetune::ops::Dropout;
 use isotropy_lab::finetune::train::{evaluate, finetune, logits_all, Budget, FinetuneOptions};
-use isotropy_lab::glue::{self, Split, Task};
-use isotropy_lab::model::Model;
-use isotropy_lab::probe::{split_half_accuracy, ProbeOptions};
+use isotropy_lab::geometry::logistic::ProbeOptions;
+use isotropy_lab::nn::dropout::Dropout;
+use isotropy_lab::nn::model::Model;
 use polars::prelude::{Column, DataFrame};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -232,7 +233,7 @@ fn checkpoints_match_transformers_logits() {
         let theirs: Vec<Vec<f32>> = reference["logits"].to_vec2().unwrap();
         let ids: Vec<Vec<i64>> = reference["input_ids"].to_vec2().unwrap();
         let n = theirs.len();
-        let t = Task::parse(task).unwrap();
+        let t: Task = task.parse().unwrap();
         let model = SequenceClassifier::load(out).unwrap();
         let df = glue::load(t, Split::Dev).unwrap().head(Some(n));
         let data = TaskData::new(&model.model, t, &df, 128, "dev").unwrap();
@@ -311,7 +312,8 @@ fn quick_finetune_logs_trace_and_evaluates() {
     assert_eq!(model.config().num_hidden_layers, 6);
 
     // `evaluate` on a labelled file in RTE's format equals the library's evaluation.
-    let dev = std::fs::read_to_string(isotropy_lab::paths::glue_dir().join("RTE/dev.tsv")).unwrap();
+    let dev =
+        std::fs::read_to_string(isotropy_lab::util::paths::glue_dir().join("RTE/dev.tsv")).unwrap();
     let file = dir.path().join("rte-part.tsv");
     std::fs::write(
         &file,
@@ -324,7 +326,7 @@ fn quick_finetune_logs_trace_and_evaluates() {
         out.to_str().unwrap(),
         "--task",
         "rte",
-        "--split",
+        "--file",
         file.to_str().unwrap(),
     ]));
     let printed: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();

@@ -6,9 +6,8 @@
 
 mod common;
 
-use isotropy_lab::geometry::cluster::{
-    choose_k, cluster_table, kmeans, kmeans_from, silhouette, KMeansOptions,
-};
+use isotropy_lab::analysis::structure::cluster_table;
+use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_from, silhouette, KMeansOptions};
 use isotropy_lab::geometry::enhance::Method;
 use isotropy_lab::geometry::isotropy::isotropy;
 use isotropy_lab::geometry::lid::local_dimension;
@@ -16,7 +15,7 @@ use isotropy_lab::geometry::similarity::{
     intra_sentence_similarity, mean_cosine, self_similarity, CosineContributions,
 };
 use isotropy_lab::geometry::spectrum::{Pca, Spectrum};
-use isotropy_lab::matrix::Matrix;
+use isotropy_lab::util::matrix::Matrix;
 use safetensors::SafeTensors;
 
 fn reference() -> Vec<u8> {
@@ -495,8 +494,7 @@ fn geometry_bad_input() {
         .map(|_| ()))
     .contains("only 4 dimensions"));
     assert!(err(Method::Global { d: 9 }.apply(&small, 0).map(|_| ())).contains("dimensions"));
-    assert!(err(Method::parse("whitening", None, None).map(|_| ()))
-        .contains("unknown enhancement method"));
+    assert!(err("whitening".parse::<Method>().map(|_| ())).contains("unknown enhancement method"));
     assert!(err(silhouette(&small, &[0; 10], None, 0).map(|_| ())).contains("clusters"));
     assert!(err(local_dimension(&small, 1, None, 0).map(|_| ())).contains("at least 2"));
     // Constant rows: k-means cannot find 2 distinct centres; zero-mean gives zeros (documented).
@@ -509,7 +507,7 @@ fn geometry_bad_input() {
 
 #[test]
 fn correlations_and_mutual_information_match_scipy_and_scikit_learn() {
-    use isotropy_lab::stats::{normalized_mutual_info, pearson, spearman};
+    use isotropy_lab::geometry::stats::{normalized_mutual_info, pearson, spearman};
     let bytes = reference();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let (a, b) = (f64s(&st, "stats_a"), f64s(&st, "stats_b"));
@@ -535,7 +533,7 @@ fn correlations_and_mutual_information_match_scipy_and_scikit_learn() {
 
 #[test]
 fn logistic_regression_matches_scikit_learn() {
-    use isotropy_lab::probe::{LogisticRegression, ProbeOptions};
+    use isotropy_lab::geometry::logistic::{LogisticRegression, ProbeOptions};
     let bytes = reference();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     for (case, k) in [("probe3", 3), ("probe2", 2)] {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use isotropy_lab::glue::{self, Split, Task};
+use isotropy_lab::data::glue::{self, Split, Task};
 
 fn counts(task: Task, split: Split) -> (usize, Vec<(i64, usize)>) {
     common::setup();
@@ -183,13 +183,15 @@ fn malformed_row_names_file_and_line() {
 
 #[test]
 fn unknown_task_and_split_are_named() {
-    assert!(Task::parse("mnli")
+    assert!("mnli"
+        .parse::<Task>()
         .unwrap_err()
         .to_string()
         .contains("mnli"));
-    assert!(Split::parse("holdout")
+    assert!("holdout"
+        .parse::<Split>()
         .unwrap_err()
         .to_string()
         .contains("holdout"));
-    assert_eq!(Task::parse("STS-B").unwrap(), Task::Stsb);
+    assert_eq!("STS-B".parse::<Task>().unwrap(), Task::Stsb);
 }

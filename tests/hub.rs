@@ -4,8 +4,10 @@
 
 mod common;
 
-use isotropy_lab::fetch::{fetch_glue, resolve_model_with, sha256_file, FetchOptions};
-use isotropy_lab::glue::{self, Split, Task};
+use isotropy_lab::data::fetch::{resolve_model_with, FetchOptions};
+use isotropy_lab::data::glue::fetch_glue;
+use isotropy_lab::data::glue::{self, Split, Task};
+use isotropy_lab::util::hash::sha256_file;
 use polars::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -4,11 +4,12 @@
 
 mod common;
 
-use isotropy_lab::display::{html_table, Fresh};
-use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-use isotropy_lab::geometry::table::{compare_layers, MeasureOptions};
-use isotropy_lab::model::Model;
-use isotropy_lab::plot::LineChart;
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::layers::{compare_layers, MeasureOptions};
+use isotropy_lab::nn::model::Model;
+use isotropy_lab::notebook::display::html_table;
+use isotropy_lab::notebook::plot::LineChart;
+use isotropy_lab::util::frame::Fresh;
 
 #[test]
 fn frames_reach_notebooks_without_a_cached_schema() {

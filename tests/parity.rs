@@ -4,11 +4,11 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use isotropy_lab::fetch::resolve_model;
+use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::geometry::isotropy::isotropy;
 use isotropy_lab::geometry::similarity::mean_cosine;
-use isotropy_lab::matrix::Matrix;
-use isotropy_lab::model::Model;
+use isotropy_lab::nn::model::Model;
+use isotropy_lab::util::matrix::Matrix;
 use safetensors::SafeTensors;
 
 struct Reference {
@@ -249,8 +249,8 @@ fn isotropy_invariants() {
 
 #[test]
 fn sst2_dev_last_layer_isotropy_matches_transformers_and_numpy() {
-    use isotropy_lab::extract::{Embeddings, ExtractOptions, Source};
-    use isotropy_lab::glue::{Split, Task};
+    use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+    use isotropy_lab::data::glue::{Split, Task};
     // End to end: our tokenizer, batching, encoder and I(W) against transformers + numpy on all of
     // SST-2 dev (21,943 tokens). Hidden states agree to ~1e-5, so I(W) agrees to far better than 1e-3.
     let model = minilm();

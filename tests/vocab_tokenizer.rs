@@ -4,9 +4,9 @@
 mod common;
 
 use candle_core::Device;
-use isotropy_lab::fetch::resolve_model;
-use isotropy_lab::glue::{self, Split, Task};
-use isotropy_lab::model::Model;
+use isotropy_lab::data::fetch::resolve_model;
+use isotropy_lab::data::glue::{self, Split, Task};
+use isotropy_lab::nn::model::Model;
 
 #[test]
 fn vocab_txt_matches_tokenizer_json() {

@@ -1,17 +1,18 @@
 //! `BertForSequenceClassification` on candle: the encoder, a pooler ([CLS] → dense → tanh),
 //! dropout and a linear classifier, with transformers' layout, tensor names and initialisation.
 
-use crate::atomic;
-use crate::display::Fresh;
-use crate::encoder::{apply_linear, Mode};
-use crate::extract::Embeddings;
-use crate::fetch::{self, ModelFiles};
-use crate::finetune::data::Batch;
+use crate::analysis::extract::Embeddings;
+use crate::analysis::probes::sentence_labels;
+use crate::data::fetch::{self, ModelFiles};
+use crate::data::glue::Task;
 use crate::finetune::metrics::argmax;
-use crate::finetune::ops::Dropout;
-use crate::glue::Task;
-use crate::matrix::Matrix;
-use crate::model::{read_config, Model};
+use crate::nn::batch::Batch;
+use crate::nn::bert::{apply_linear, Mode};
+use crate::nn::dropout::Dropout;
+use crate::nn::model::{read_config, Model};
+use crate::nn::weights::read_checkpoint;
+use crate::util::atomic;
+use crate::util::matrix::Matrix;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
 use candle_nn::{Linear, VarBuilder};
@@ -69,52 +70,6 @@ pub struct SequenceClassifier {
     label_names: Vec<String>,
     classifier_dropout: f32,
     config_json: Value,
-}
-
-/// Renames a checkpoint tensor to transformers' `BertForSequenceClassification` name, or `None`
-/// for tensors the classifier does not use (an MLM head, the position-id buffer).
-fn canonical_name(name: &str) -> Option<String> {
-    let name = name.strip_prefix("bert.").unwrap_or(name);
-    let name = if name.contains("LayerNorm.") {
-        name.replace("LayerNorm.gamma", "LayerNorm.weight")
-            .replace("LayerNorm.beta", "LayerNorm.bias")
-    } else {
-        name.to_string()
-    };
-    if name.ends_with("position_ids") {
-        return None;
-    }
-    if name.starts_with("embeddings.")
-        || name.starts_with("encoder.")
-        || name.starts_with("pooler.")
-    {
-        Some(format!("bert.{name}"))
-    } else if name.starts_with("classifier.") {
-        Some(name)
-    } else {
-        None
-    }
-}
-
-/// Every float tensor of a checkpoint (safetensors or PyTorch pickle) under canonical names.
-fn read_tensors(files: &ModelFiles) -> Result<HashMap<String, Tensor>> {
-    let path = &files.weights;
-    let raw: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "bin") {
-        candle_core::pickle::read_all(path)?
-    } else {
-        candle_core::safetensors::load(path, &Device::Cpu)?
-            .into_iter()
-            .collect()
-    };
-    let mut out = HashMap::new();
-    for (name, t) in raw {
-        if let Some(c) = canonical_name(&name) {
-            if t.dtype().is_float() {
-                out.insert(c, t.to_dtype(DType::F32)?);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// transformers' `_init_weights` for a Linear layer: weight ~ N(0, std²), bias 0.
@@ -203,8 +158,7 @@ impl SequenceClassifier {
         seed: Option<u64>,
     ) -> Result<Self> {
         let (config, raw) = read_config(&files)?;
-        let mut tensors = read_tensors(&files)
-            .with_context(|| format!("reading the weights {}", files.weights.display()))?;
+        let mut tensors = read_checkpoint(&files.weights)?;
         let h = config.hidden_size;
         let n = problem.num_labels();
         let mut rng = StdRng::seed_from_u64(seed.unwrap_or(0));
@@ -316,30 +270,8 @@ impl SequenceClassifier {
         if self.problem == Problem::Regression {
             bail!("head accuracy: this is a regression head");
         }
-        if m.rows() != emb.num_tokens() {
-            bail!(
-                "head accuracy: the matrix has {} rows, the extraction {} tokens",
-                m.rows(),
-                emb.num_tokens()
-            );
-        }
-        let tokens = emb.tokens.fresh();
-        let position = tokens.column("position")?.u32()?;
-        let sentence = tokens.column("sentence_id")?.u32()?;
-        let special = tokens.column("is_special")?.bool()?;
-        let mut ids = Vec::new();
-        let mut data = Vec::new();
-        for i in 0..m.rows() {
-            if position.get(i) == Some(0) && special.get(i) == Some(true) {
-                ids.push(sentence.get(i).unwrap_or(0));
-                data.extend_from_slice(m.row(i));
-            }
-        }
-        if ids.is_empty() {
-            bail!("head accuracy: no [CLS] rows (extract with keep_special)");
-        }
-        let cls = Matrix::new(ids.len(), m.cols(), data)?;
-        let gold = crate::probe::sentence_labels(emb, &ids)?;
+        let (ids, cls) = emb.cls_rows(m).context("head accuracy")?;
+        let gold = sentence_labels(emb, &ids)?;
         let logits: Vec<Vec<f32>> = self.head_logits(&cls)?.to_vec2()?;
         let correct = logits
             .iter()

@@ -2,9 +2,10 @@
 //! training (so a batch is padded to little more than its own length), sorted by length for
 //! evaluation.
 
+use crate::data::glue::Task;
 use crate::finetune::metrics::Labels;
-use crate::glue::Task;
-use crate::model::Model;
+use crate::nn::batch::Batch;
+use crate::nn::model::Model;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use polars::prelude::{DataFrame, DataType};
@@ -12,6 +13,14 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokenizers::Encoding;
+
+/// Batches per pool of [`TaskData::training_batches`]: examples are sorted by length within a
+/// pool, so larger pools pad less and shuffle less.
+const POOL_BATCHES: usize = 50;
+
+/// Each epoch's shuffle is seeded by `seed ^ epoch · EPOCH_SEED_SALT` (2⁶⁴ / φ, which spreads
+/// consecutive epochs over the whole seed range).
+const EPOCH_SEED_SALT: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// One split of a task, tokenized.
 pub struct TaskData {
@@ -25,54 +34,8 @@ pub struct TaskData {
     pub truncated: usize,
 }
 
-/// A padded batch on the model's device.
-pub struct Batch {
-    /// Token ids, (batch, seq) u32.
-    pub ids: Tensor,
-    /// Token type ids (0 for the first sentence, 1 for the second).
-    pub types: Tensor,
-    /// 1 for real tokens, 0 for padding.
-    pub mask: Tensor,
-    /// Real tokens in the batch (without padding).
-    pub tokens: usize,
-}
-
-impl Batch {
-    /// Pads `encodings[rows]` to the longest of them: ids with `pad_id`, type ids with 0, mask 0.
-    pub fn pad(
-        encodings: &[Encoding],
-        rows: &[usize],
-        pad_id: u32,
-        device: &Device,
-    ) -> Result<Batch> {
-        let len = rows.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows.len() * len);
-        let mut types = Vec::with_capacity(rows.len() * len);
-        let mut mask = Vec::with_capacity(rows.len() * len);
-        let mut tokens = 0;
-        for &i in rows {
-            let e = &encodings[i];
-            let n = e.len();
-            tokens += n;
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(pad_id, len - n));
-            types.extend_from_slice(e.get_type_ids());
-            types.extend(std::iter::repeat_n(0, len - n));
-            mask.extend(std::iter::repeat_n(1u32, n));
-            mask.extend(std::iter::repeat_n(0u32, len - n));
-        }
-        let shape = (rows.len(), len);
-        Ok(Batch {
-            ids: Tensor::from_vec(ids, shape, device)?,
-            types: Tensor::from_vec(types, shape, device)?,
-            mask: Tensor::from_vec(mask, shape, device)?,
-            tokens,
-        })
-    }
-}
-
 impl TaskData {
-    /// Tokenizes a GLUE DataFrame (the uniform columns of [`crate::glue`]) for `model`, truncating
+    /// Tokenizes a GLUE DataFrame (the uniform columns of [`crate::data::glue`]) for `model`, truncating
     /// each input to `max_len` tokens. Labels are checked against the task's classes; `source`
     /// names the data in errors.
     pub fn new(
@@ -165,14 +128,14 @@ impl TaskData {
     }
 
     /// One epoch of training batches: the examples shuffled (seeded by `seed` and `epoch`), cut
-    /// into pools of 50 batches, each pool sorted by length and cut into batches, and the batches
+    /// into pools of [`POOL_BATCHES`] batches, each pool sorted by length and cut into batches, and the batches
     /// shuffled again. Similar lengths share a batch, so little of it is padding.
     pub fn training_batches(&self, batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
-        let mut rng = StdRng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = StdRng::seed_from_u64(seed ^ epoch.wrapping_mul(EPOCH_SEED_SALT));
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.shuffle(&mut rng);
         let mut batches = Vec::new();
-        for pool in order.chunks(batch_size * 50) {
+        for pool in order.chunks(batch_size * POOL_BATCHES) {
             let mut pool = pool.to_vec();
             pool.sort_by_key(|&i| self.encodings[i].len());
             batches.extend(pool.chunks(batch_size).map(|c| c.to_vec()));

@@ -1,7 +1,7 @@
 //! GLUE's metrics, as GLUE defines them per task.
 
-use crate::glue::Task;
-use crate::stats::{pearson, spearman};
+use crate::data::glue::Task;
+use crate::geometry::stats::{pearson, spearman};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -6,15 +6,15 @@
 //! - [`optim`]: AdamW (no decay on biases and LayerNorm), linear warmup and decay, clipping;
 //! - [`train`]: the seeded, resumable loop that keeps the best model by dev score;
 //! - [`metrics`]: GLUE's metrics per task;
-//! - [`trace`] and [`log`]: the geometry of every layer recorded while training, read back as
-//!   DataFrames;
-//! - [`ops`]: the training kernels (LayerNorm, softmax) with a backward pass, and seeded dropout.
+//! - [`trace`] and [`log`]: the geometry of every layer recorded while training, written as typed
+//!   log lines and read back as DataFrames.
+//!
+//! The training kernels and dropout are in [`crate::nn`], below the models.
 
 pub mod classifier;
 pub mod data;
 pub mod log;
 pub mod metrics;
-pub mod ops;
 pub mod optim;
 pub mod trace;
 pub mod train;

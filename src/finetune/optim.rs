@@ -137,7 +137,7 @@ impl AdamW {
             .collect::<candle_core::Result<_>>()?;
         let mut sq = 0f64;
         for g in grads.iter().flatten() {
-            sq += with_f32(g, crate::finetune::ops::sum_squares)?;
+            sq += with_f32(g, crate::nn::kernels::sum_squares)?;
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
@@ -195,7 +195,7 @@ impl AdamW {
         )]);
         let bytes =
             safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
-        crate::atomic::write_bytes(path, &bytes)
+        crate::util::atomic::write_bytes(path, &bytes)
     }
 
     /// Restores the moments and step count written by [`AdamW::save`].

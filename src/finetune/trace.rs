@@ -2,16 +2,14 @@
 //! is embedded every K steps and each layer's geometry is recorded, so the notebooks can show
 //! I(W), mean cosine, IsoScore and the head of the spectrum moving step by step.
 
-use crate::encoder::Mode;
 use crate::finetune::classifier::SequenceClassifier;
 use crate::finetune::data::TaskData;
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
-use crate::matrix::Matrix;
+use crate::nn::batch::{embed_tokens, TokenRows};
+use crate::util::sample::sorted_sample;
 use anyhow::Result;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 /// How many explained-variance ratios a trace line keeps (the head of the spectrum).
@@ -42,14 +40,11 @@ pub struct TracePoint {
 
 /// The probe set: a seeded sample of `n` examples of `data` (all when it has fewer).
 pub fn probe_rows(data: &TaskData, n: usize, seed: u64) -> Vec<usize> {
-    if n >= data.len() {
-        return (0..data.len()).collect();
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut rows = rand::seq::index::sample(&mut rng, data.len(), n).into_vec();
-    rows.sort_unstable();
-    rows
+    sorted_sample(data.len(), Some(n), seed)
 }
+
+/// Inputs per batch when the probe set is embedded.
+const TRACE_BATCH: usize = 64;
 
 /// Embeds the probe rows with the model as it is now (inference mode) and measures every layer.
 pub fn measure(
@@ -58,38 +53,29 @@ pub fn measure(
     rows: &[usize],
     step: usize,
 ) -> Result<Vec<TracePoint>> {
-    let enc = &model.model.encoder;
-    let layers = enc.num_hidden_states();
-    let hidden = model.model.config().hidden_size;
-    let pad = model.model.config().pad_token_id as u32;
-    let mut data_by_layer: Vec<Vec<f32>> = vec![Vec::new(); layers];
+    let layers: Vec<usize> = (0..model.model.encoder.num_hidden_states()).collect();
+    // Every token of the probe rows, [CLS] and [SEP] included, in order of length.
     let mut sorted = rows.to_vec();
     sorted.sort_by_key(|&i| data.encodings[i].len());
-    for chunk in sorted.chunks(64) {
-        let batch = data.batch(chunk, pad, &model.model.device)?;
-        let states = enc.run(
-            &batch.ids,
-            &batch.types,
-            &batch.mask,
-            layers - 1,
-            &mut Mode::Eval,
-        )?;
-        let seq = batch.ids.dim(1)?;
-        for (l, state) in states.iter().enumerate() {
-            let flat: Vec<f32> = state.flatten_all()?.to_vec1()?;
-            for (bi, &row) in chunk.iter().enumerate() {
-                let n = data.encodings[row].len();
-                let start = bi * seq * hidden;
-                data_by_layer[l].extend_from_slice(&flat[start..start + n * hidden]);
-            }
-        }
+    let mut kept = vec![Vec::new(); data.len()];
+    for &i in rows {
+        kept[i] = (0..data.encodings[i].len()).collect();
     }
-    data_by_layer
+    let token_rows = TokenRows::new(kept, &sorted)?;
+    let matrices = embed_tokens(
+        &model.model,
+        &data.encodings,
+        &sorted,
+        TRACE_BATCH,
+        &layers,
+        &token_rows,
+        |_| {},
+    )?;
+    matrices
         .into_iter()
         .enumerate()
-        .map(|(layer, d)| {
-            let tokens = d.len() / hidden;
-            let w = Matrix::new(tokens, hidden, d)?;
+        .map(|(layer, w)| {
+            let tokens = w.rows();
             let iso = isotropy(&w)?;
             let spectrum = Spectrum::of(&w)?;
             Ok(TracePoint {

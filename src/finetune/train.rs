@@ -13,23 +13,23 @@
 //! - `log.jsonl`: one line per step (`train`), per evaluation (`eval`) and per traced layer
 //!   (`trace`); see [`crate::finetune::log`].
 
-use crate::atomic;
+use crate::data::glue::{self, Split, Task};
 use crate::finetune::classifier::{Problem, SequenceClassifier};
-use crate::finetune::data::{Batch, TaskData};
-use crate::finetune::metrics::{argmax, score, Labels, Scores};
-use crate::finetune::ops::Dropout;
+use crate::finetune::data::TaskData;
+use crate::finetune::log::{EvalLine, LogLine, LogWriter, TrainLine};
+use crate::finetune::metrics::{argmax, main_metric, score, Labels, Scores};
 use crate::finetune::optim::{AdamW, AdamWOptions, StepReport};
 use crate::finetune::trace;
-use crate::glue::{self, Split, Task};
-use crate::progress::Progress;
+use crate::nn::batch::Batch;
+use crate::nn::dropout::Dropout;
+use crate::util::atomic;
+use crate::util::process::keep_freed_memory;
+use crate::util::progress::Progress;
+use crate::util::sample::sorted_sample;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use polars::prelude::{DataFrame, IdxCa, IdxSize};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,8 +51,8 @@ fn one() -> usize {
 /// Everything that defines a fine-tuning run (the output folder aside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneOptions {
-    /// The GLUE task.
-    pub task: String,
+    /// The GLUE task (stored in `run.json` as the Hub's name, `sst2`).
+    pub task: Task,
     /// The base model (registry name, hub id or folder).
     pub base: String,
     /// How long to train.
@@ -103,7 +103,7 @@ impl FinetuneOptions {
             Task::Qnli | Task::Wnli => (Budget::Epochs(3.0), 5e-5, 32, 200, 1),
         };
         Self {
-            task: task.hub_config().to_string(),
+            task,
             base: base.to_string(),
             budget,
             optimizer: AdamWOptions {
@@ -136,11 +136,6 @@ impl FinetuneOptions {
             dev_limit: Some(200),
             ..Self::default_for(task, base)
         }
-    }
-
-    /// The task, parsed.
-    pub fn task(&self) -> Result<Task> {
-        Task::parse(&self.task)
     }
 }
 
@@ -203,10 +198,10 @@ pub struct FinetuneReport {
 fn sample(df: DataFrame, n: Option<usize>, seed: u64) -> Result<DataFrame> {
     match n {
         Some(n) if n < df.height() => {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut idx = rand::seq::index::sample(&mut rng, df.height(), n).into_vec();
-            idx.sort_unstable();
-            let idx: Vec<IdxSize> = idx.into_iter().map(|i| i as IdxSize).collect();
+            let idx: Vec<IdxSize> = sorted_sample(df.height(), Some(n), seed)
+                .into_iter()
+                .map(|i| i as IdxSize)
+                .collect();
             Ok(df.take(&IdxCa::from_vec("i".into(), idx))?)
         }
         _ => Ok(df),
@@ -299,50 +294,6 @@ pub fn train_step(
     Ok((value, report))
 }
 
-/// Appends JSON lines to the training log.
-struct Log {
-    file: std::fs::File,
-}
-
-impl Log {
-    /// Opens `path`, keeping only the lines of steps up to `keep_through` (a resumed run drops
-    /// what the interrupted one logged after its checkpoint).
-    fn open(path: &Path, keep_through: usize) -> Result<Self> {
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let kept: String = text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| s as usize <= keep_through)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            atomic::write_bytes(path, kept.as_bytes())?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { file })
-    }
-
-    fn write(&mut self, value: serde_json::Value) -> Result<()> {
-        writeln!(self.file, "{value}")?;
-        Ok(())
-    }
-
-    fn trace(&mut self, point: &trace::TracePoint) -> Result<()> {
-        let mut v = serde_json::to_value(point)?;
-        v["kind"] = json!("trace");
-        self.write(v)
-    }
-}
-
 /// Fine-tunes `opts.base` on `opts.task` into `out`, resuming from `out/checkpoint` when a run
 /// with the same options was interrupted there. Returns the best dev scores.
 ///
@@ -350,7 +301,7 @@ impl Log {
 /// (each resumable on its own); once all have finished, the best one's model, `best.json` and
 /// `log.jsonl` are copied into `out` and `restarts.json` lists every run's best dev score.
 pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
-    opts.task()?;
+    keep_freed_memory();
     if opts.batch_size == 0 {
         bail!("batch size 0: a batch needs at least one example");
     }
@@ -494,15 +445,257 @@ fn claim_folder(opts: &FinetuneOptions, out: &Path) -> Result<()> {
     atomic::write_bytes(&run_path, serde_json::to_string_pretty(opts)?.as_bytes())
 }
 
+/// Dev examples per batch when a run scores itself.
+const EVAL_BATCH: usize = 64;
+
+/// Each step's dropout seed is `seed · DROPOUT_SEED_SALT + step`: distinct for every step of every
+/// seed a run will meet, and the same on every machine.
+const DROPOUT_SEED_SALT: u64 = 1_000_003;
+
+/// Seconds between refreshes of the progress line's loss and speed.
+const PROGRESS_EVERY_SECS: f64 = 2.0;
+
 /// One training run (no restarts) into `out`.
 fn train_run(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
-    let task = opts.task()?;
-    crate::finetune::ops::keep_freed_memory();
-    claim_folder(opts, out)?;
-    let ckpt = out.join("checkpoint");
-    let model = SequenceClassifier::for_task(&opts.base, task, opts.seed)?;
+    let mut run = Run::prepare(opts, out)?;
+    if run.state.step == 0 && opts.trace_every > 0 {
+        run.trace()?;
+    }
+    run.train()?;
+    let best = read_best(out)?;
+    Ok(FinetuneReport {
+        steps: run.state.step,
+        best: best.scores,
+        best_step: run.state.best_step.unwrap_or(0),
+        seconds: run.state.seconds,
+        out: out.to_path_buf(),
+    })
+}
+
+/// A run being trained: the model, its data, the optimiser and where it stands.
+struct Run<'a> {
+    opts: &'a FinetuneOptions,
+    out: &'a Path,
+    ckpt: PathBuf,
+    model: SequenceClassifier,
+    train: TaskData,
+    dev: TaskData,
+    /// The dev rows the geometry trace embeds.
+    probe: Vec<usize>,
+    /// Batches in one epoch.
+    per_epoch: usize,
+    optim: AdamW,
+    state: State,
+    log: LogWriter,
+}
+
+impl<'a> Run<'a> {
+    /// Claims `out`, builds the model, reads and tokenizes the data, and resumes from the
+    /// checkpoint in `out` when there is one.
+    fn prepare(opts: &'a FinetuneOptions, out: &'a Path) -> Result<Self> {
+        let task = opts.task;
+        claim_folder(opts, out)?;
+        let ckpt = out.join("checkpoint");
+        let model = SequenceClassifier::for_task(&opts.base, task, opts.seed)?;
+        check_base(&ckpt, &model, opts)?;
+        let (train, dev) = read_data(&model, opts)?;
+        let per_epoch = train.len().div_ceil(opts.batch_size);
+        let total = match opts.budget {
+            Budget::Steps(n) => n,
+            Budget::Epochs(e) => ((e * per_epoch as f64).ceil() as usize).max(1),
+        };
+        let probe = trace::probe_rows(&dev, opts.trace_examples, opts.seed);
+        let mut optim = AdamW::new(model.params(), opts.optimizer)?;
+        let state = resume(&ckpt, out, &model, &mut optim, total)?;
+        let log = LogWriter::open(&out.join("log.jsonl"), state.step)?;
+        Ok(Run {
+            opts,
+            out,
+            ckpt,
+            model,
+            train,
+            dev,
+            probe,
+            per_epoch,
+            optim,
+            state,
+            log,
+        })
+    }
+
+    /// Records the geometry of every layer at the current step.
+    fn trace(&mut self) -> Result<()> {
+        for p in trace::measure(&self.model, &self.dev, &self.probe, self.state.step)? {
+            self.log.write(&LogLine::Trace(p))?;
+        }
+        Ok(())
+    }
+
+    /// Trains the remaining steps, tracing, evaluating and checkpointing as the options say.
+    fn train(&mut self) -> Result<()> {
+        let (opts, task, total) = (self.opts, self.opts.task, self.state.total_steps);
+        println!(
+            "fine-tuning {} on {task}: {} training examples ({} truncated to {} tokens), {} dev, {total} steps of {} ({:.2} epochs)",
+            opts.base,
+            self.train.len(),
+            self.train.truncated,
+            opts.max_len,
+            self.dev.len(),
+            opts.batch_size,
+            total as f64 / self.per_epoch as f64
+        );
+        let session = Instant::now();
+        let start_seconds = self.state.seconds;
+        let mut progress = Progress::new(
+            &format!("fine-tuning {task}"),
+            (total - self.state.step) as u64,
+        );
+        let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
+        let mut last_dev = self.state.best_score;
+        let mut window = (0f64, 0usize, Instant::now());
+        while self.state.step < total {
+            let s = self.state.step;
+            let epoch = s / self.per_epoch;
+            if epoch_batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                epoch_batches = Some((
+                    epoch,
+                    self.train
+                        .training_batches(opts.batch_size, opts.seed, epoch as u64),
+                ));
+            }
+            let rows = &epoch_batches.as_ref().expect("set above").1[s % self.per_epoch];
+            let line = self.step(rows)?;
+            self.state.step += 1;
+            self.state.seconds = start_seconds + session.elapsed().as_secs_f64();
+            self.log.write(&LogLine::Train(TrainLine {
+                seconds: self.state.seconds,
+                ..line
+            }))?;
+            window.0 += line.loss;
+            window.1 += 1;
+            progress.inc(1);
+            if window.2.elapsed().as_secs_f64() > PROGRESS_EVERY_SECS || self.state.step == total {
+                let secs = window.2.elapsed().as_secs_f64();
+                progress.set_message(&format!(
+                    "loss {:.4}, {:.2} step/s, dev {}",
+                    window.0 / window.1 as f64,
+                    window.1 as f64 / secs,
+                    last_dev.map_or("-".into(), |d| format!("{d:.4}"))
+                ));
+                window = (0.0, 0, Instant::now());
+            }
+            let step = self.state.step;
+            let due = |every: usize| step.is_multiple_of(every) || step == total;
+            if opts.trace_every > 0 && due(opts.trace_every) {
+                self.trace()?;
+            }
+            if due(opts.eval_every) {
+                last_dev = Some(self.evaluate_and_checkpoint()?);
+            }
+        }
+        progress.finish(&format!(
+            "best dev {} {:.4} at step {}",
+            main_metric(task),
+            self.state.best_score.unwrap_or(f64::NAN),
+            self.state.best_step.unwrap_or(0)
+        ));
+        Ok(())
+    }
+
+    /// One optimizer step on the training examples `rows`; the log line it makes (its
+    /// `seconds` still to be set).
+    fn step(&mut self, rows: &[usize]) -> Result<TrainLine> {
+        let s = self.state.step;
+        let (opts, total) = (self.opts, self.state.total_steps);
+        let pad = self.model.model.config().pad_token_id as u32;
+        let device = self.model.model.device.clone();
+        let batch = self.train.batch(rows, pad, &device)?;
+        let targets = self.train.targets(rows, &device)?;
+        let lr = opts.optimizer.lr_at(s, total);
+        let dropout_seed = opts
+            .seed
+            .wrapping_mul(DROPOUT_SEED_SALT)
+            .wrapping_add(s as u64);
+        let (loss, report) = train_step(
+            &self.model,
+            &mut self.optim,
+            &batch,
+            &targets,
+            dropout_seed,
+            lr,
+        )
+        .with_context(|| {
+            let kept = match self.state.best_step {
+                Some(_) => format!(
+                    "the last good checkpoint is kept in {}",
+                    self.ckpt.display()
+                ),
+                None => "no checkpoint was written yet".to_string(),
+            };
+            format!(
+                "step {} (learning rate {lr:.3e}): training stopped; {kept}; try a lower --lr",
+                s + 1
+            )
+        })?;
+        Ok(TrainLine {
+            step: s + 1,
+            epoch: (s as f64 + 1.0) / self.per_epoch as f64,
+            loss,
+            lr: report.lr,
+            grad_norm: report.grad_norm,
+            tokens: batch.tokens,
+            padded: batch.ids.elem_count(),
+            seconds: 0.0,
+        })
+    }
+
+    /// Scores the model on dev, keeps it in `out` when it is the best so far, and replaces the
+    /// checkpoint. Returns the main metric.
+    fn evaluate_and_checkpoint(&mut self) -> Result<f64> {
+        let (out, total) = (self.out, self.state.total_steps);
+        let scores = evaluate(&self.model, &self.dev, EVAL_BATCH)?;
+        let value = scores.main_value();
+        self.log.write(&LogLine::Eval(EvalLine {
+            step: self.state.step,
+            scores: scores.clone(),
+            seconds: self.state.seconds,
+        }))?;
+        if self.state.best_score.is_none_or(|b| value > b) {
+            self.state.best_score = Some(value);
+            self.state.best_step = Some(self.state.step);
+            self.model.save(out)?;
+            let best = Best {
+                step: self.state.step,
+                scores,
+            };
+            atomic::write_bytes(
+                &out.join("best.json"),
+                serde_json::to_string_pretty(&best)?.as_bytes(),
+            )?;
+        }
+        let (model, optim, state) = (&self.model, &self.optim, &self.state);
+        atomic::write_dir(&self.ckpt, |dir| {
+            if state.step < total {
+                model.save(dir)?;
+                optim.save(&dir.join("optimizer.safetensors"))?;
+            }
+            atomic::write_bytes(
+                &dir.join("base_fingerprint"),
+                model.model.fingerprint.as_bytes(),
+            )?;
+            atomic::write_bytes(
+                &dir.join("state.json"),
+                serde_json::to_string_pretty(state)?.as_bytes(),
+            )
+        })?;
+        Ok(value)
+    }
+}
+
+/// Refuses a checkpoint trained from another base model than `opts.base` (a registry name can
+/// point at other files over time).
+fn check_base(ckpt: &Path, model: &SequenceClassifier, opts: &FinetuneOptions) -> Result<()> {
     if ckpt.exists() {
-        // The base must also be the same model (a registry name can point at other files).
         let state_base = std::fs::read_to_string(ckpt.join("base_fingerprint")).unwrap_or_default();
         if state_base.trim() != model.model.fingerprint {
             bail!(
@@ -512,7 +705,13 @@ fn train_run(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             );
         }
     }
+    Ok(())
+}
 
+/// The run's training and dev examples (seeded samples where the options limit them),
+/// tokenized.
+fn read_data(model: &SequenceClassifier, opts: &FinetuneOptions) -> Result<(TaskData, TaskData)> {
+    let task = opts.task;
     let train_df = sample(glue::load(task, Split::Train)?, opts.train_limit, opts.seed)?;
     let dev_df = sample(glue::load(task, Split::Dev)?, opts.dev_limit, opts.seed)?;
     let train = TaskData::new(
@@ -532,14 +731,18 @@ fn train_run(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
     if train.labels.is_none() {
         bail!("{task} train: no labels to train on");
     }
-    let per_epoch = train.len().div_ceil(opts.batch_size);
-    let total = match opts.budget {
-        Budget::Steps(n) => n,
-        Budget::Epochs(e) => ((e * per_epoch as f64).ceil() as usize).max(1),
-    };
-    let probe = trace::probe_rows(&dev, opts.trace_examples, opts.seed);
+    Ok((train, dev))
+}
 
-    let mut optim = AdamW::new(model.params(), opts.optimizer)?;
+/// Where a run of `total` steps stands: from `ckpt/state.json` when there is one (restoring the
+/// model's weights and the optimiser's moments of an unfinished run), else at step 0.
+fn resume(
+    ckpt: &Path,
+    out: &Path,
+    model: &SequenceClassifier,
+    optim: &mut AdamW,
+    total: usize,
+) -> Result<State> {
     let mut state = State {
         step: 0,
         total_steps: total,
@@ -578,132 +781,5 @@ fn train_run(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
             state.step
         );
     }
-    let mut log = Log::open(&out.join("log.jsonl"), state.step)?;
-    if state.step == 0 && opts.trace_every > 0 {
-        for p in trace::measure(&model, &dev, &probe, 0)? {
-            log.trace(&p)?;
-        }
-    }
-    println!(
-        "fine-tuning {} on {task}: {} training examples ({} truncated to {} tokens), {} dev, {total} steps of {} ({:.2} epochs)",
-        opts.base,
-        train.len(),
-        train.truncated,
-        opts.max_len,
-        dev.len(),
-        opts.batch_size,
-        total as f64 / per_epoch as f64
-    );
-    let session = Instant::now();
-    let start_seconds = state.seconds;
-    let pad = model.model.config().pad_token_id as u32;
-    let device = model.model.device.clone();
-    let mut progress = Progress::new(&format!("fine-tuning {task}"), (total - state.step) as u64);
-    let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
-    let mut last_dev = state.best_score;
-    let mut window = (0f64, 0usize, Instant::now());
-    while state.step < total {
-        let s = state.step;
-        let epoch = s / per_epoch;
-        if epoch_batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            epoch_batches = Some((
-                epoch,
-                train.training_batches(opts.batch_size, opts.seed, epoch as u64),
-            ));
-        }
-        let rows = &epoch_batches.as_ref().expect("set above").1[s % per_epoch];
-        let batch = train.batch(rows, pad, &device)?;
-        let targets = train.targets(rows, &device)?;
-        let lr = opts.optimizer.lr_at(s, total);
-        let dropout_seed = opts.seed.wrapping_mul(1_000_003).wrapping_add(s as u64);
-        let (loss_value, report) =
-            train_step(&model, &mut optim, &batch, &targets, dropout_seed, lr).with_context(
-                || {
-                    let kept = match state.best_step {
-                        Some(_) => {
-                            format!("the last good checkpoint is kept in {}", ckpt.display())
-                        }
-                        None => "no checkpoint was written yet".to_string(),
-                    };
-                    format!(
-                "step {} (learning rate {lr:.3e}): training stopped; {kept}; try a lower --lr",
-                s + 1
-            )
-                },
-            )?;
-        state.step += 1;
-        state.seconds = start_seconds + session.elapsed().as_secs_f64();
-        log.write(json!({
-            "kind": "train", "step": state.step, "epoch": (s as f64 + 1.0) / per_epoch as f64,
-            "loss": loss_value, "lr": report.lr, "grad_norm": report.grad_norm,
-            "tokens": batch.tokens, "padded": batch.ids.elem_count(), "seconds": state.seconds,
-        }))?;
-        window.0 += loss_value;
-        window.1 += 1;
-        progress.inc(1);
-        if window.2.elapsed().as_secs_f64() > 2.0 || state.step == total {
-            let secs = window.2.elapsed().as_secs_f64();
-            progress.set_message(&format!(
-                "loss {:.4}, {:.2} step/s, dev {}",
-                window.0 / window.1 as f64,
-                window.1 as f64 / secs,
-                last_dev.map_or("-".into(), |d| format!("{d:.4}"))
-            ));
-            window = (0.0, 0, Instant::now());
-        }
-        if opts.trace_every > 0
-            && (state.step.is_multiple_of(opts.trace_every) || state.step == total)
-        {
-            for p in trace::measure(&model, &dev, &probe, state.step)? {
-                log.trace(&p)?;
-            }
-        }
-        if state.step.is_multiple_of(opts.eval_every) || state.step == total {
-            let scores = evaluate(&model, &dev, 64)?;
-            let value = scores.main_value();
-            last_dev = Some(value);
-            log.write(json!({"kind": "eval", "step": state.step, "scores": scores, "seconds": state.seconds}))?;
-            if state.best_score.is_none_or(|b| value > b) {
-                state.best_score = Some(value);
-                state.best_step = Some(state.step);
-                model.save(out)?;
-                let best = Best {
-                    step: state.step,
-                    scores: scores.clone(),
-                };
-                atomic::write_bytes(
-                    &out.join("best.json"),
-                    serde_json::to_string_pretty(&best)?.as_bytes(),
-                )?;
-            }
-            atomic::write_dir(&ckpt, |dir| {
-                if state.step < total {
-                    model.save(dir)?;
-                    optim.save(&dir.join("optimizer.safetensors"))?;
-                }
-                atomic::write_bytes(
-                    &dir.join("base_fingerprint"),
-                    model.model.fingerprint.as_bytes(),
-                )?;
-                atomic::write_bytes(
-                    &dir.join("state.json"),
-                    serde_json::to_string_pretty(&state)?.as_bytes(),
-                )
-            })?;
-        }
-    }
-    progress.finish(&format!(
-        "best dev {} {:.4} at step {}",
-        crate::finetune::metrics::main_metric(task),
-        state.best_score.unwrap_or(f64::NAN),
-        state.best_step.unwrap_or(0)
-    ));
-    let best = read_best(out)?;
-    Ok(FinetuneReport {
-        steps: state.step,
-        best: best.scores,
-        best_step: state.best_step.unwrap_or(0),
-        seconds: state.seconds,
-        out: out.to_path_buf(),
-    })
+    Ok(state)
 }

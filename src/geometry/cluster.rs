@@ -6,12 +6,11 @@
 
 use crate::geometry::isotropy::isotropy_f64;
 use crate::geometry::similarity::mean_cosine;
-use crate::matrix::Matrix;
+use crate::util::matrix::Matrix;
+use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
 use faer::{Mat, MatRef};
-use polars::prelude::{Column, DataFrame};
 use rand::rngs::StdRng;
-use rand::seq::index;
 use rand::{Rng, SeedableRng};
 
 /// Options of [`kmeans`].
@@ -229,10 +228,12 @@ fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
 /// two centres) cannot rule that centre out. The result is that of plain Lloyd iterations; late
 /// iterations compute few distances. Stops when no label changes, when the centres move less than
 /// `tol_abs` (squared, summed), or after `max_iter` iterations.
+///
+/// One long function on purpose: the bounds, centre sums and counts are updated together in one
+/// pass per iteration, and split into helpers they would travel as a dozen mutable vectors.
 fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> Clustering {
     let (k, d, n) = (centroids.nrows(), p.d, p.n());
-    // First assignment by one matrix product. The expanded distances carry ~1e-12 relative
-    // round-off: widen the bounds by far more than that.
+    // First assignment by one matrix product; bounds widened by BOUND_SLACK.
     let dist = p.sq_distances(&centroids);
     let mut labels = vec![0usize; n];
     let mut upper = vec![0.0f64; n];
@@ -241,13 +242,13 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
         let mut arg = 0;
         for c in 0..k {
             let v = dist[(c, i)];
-            lower[i * k + c] = v.sqrt() * (1.0 - 1e-9);
+            lower[i * k + c] = v.sqrt() * (1.0 - BOUND_SLACK);
             if v < dist[(arg, i)] {
                 arg = c;
             }
         }
         labels[i] = arg;
-        upper[i] = dist[(arg, i)].sqrt() * (1.0 + 1e-9);
+        upper[i] = dist[(arg, i)].sqrt() * (1.0 + BOUND_SLACK);
     }
     let mut sums = vec![0.0f64; k * d];
     let mut counts = vec![0usize; k];
@@ -298,7 +299,7 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
                 centres[c * d + j] = v;
             }
             shift += m2;
-            moved[c] = m2.sqrt() * (1.0 + 1e-9);
+            moved[c] = m2.sqrt() * (1.0 + BOUND_SLACK);
         }
         upper
             .iter_mut()
@@ -316,7 +317,7 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
             for b in a + 1..k {
                 let g = sq_dist(&centres[a * d..(a + 1) * d], &centres[b * d..(b + 1) * d]).sqrt()
                     / 2.0
-                    * (1.0 - 1e-9);
+                    * (1.0 - BOUND_SLACK);
                 half[a * k + b] = g;
                 half[b * k + a] = g;
                 nearest[a] = nearest[a].min(g);
@@ -399,6 +400,11 @@ fn check_k(w: &Matrix, k: usize) -> Result<()> {
     Ok(())
 }
 
+/// The relative slack by which [`lloyd`] widens its distance bounds: the expanded squared
+/// distances carry ~1e-12 relative round-off, and a bound that is too tight would skip a centre
+/// that is in fact nearer. Far more than the round-off, far less than any real gap.
+const BOUND_SLACK: f64 = 1e-9;
+
 /// Absolute tolerance: `tol` × the mean per-dimension variance (scikit-learn's rule).
 fn tolerance(p: &Points, tol: f64) -> f64 {
     let (n, d) = (p.n() as f64, p.d);
@@ -425,6 +431,19 @@ fn tolerance(p: &Points, tol: f64) -> f64 {
 /// reproducible; `n_init` seedings, the lowest inertia kept. Empty clusters are repaired by moving
 /// their centre to the row farthest from its own centre. Fails if k is 0, larger than the number of
 /// rows, or larger than the number of distinct rows.
+///
+/// ```
+/// use isotropy_lab::geometry::cluster::{kmeans, silhouette, KMeansOptions};
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(6, 1, vec![0.0, 0.1, 0.2, 10.0, 10.1, 10.2])?;
+/// let c = kmeans(&w, &KMeansOptions::new(2))?;
+/// assert_eq!(c.sizes(), vec![3, 3]);
+/// assert_eq!(c.labels[0], c.labels[2]);
+/// assert_ne!(c.labels[0], c.labels[3]);
+/// assert!(silhouette(&w, &c.labels, None, 0)? > 0.9);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn kmeans(w: &Matrix, opts: &KMeansOptions) -> Result<Clustering> {
     check_k(w, opts.k)?;
     let p = Points::new(w);
@@ -469,14 +488,7 @@ pub fn silhouette(w: &Matrix, labels: &[usize], sample: Option<usize>, seed: u64
         bail!("silhouette: {} labels for {} rows", labels.len(), w.rows());
     }
     let n = w.rows();
-    let idx: Vec<usize> = match sample {
-        Some(s) if s < n => {
-            let mut v = index::sample(&mut StdRng::seed_from_u64(seed), n, s).into_vec();
-            v.sort_unstable();
-            v
-        }
-        _ => (0..n).collect(),
-    };
+    let idx = sorted_sample(n, sample, seed);
     let mut names: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
     names.sort_unstable();
     names.dedup();
@@ -543,6 +555,17 @@ pub struct KChoice {
 /// Chooses k by the silhouette (Cai et al. 2021): k-means for every k in `ks`, the k with the
 /// highest (sampled) silhouette, or a single cluster if that silhouette is below `floor` (they
 /// use k in 2..=15 and floor 0.1).
+///
+/// ```
+/// use isotropy_lab::geometry::cluster::{choose_k, KMeansOptions};
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Three tight groups on a line.
+/// let w = Matrix::new(9, 1, vec![0.0, 0.1, 0.2, 5.0, 5.1, 5.2, 10.0, 10.1, 10.2])?;
+/// let choice = choose_k(&w, 2..=5, &KMeansOptions::new(2), 100, 0.1)?;
+/// assert_eq!(choice.k, 3);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn choose_k(
     w: &Matrix,
     ks: std::ops::RangeInclusive<usize>,
@@ -590,22 +613,7 @@ pub fn choose_k(
 }
 
 /// The rows of `w` in `idx` minus their mean, in f64.
-fn centred_f64(w: &Matrix, idx: &[usize]) -> Mat<f64> {
-    let d = w.cols();
-    let mut mean = vec![0.0f64; d];
-    for &i in idx {
-        for (m, &x) in mean.iter_mut().zip(w.row(i)) {
-            *m += f64::from(x);
-        }
-    }
-    let count = idx.len().max(1) as f64;
-    Mat::from_fn(idx.len(), d, |i, j| {
-        f64::from(w.row(idx[i])[j]) - mean[j] / count
-    })
-}
-
-/// The rows of `w` in `idx`, each minus their mean.
-fn centred_rows(w: &Matrix, idx: &[usize]) -> Result<Matrix> {
+fn centred_rows(w: &Matrix, idx: &[usize]) -> Mat<f64> {
     let d = w.cols();
     let mut mean = vec![0.0f64; d];
     for &i in idx {
@@ -615,52 +623,69 @@ fn centred_rows(w: &Matrix, idx: &[usize]) -> Result<Matrix> {
     }
     let count = idx.len().max(1) as f64;
     mean.iter_mut().for_each(|m| *m /= count);
-    let data = idx
-        .iter()
-        .flat_map(|&i| {
-            w.row(i)
-                .iter()
-                .zip(&mean)
-                .map(|(&x, m)| (f64::from(x) - m) as f32)
-        })
-        .collect();
-    Matrix::new(idx.len(), d, data)
+    Mat::from_fn(idx.len(), d, |i, j| f64::from(w.row(idx[i])[j]) - mean[j])
 }
 
-/// Local isotropy (Cai et al. 2021): one row per cluster with `cluster`, `size`, and, after
-/// centring the cluster on its own mean, `isotropy` (I(W), fixed signs), `isotropy_both_signs` and
-/// `mean_cosine`. A cluster with fewer than 2 rows gets NaN.
-pub fn cluster_table(w: &Matrix, labels: &[usize]) -> Result<DataFrame> {
+/// One cluster's local isotropy ([`local_isotropy`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalIsotropy {
+    /// Rows in the cluster.
+    pub size: usize,
+    /// I(W) of the centred cluster, one sign per eigenvector; NaN under 2 rows.
+    pub isotropy: f64,
+    /// I(W) of the centred cluster over both signs; NaN under 2 rows.
+    pub isotropy_both_signs: f64,
+    /// Mean cosine of the centred cluster's rows; NaN under 2 rows.
+    pub mean_cosine: f64,
+}
+
+/// Local isotropy (Cai et al. 2021): for each cluster of a labelling of `w`'s rows (labels
+/// `0..k`), I(W) and the mean cosine after centring the cluster on its own mean.
+///
+/// ```
+/// use isotropy_lab::geometry::cluster::local_isotropy;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Two clusters of three points around far-apart centres.
+/// let w = Matrix::new(6, 2, vec![
+///     10.0, 0.0, 11.0, 1.0, 9.0, 0.5,
+///     -10.0, 0.0, -11.0, -1.0, -9.0, 0.5,
+/// ])?;
+/// let local = local_isotropy(&w, &[0, 0, 0, 1, 1, 1])?;
+/// assert_eq!(local.len(), 2);
+/// assert_eq!(local[0].size, 3);
+/// // Centred, each cluster is no longer far from the origin: its mean cosine is far below 1.
+/// assert!(local.iter().all(|c| c.mean_cosine < 0.5));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn local_isotropy(w: &Matrix, labels: &[usize]) -> Result<Vec<LocalIsotropy>> {
     if labels.len() != w.rows() {
         bail!(
-            "cluster table: {} labels for {} rows",
+            "local isotropy: {} labels for {} rows",
             labels.len(),
             w.rows()
         );
     }
     let k = labels.iter().max().map_or(0, |m| m + 1);
-    let groups = members(labels, k);
-    let (mut iso, mut iso2, mut cos, mut size, mut id) = (vec![], vec![], vec![], vec![], vec![]);
-    for (c, rows) in groups.iter().enumerate() {
-        id.push(c as u32);
-        size.push(rows.len() as u64);
-        if rows.len() < 2 {
-            iso.push(f64::NAN);
-            iso2.push(f64::NAN);
-            cos.push(f64::NAN);
-            continue;
-        }
-        let m = centred_rows(w, rows)?;
-        let i = isotropy_f64(centred_f64(w, rows).as_ref())?;
-        iso.push(i.value);
-        iso2.push(i.both_signs);
-        cos.push(mean_cosine(&m).unwrap_or(f64::NAN));
-    }
-    Ok(DataFrame::new_infer_height(vec![
-        Column::new("cluster".into(), id),
-        Column::new("size".into(), size),
-        Column::new("isotropy".into(), iso),
-        Column::new("isotropy_both_signs".into(), iso2),
-        Column::new("mean_cosine".into(), cos),
-    ])?)
+    members(labels, k)
+        .iter()
+        .map(|rows| {
+            if rows.len() < 2 {
+                return Ok(LocalIsotropy {
+                    size: rows.len(),
+                    isotropy: f64::NAN,
+                    isotropy_both_signs: f64::NAN,
+                    mean_cosine: f64::NAN,
+                });
+            }
+            let centred = centred_rows(w, rows);
+            let i = isotropy_f64(centred.as_ref())?;
+            Ok(LocalIsotropy {
+                size: rows.len(),
+                isotropy: i.value,
+                isotropy_both_signs: i.both_signs,
+                mean_cosine: mean_cosine(&Matrix::from_faer(centred.as_ref())).unwrap_or(f64::NAN),
+            })
+        })
+        .collect()
 }

@@ -14,17 +14,14 @@
 //! Their code clusters with scipy's `kmeans2(minit="points")`; this crate uses its own seeded
 //! k-means++ [`kmeans`], so clusterings (not the method) differ from run to run of theirs.
 
-use crate::display::Fresh;
-use crate::extract::Embeddings;
 use crate::geometry::cluster::{kmeans, members, KMeansOptions};
-use crate::geometry::isotropy::isotropy;
-use crate::geometry::similarity::mean_cosine;
-use crate::geometry::spectrum::{Pca, Spectrum};
-use crate::matrix::Matrix;
-use anyhow::{bail, Result};
+use crate::geometry::spectrum::{centred, Pca};
+use crate::util::matrix::Matrix;
+use anyhow::{anyhow, bail, Result};
 use faer::{Mat, MatRef};
-use polars::prelude::{Column, DataFrame};
 use rayon::prelude::*;
+use std::fmt;
+use std::str::FromStr;
 
 /// The authors' number of clusters for BERT-base.
 pub const DEFAULT_K: usize = 27;
@@ -34,6 +31,25 @@ pub const DEFAULT_D_CLUSTER: usize = 12;
 pub const DEFAULT_D_GLOBAL: usize = 15;
 
 /// An isotropy-enhancement method with its parameters.
+///
+/// ```
+/// use isotropy_lab::geometry::enhance::Method;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(3, 2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 9.0])?;
+/// // Zero-mean: every column sums to 0 afterwards.
+/// let centred = Method::ZeroMean.apply(&w, 0)?;
+/// for j in 0..2 {
+///     let sum: f32 = (0..3).map(|i| centred.row(i)[j]).sum();
+///     assert!(sum.abs() < 1e-5);
+/// }
+/// // Global with D = 1 also removes the dominant direction: what is left is small.
+/// let rest = Method::Global { d: 1 }.apply(&w, 0)?;
+/// assert!(rest.data().iter().all(|v| v.abs() < 1.0));
+/// assert_eq!("global d=1".parse::<Method>()?, Method::Global { d: 1 });
+/// assert_eq!(Method::Global { d: 1 }.to_string(), "global d=1");
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// Subtract the global mean.
@@ -60,24 +76,27 @@ pub enum Method {
 }
 
 impl Method {
-    /// The method by its command-line name (`zero-mean`, `cluster-zero-mean`, `global`,
-    /// `cluster-based`), with `k` and `d` (the authors' defaults where `None`).
-    pub fn parse(name: &str, k: Option<usize>, d: Option<usize>) -> Result<Method> {
-        let k = k.unwrap_or(DEFAULT_K);
-        Ok(match name {
-            "zero-mean" => Method::ZeroMean,
-            "cluster-zero-mean" => Method::ClusterZeroMean { k },
-            "global" => Method::Global {
-                d: d.unwrap_or(DEFAULT_D_GLOBAL),
+    /// The method with `k` clusters and `d` removed directions where it has them and they are
+    /// given (a parameter the method does not have is ignored).
+    ///
+    /// ```
+    /// use isotropy_lab::geometry::enhance::Method;
+    ///
+    /// let m: Method = "cluster-based".parse()?;
+    /// assert_eq!(m.with_params(Some(10), None), Method::ClusterBased { k: 10, d: 12 });
+    /// assert_eq!(Method::ZeroMean.with_params(Some(10), Some(3)), Method::ZeroMean);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn with_params(self, k: Option<usize>, d: Option<usize>) -> Method {
+        match self {
+            Method::ZeroMean => self,
+            Method::ClusterZeroMean { k: k0 } => Method::ClusterZeroMean { k: k.unwrap_or(k0) },
+            Method::Global { d: d0 } => Method::Global { d: d.unwrap_or(d0) },
+            Method::ClusterBased { k: k0, d: d0 } => Method::ClusterBased {
+                k: k.unwrap_or(k0),
+                d: d.unwrap_or(d0),
             },
-            "cluster-based" => Method::ClusterBased {
-                k,
-                d: d.unwrap_or(DEFAULT_D_CLUSTER),
-            },
-            other => bail!(
-                "unknown enhancement method '{other}' (zero-mean, cluster-zero-mean, global, cluster-based)"
-            ),
-        })
+        }
     }
 
     /// The four methods with the authors' defaults, in the paper's order.
@@ -182,111 +201,58 @@ impl Method {
     }
 }
 
+impl FromStr for Method {
+    type Err = anyhow::Error;
+
+    /// A method by its name (`zero-mean`, `cluster-zero-mean`, `global`, `cluster-based`; the
+    /// authors' k and D) or by its label (`cluster-based k=10 d=5`, as [`fmt::Display`] writes
+    /// it).
+    fn from_str(text: &str) -> Result<Method> {
+        let mut words = text.split_whitespace();
+        let name = words.next().unwrap_or_default();
+        let method = match name {
+            "zero-mean" => Method::ZeroMean,
+            "cluster-zero-mean" => Method::ClusterZeroMean { k: DEFAULT_K },
+            "global" => Method::Global {
+                d: DEFAULT_D_GLOBAL,
+            },
+            "cluster-based" => Method::ClusterBased {
+                k: DEFAULT_K,
+                d: DEFAULT_D_CLUSTER,
+            },
+            other => bail!(
+                "unknown enhancement method '{other}' (zero-mean, cluster-zero-mean, global, cluster-based)"
+            ),
+        };
+        let (mut k, mut d) = (None, None);
+        for word in words {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            let value: usize = value
+                .parse()
+                .map_err(|_| anyhow!("'{text}': '{word}' is not k=N or d=N"))?;
+            match key {
+                "k" => k = Some(value),
+                "d" => d = Some(value),
+                _ => bail!("'{text}': '{word}' is not k=N or d=N"),
+            }
+        }
+        Ok(method.with_params(k, d))
+    }
+}
+
+impl fmt::Display for Method {
+    /// The label, such as `cluster-based k=27 d=12` ([`Method::label`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
 /// Subtracts the column means of `x`, then removes the projections on its top `d` principal
 /// components (at most rows − 1 of them).
 fn centre_and_remove(x: MatRef<'_, f64>, d: usize) -> Result<Mat<f64>> {
-    let (n, dim) = (x.nrows(), x.ncols());
-    let means: Vec<f64> = (0..dim)
-        .map(|j| x.col(j).iter().sum::<f64>() / n as f64)
-        .collect();
-    let centred = Mat::from_fn(n, dim, |i, j| x[(i, j)] - means[j]);
-    let d = d.min(n.saturating_sub(1));
+    let d = d.min(x.nrows().saturating_sub(1));
     if d == 0 {
-        return Ok(centred);
+        return Ok(centred(x).1);
     }
-    let pca = Pca::fit_f64(centred.as_ref())?;
-    let top = pca.components.get(.., ..d);
-    let proj = &centred * top;
-    Ok(&centred - &proj * top.transpose())
-}
-
-/// Applies `method` to the listed hidden states of an extraction (`None`: all), seeded. The
-/// result has only those layers, the same token table, and `enhancement` in its metadata.
-pub fn enhance_embeddings(
-    emb: &Embeddings,
-    method: Method,
-    layers: Option<&[usize]>,
-    seed: u64,
-) -> Result<Embeddings> {
-    let wanted: Vec<usize> = match layers {
-        Some(l) => l.to_vec(),
-        None => emb.layers.clone(),
-    };
-    let mut matrices = Vec::new();
-    for &l in &wanted {
-        let m = emb.layer(l)?;
-        matrices.push(
-            method
-                .apply(m, seed)
-                .map_err(|e| e.context(format!("layer {l}")))?,
-        );
-    }
-    let mut meta = emb.meta.clone();
-    meta.insert(
-        "enhancement".into(),
-        format!("{} seed={seed}", method.label()),
-    );
-    Ok(Embeddings {
-        layers: wanted,
-        matrices,
-        tokens: emb.tokens.clone(),
-        truncated: emb.truncated,
-        meta,
-    })
-}
-
-/// A scorer of a transformed layer for [`method_table`]: a column name and a function of the
-/// matrix (for example STS-B Spearman of mean-pooled sentence vectors).
-pub type Scorer<'a> = (&'a str, &'a dyn Fn(&Matrix) -> Result<f64>);
-
-/// The paper's enhancement table for one layer: one row for the untouched layer (`none`), then
-/// one per method, with `method`, `k`, `d` (0 where a method has none), `isotropy_both_signs`,
-/// `isoscore`, `mean_cosine`, and a column per scorer.
-pub fn method_table(
-    emb: &Embeddings,
-    layer: usize,
-    methods: &[Method],
-    seed: u64,
-    scorers: &[Scorer<'_>],
-) -> Result<DataFrame> {
-    let original = emb.layer(layer)?;
-    let mut names = vec!["none".to_string()];
-    let (mut ks, mut ds) = (vec![0u32], vec![0u32]);
-    let mut matrices = vec![original.clone()];
-    for m in methods {
-        names.push(m.label());
-        let (k, d) = match *m {
-            Method::ZeroMean => (0, 0),
-            Method::ClusterZeroMean { k } => (k, 0),
-            Method::Global { d } => (0, d),
-            Method::ClusterBased { k, d } => (k, d),
-        };
-        ks.push(k as u32);
-        ds.push(d as u32);
-        matrices.push(m.apply(original, seed)?);
-    }
-    let mut iso = Vec::new();
-    let mut score = Vec::new();
-    let mut cos = Vec::new();
-    let mut extra: Vec<Vec<f64>> = vec![Vec::new(); scorers.len()];
-    for m in &matrices {
-        iso.push(isotropy(m)?.both_signs);
-        score.push(Spectrum::of(m)?.isoscore().unwrap_or(f64::NAN));
-        cos.push(mean_cosine(m).unwrap_or(f64::NAN));
-        for (col, (_, f)) in extra.iter_mut().zip(scorers) {
-            col.push(f(m)?);
-        }
-    }
-    let mut cols = vec![
-        Column::new("method".into(), names),
-        Column::new("k".into(), ks),
-        Column::new("d".into(), ds),
-        Column::new("isotropy_both_signs".into(), iso),
-        Column::new("isoscore".into(), score),
-        Column::new("mean_cosine".into(), cos),
-    ];
-    for (col, (name, _)) in extra.into_iter().zip(scorers) {
-        cols.push(Column::new((*name).into(), col));
-    }
-    Ok(DataFrame::new_infer_height(cols)?.fresh())
+    Pca::fit_f64(x)?.remove_top(x, d)
 }

@@ -1,6 +1,7 @@
 //! Mu & Viswanath's isotropy measure I(W), as Rajaee & Pilehvar (2021) compute it.
 
-use crate::matrix::Matrix;
+use crate::geometry::{gram_lower, orientation};
+use crate::util::matrix::Matrix;
 use anyhow::Result;
 use faer::{Mat, MatRef, Side};
 
@@ -32,6 +33,21 @@ pub struct Isotropy {
 ///
 /// Directions along which W has no variance at all (all-MiniLM-L6-v2's last layer has three always
 /// zero dimensions) give uᵀwᵢ = 0 and F(u) = N: they are handled like any other, with no division.
+///
+/// ```
+/// use isotropy_lab::geometry::isotropy::isotropy;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Four points spread evenly around the origin: F(u) is nearly the same along every axis.
+/// let even = Matrix::new(4, 2, vec![1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0])?;
+/// assert!(isotropy(&even)?.value > 0.99);
+/// // The same cross moved far along x: one direction dominates, I(W) collapses.
+/// let shifted = Matrix::new(4, 2, vec![6.0, 0.0, 4.0, 0.0, 5.0, 1.0, 5.0, -1.0])?;
+/// let iso = isotropy(&shifted)?;
+/// assert!(iso.value < 0.01);
+/// assert!(iso.both_signs <= iso.value);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn isotropy(w: &Matrix) -> Result<Isotropy> {
     w.check_finite("I(W)")?;
     let rows: Vec<f64> = w.data().iter().map(|&v| f64::from(v)).collect();
@@ -40,21 +56,14 @@ pub fn isotropy(w: &Matrix) -> Result<Isotropy> {
 
 /// [`isotropy`] of an f64 matrix with finite values (rows = points).
 pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
-    let gram = crate::geometry::gram_lower(m);
+    let gram = gram_lower(m);
     let eig = gram
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| anyhow::anyhow!("I(W): eigendecomposition of WᵀW failed: {e:?}"))?;
     let mut u: Mat<f64> = eig.U().to_owned();
     let d = u.ncols();
     for j in 0..d {
-        let col = u.col(j);
-        let mut best = 0;
-        for i in 0..col.nrows() {
-            if col[i].abs() > col[best].abs() {
-                best = i;
-            }
-        }
-        if col[best] < 0.0 {
+        if orientation(u.col(j)) < 0.0 {
             for i in 0..u.nrows() {
                 u[(i, j)] = -u[(i, j)];
             }

@@ -1,11 +1,9 @@
 //! Local intrinsic dimension: the maximum-likelihood estimator of Levina & Bickel (2004) over k
 //! nearest neighbours.
 
-use crate::matrix::Matrix;
+use crate::util::matrix::Matrix;
+use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
-use rand::rngs::StdRng;
-use rand::seq::index::sample;
-use rand::SeedableRng;
 
 /// Query rows per block of distance products (bounds memory to block × rows f64).
 const BLOCK: usize = 256;
@@ -27,6 +25,22 @@ pub struct LocalDimension {
 ///
 /// Queries are all rows, or a seeded sample of `queries` rows; neighbours are searched among all
 /// rows, exactly (block products on faer, the k nearest then measured directly). Needs k ≥ 2.
+///
+/// ```
+/// use isotropy_lab::geometry::lid::local_dimension;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Points along a curve in 3-D: locally one-dimensional.
+/// let data: Vec<f32> = (0..200)
+///     .flat_map(|i| {
+///         let t = i as f32 * 0.05;
+///         [t, t.sin(), 0.5 * t]
+///     })
+///     .collect();
+/// let lid = local_dimension(&Matrix::new(200, 3, data)?, 10, None, 0)?;
+/// assert!((lid.mean - 1.0).abs() < 0.5, "{}", lid.mean);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn local_dimension(
     w: &Matrix,
     k: usize,
@@ -41,14 +55,7 @@ pub fn local_dimension(
     if k >= n {
         bail!("local intrinsic dimension: k = {k} needs more than {k} rows, the matrix has {n}");
     }
-    let q: Vec<usize> = match queries {
-        Some(s) if s < n => {
-            let mut v = sample(&mut StdRng::seed_from_u64(seed), n, s).into_vec();
-            v.sort_unstable();
-            v
-        }
-        _ => (0..n).collect(),
-    };
+    let q = sorted_sample(n, queries, seed);
     let x = w.to_faer();
     let norms: Vec<f64> = (0..n)
         .map(|i| w.row(i).iter().map(|&v| f64::from(v).powi(2)).sum())

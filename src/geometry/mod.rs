@@ -1,6 +1,8 @@
 //! The geometry toolkit: isotropy and anisotropy measures, the variance spectrum, clusters and
-//! local isotropy, local intrinsic dimension, and the isotropy-enhancement methods. Linear algebra
-//! on faer in f64; matrices come in and go out as f32 [`crate::matrix::Matrix`].
+//! local isotropy, local intrinsic dimension, the isotropy-enhancement methods, logistic
+//! regression and the statistics the analyses need. Plain matrices in, numbers and matrices out:
+//! linear algebra on faer in f64, matrices in and out as f32 [`crate::util::matrix::Matrix`]; no
+//! candle, no polars, so every estimator here runs (and is tested) on any matrix.
 //!
 //! - [`isotropy`]: I(W) (Mu & Viswanath 2018), both sign conventions;
 //! - [`similarity`]: mean cosine (Ethayarajh 2019), rogue dimensions (Timkey & van Schijndel
@@ -11,20 +13,38 @@
 //! - [`lid`]: local intrinsic dimension (Levina & Bickel 2004);
 //! - [`enhance`]: zero-mean, clustering + zero-mean, global (all-but-the-top) and cluster-based
 //!   enhancement (Rajaee & Pilehvar 2021);
-//! - [`structure`]: what clusters hold, mutual information with token classes, PCA views;
-//! - [`table`]: all of them as one table per extraction, one row per layer.
+//! - [`logistic`]: L2-regularised logistic regression (scikit-learn's), for linear probes;
+//! - [`stats`]: Pearson and Spearman correlation, normalised mutual information.
 
 pub mod cluster;
 pub mod enhance;
 pub mod isotropy;
 pub mod lid;
+pub mod logistic;
 pub mod similarity;
 pub mod spectrum;
-pub mod structure;
-pub mod table;
+pub mod stats;
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-use faer::{Accum, Mat, MatRef, Par};
+use faer::{Accum, ColRef, Mat, MatRef, Par};
+
+/// The sign convention for eigenvectors, whose sign is arbitrary: the factor (±1) that makes an
+/// eigenvector's component of largest magnitude positive (the first such component on ties).
+/// I(W) and PCA both orient by it, and the reference scripts apply the same rule to numpy's
+/// eigenvectors, so values agree across libraries.
+pub(crate) fn orientation(u: ColRef<'_, f64>) -> f64 {
+    let mut best = 0;
+    for i in 0..u.nrows() {
+        if u[i].abs() > u[best].abs() {
+            best = i;
+        }
+    }
+    if u.nrows() > 0 && u[best] < 0.0 {
+        -1.0
+    } else {
+        1.0
+    }
+}
 
 /// XᵀX for an n × d matrix X: only the lower triangle (with the diagonal) is computed and filled,
 /// which is all a symmetric eigen-solver reading `Side::Lower` needs; half the work of a full

@@ -7,7 +7,7 @@
 //! estimates converge to, costs one pass over the matrix, and needs no seed. Rows of norm zero have
 //! no direction and are left out of every cosine.
 
-use crate::matrix::Matrix;
+use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 
@@ -41,6 +41,19 @@ fn unit_rows(w: &Matrix) -> (Vec<f64>, Vec<bool>) {
 /// of u and v as uᵢvᵢ / (‖u‖‖v‖); averaged over random pairs it tells which few dimensions
 /// ("rogue dimensions") make the space look anisotropic. Here the average is over all pairs:
 /// cᵢ = ((Σ x̂ᵢ)² − Σ x̂ᵢ²) / (n(n − 1)) over the n non-zero rows.
+///
+/// ```
+/// use isotropy_lab::geometry::similarity::CosineContributions;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Two vectors alike in dimension 0 and opposite in dimension 1.
+/// let w = Matrix::new(2, 2, vec![1.0, 0.1, 1.0, -0.1])?;
+/// let c = CosineContributions::of(&w)?;
+/// assert_eq!(c.top(1)[0].0, 0);
+/// assert!(c.per_dimension[1] < 0.0);
+/// assert!((c.per_dimension.iter().sum::<f64>() - c.mean_cosine).abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CosineContributions {
     /// cᵢ for every dimension i.
@@ -98,6 +111,16 @@ impl CosineContributions {
 /// Mean cosine similarity of all pairs of distinct non-zero rows (Ethayarajh 2019's anisotropy
 /// baseline: the expected cosine of two random tokens; 0 for an isotropic cloud, 1 when every
 /// vector points the same way). Exact, from the sum of unit rows.
+///
+/// ```
+/// use isotropy_lab::geometry::similarity::mean_cosine;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Pairs: a and b point the same way (cosine 1), c is orthogonal to both (0, 0).
+/// let w = Matrix::new(3, 2, vec![1.0, 0.0, 2.0, 0.0, 0.0, 1.0])?;
+/// assert!((mean_cosine(&w)? - 1.0 / 3.0).abs() < 1e-9);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn mean_cosine(w: &Matrix) -> Result<f64> {
     Ok(CosineContributions::of(w)?.mean_cosine)
 }
@@ -116,6 +139,18 @@ pub struct SelfSimilarity {
 /// [`SelfSimilarity`] of the rows of `w`, grouped by `token` (one entry per row; for an
 /// extraction, its token table's `token` column). Fails if no type reaches `min_occurrences`
 /// (at least 2).
+///
+/// ```
+/// use isotropy_lab::geometry::similarity::self_similarity;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // "bank" gets the same vector in both contexts, "run" two orthogonal ones.
+/// let w = Matrix::new(4, 2, vec![1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 1.0, 0.0])?;
+/// let s = self_similarity(&w, &["bank", "bank", "run", "run"], 2)?;
+/// assert_eq!(s.per_type.len(), 2);
+/// assert!((s.mean - 0.5).abs() < 1e-9);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn self_similarity(
     w: &Matrix,
     token: &[&str],
@@ -164,6 +199,16 @@ pub fn self_similarity(
 /// tokens and the sentence's mean vector, averaged over sentences. `sentence` gives each row's
 /// sentence (for an extraction, the token table's `sentence_id`). Zero rows and sentences whose
 /// mean vector is zero are left out.
+///
+/// ```
+/// use isotropy_lab::geometry::similarity::intra_sentence_similarity;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Sentence 0's two tokens point the same way: each has cosine 1 with their mean.
+/// let w = Matrix::new(2, 2, vec![1.0, 0.0, 3.0, 0.0])?;
+/// assert!((intra_sentence_similarity(&w, &[0, 0])? - 1.0).abs() < 1e-9);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn intra_sentence_similarity(w: &Matrix, sentence: &[u32]) -> Result<f64> {
     w.check_finite("intra-sentence similarity")?;
     if sentence.len() != w.rows() {

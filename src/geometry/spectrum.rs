@@ -2,27 +2,51 @@
 //! variances), how many components it takes to explain a share of the variance, the participation
 //! ratio, the count of dominant directions, and IsoScore.
 
-use crate::matrix::Matrix;
+use crate::geometry::{gram_lower, orientation};
+use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
 use faer::{Mat, MatRef, Side};
 
-/// The column means of `x` and its centred sample covariance (divided by N − 1).
-fn centred_covariance(x: MatRef<'_, f64>, what: &str) -> Result<(Vec<f64>, Mat<f64>)> {
+/// The column means of `x` and `x` with them subtracted.
+pub(crate) fn centred(x: MatRef<'_, f64>) -> (Vec<f64>, Mat<f64>) {
     let (n, d) = (x.nrows(), x.ncols());
-    if n < 2 {
-        bail!("{what}: needs at least 2 rows, the matrix has {n}");
-    }
     let means: Vec<f64> = (0..d)
         .map(|j| x.col(j).iter().sum::<f64>() / n as f64)
         .collect();
     let centred = Mat::from_fn(n, d, |i, j| x[(i, j)] - means[j]);
-    let cov = crate::geometry::gram_lower(centred.as_ref()) * faer::Scale(1.0 / (n as f64 - 1.0));
+    (means, centred)
+}
+
+/// The column means of `x` and its centred sample covariance (divided by N − 1).
+fn centred_covariance(x: MatRef<'_, f64>, what: &str) -> Result<(Vec<f64>, Mat<f64>)> {
+    let n = x.nrows();
+    if n < 2 {
+        bail!("{what}: needs at least 2 rows, the matrix has {n}");
+    }
+    let (means, centred) = centred(x);
+    let cov = gram_lower(centred.as_ref()) * faer::Scale(1.0 / (n as f64 - 1.0));
     Ok((means, cov))
 }
 
 /// Principal component analysis of a matrix's rows (centred), on faer in f64: what
 /// scikit-learn's `PCA(svd_solver="full")` computes, from the eigen-decomposition of the
-/// covariance.
+/// covariance. Fit, then [`Pca::transform`] or [`Pca::remove_top`].
+///
+/// ```
+/// use isotropy_lab::geometry::spectrum::Pca;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Points spread along the diagonal x = y, a little off it.
+/// let w = Matrix::new(4, 2, vec![1.0, 1.1, 2.0, 1.9, 3.0, 3.1, 4.0, 3.9])?;
+/// let pca = Pca::fit(&w)?;
+/// assert!(pca.spectrum.ratios()[0] > 0.99);
+/// let first = pca.transform(w.to_faer().as_ref(), 1)?;
+/// assert_eq!((first.nrows(), first.ncols()), (4, 1));
+/// // Without its top direction, what is left of each point is small.
+/// let rest = pca.remove_top(w.to_faer().as_ref(), 1)?;
+/// assert!((0..4).all(|i| rest[(i, 0)].abs() < 0.1 && rest[(i, 1)].abs() < 0.1));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Pca {
     /// The column means that were subtracted.
@@ -57,13 +81,7 @@ impl Pca {
         for (out, j) in (0..d).rev().enumerate() {
             variances.push(s[j].max(0.0));
             let col = u.col(j);
-            let mut best = 0;
-            for i in 0..d {
-                if col[i].abs() > col[best].abs() {
-                    best = i;
-                }
-            }
-            let sign = if col[best] < 0.0 { -1.0 } else { 1.0 };
+            let sign = orientation(col);
             for i in 0..d {
                 components[(i, out)] = sign * col[i];
             }
@@ -74,6 +92,51 @@ impl Pca {
             spectrum: Spectrum { variances },
         })
     }
+
+    /// `x`'s rows with the fitted mean subtracted; fails unless `x` has as many columns as the
+    /// fitted data.
+    fn centre(&self, x: MatRef<'_, f64>, what: &str) -> Result<Mat<f64>> {
+        if x.ncols() != self.mean.len() {
+            bail!(
+                "PCA {what}: fitted on {} columns, given {}",
+                self.mean.len(),
+                x.ncols()
+            );
+        }
+        Ok(Mat::from_fn(x.nrows(), x.ncols(), |i, j| {
+            x[(i, j)] - self.mean[j]
+        }))
+    }
+
+    /// The first `k` principal components of `x`'s rows (rows × k): the rows minus the fitted
+    /// mean, projected on the top `k` axes, as scikit-learn's `PCA(n_components=k).transform`.
+    pub fn transform(&self, x: MatRef<'_, f64>, k: usize) -> Result<Mat<f64>> {
+        let k = self.check_k(k, "transform")?;
+        let c = self.centre(x, "transform")?;
+        Ok(&c * self.components.get(.., ..k))
+    }
+
+    /// `x`'s rows minus the fitted mean, with their projections on the top `d` axes removed
+    /// (Mu & Viswanath's "all-but-the-top"): what is left of each row outside the `d` dominant
+    /// directions.
+    pub fn remove_top(&self, x: MatRef<'_, f64>, d: usize) -> Result<Mat<f64>> {
+        let d = self.check_k(d, "remove_top")?;
+        let c = self.centre(x, "remove_top")?;
+        if d == 0 {
+            return Ok(c);
+        }
+        let top = self.components.get(.., ..d);
+        let proj = &c * top;
+        Ok(&c - &proj * top.transpose())
+    }
+
+    fn check_k(&self, k: usize, what: &str) -> Result<usize> {
+        let dim = self.components.ncols();
+        if k > dim {
+            bail!("PCA {what}: {k} components asked, the data has {dim} dimensions");
+        }
+        Ok(k)
+    }
 }
 
 /// The factor over the mean variance above which [`Spectrum::dominant`] counts a direction as
@@ -81,6 +144,23 @@ impl Pca {
 pub const DOMINANT_FACTOR: f64 = 5.0;
 
 /// Variances along the principal components of a matrix (rows = points), largest first.
+///
+/// ```
+/// use isotropy_lab::geometry::spectrum::Spectrum;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(4, 2, vec![1.0, 0.0, -1.0, 0.0, 0.0, 0.5, 0.0, -0.5])?;
+/// let s = Spectrum::of(&w)?;
+/// // Sample variances (N − 1 below): 2/3 along x, 1/6 along y.
+/// assert!((s.variances[0] - 2.0 / 3.0).abs() < 1e-12);
+/// assert!((s.variances[1] - 1.0 / 6.0).abs() < 1e-12);
+/// assert!((s.ratios()[0] - 0.8).abs() < 1e-12);
+/// assert_eq!(s.components_for(0.9), 2);
+/// assert!((s.participation_ratio() - 25.0 / 17.0).abs() < 1e-12);
+/// assert_eq!(s.dominant(1.5), 1);
+/// assert!(s.isoscore()? < 1.0);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spectrum {
     /// Eigenvalues of the sample covariance (divided by N − 1, as numpy and scikit-learn's

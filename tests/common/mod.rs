@@ -15,7 +15,7 @@ pub fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::env::set_var("ISOLAB_CACHE", root().join("target").join("test-cache"));
-        let glue = isotropy_lab::paths::glue_dir();
+        let glue = isotropy_lab::util::paths::glue_dir();
         assert!(
             glue.join("SST-2").join("dev.tsv").is_file(),
             "GLUE data not found in {}: run `bash scripts/setup.sh` (it links ../shared/data/glue) or set GLUE_DIR",
@@ -26,7 +26,7 @@ pub fn setup() {
 
 /// The `minilm` model folder, fetched by `bash scripts/setup.sh` (`isolab fetch minilm`).
 pub fn minilm_dir() -> PathBuf {
-    let dir = isotropy_lab::paths::models_dir().join("minilm");
+    let dir = isotropy_lab::util::paths::models_dir().join("minilm");
     assert!(
         dir.join("model.safetensors").is_file(),
         "{} is missing: run `bash scripts/setup.sh` (or `cargo run -- fetch minilm`) first",

@@ -13,16 +13,41 @@
 //! trimmed, string labels of RTE / QNLI are mapped as the Hub maps them (`entailment` = 0,
 //! `not_entailment` = 1), STS-B's sentences are columns 7 and 8 and its score the last column.
 
-use crate::display::Fresh;
+use crate::data::fetch::{verify_hub_blob, FetchOptions};
+use crate::util::atomic;
+use crate::util::frame::Fresh;
 use anyhow::{bail, Context, Result};
-use polars::prelude::{Column, DataFrame, DataType, ParquetReader, SerReader};
+use hf_hub::{Repo, RepoType};
+use polars::prelude::{
+    ChunkCompareIneq, Column, DataFrame, DataType, ParquetReader, ParquetWriter, SerReader, Series,
+};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// A GLUE task available here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Parsed from its name in any case, with or without dashes ([`FromStr`]: `sst2`, `SST-2`,
+/// `sts-b`); shown as GLUE's folder name ([`fmt::Display`]: `SST-2`); stored as the Hub's
+/// configuration name (`sst2`).
+///
+/// ```
+/// use isotropy_lab::data::glue::Task;
+///
+/// let task: Task = "STS-B".parse()?;
+/// assert_eq!(task, Task::Stsb);
+/// assert_eq!(task.to_string(), "STS-B");
+/// assert_eq!(task.hub_config(), "stsb");
+/// assert!("mnli".parse::<Task>().is_err());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lower")]
 pub enum Task {
     /// Stanford Sentiment Treebank, binary.
+    #[value(alias = "sst-2")]
     Sst2,
     /// Microsoft Research Paraphrase Corpus.
     Mrpc,
@@ -31,6 +56,7 @@ pub enum Task {
     /// Recognizing Textual Entailment.
     Rte,
     /// Semantic Textual Similarity Benchmark (regression, 0–5).
+    #[value(alias = "sts-b")]
     Stsb,
     /// Question NLI (only dev and test offline).
     Qnli,
@@ -38,12 +64,13 @@ pub enum Task {
     Wnli,
 }
 
-/// A split of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A split of a task: `train`, `dev` (also `validation`, `val`) or `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Split {
     /// The training split.
     Train,
     /// The development (validation) split.
+    #[value(alias = "validation", alias = "val")]
     Dev,
     /// The test split (no labels).
     Test,
@@ -60,27 +87,6 @@ impl Task {
         Task::Rte,
         Task::Wnli,
     ];
-
-    /// Parses `sst2`, `SST-2`, `sts-b`, … (case and dashes ignored).
-    pub fn parse(name: &str) -> Result<Task> {
-        let key: String = name
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_lowercase();
-        Ok(match key.as_str() {
-            "sst2" => Task::Sst2,
-            "mrpc" => Task::Mrpc,
-            "cola" => Task::Cola,
-            "rte" => Task::Rte,
-            "stsb" => Task::Stsb,
-            "qnli" => Task::Qnli,
-            "wnli" => Task::Wnli,
-            _ => bail!(
-                "unknown GLUE task '{name}': expected one of sst2, mrpc, cola, rte, stsb, qnli, wnli"
-            ),
-        })
-    }
 
     /// The folder name in GLUE's layout (`SST-2`).
     pub fn dir_name(self) -> &'static str {
@@ -180,6 +186,31 @@ impl Task {
     }
 }
 
+impl FromStr for Task {
+    type Err = anyhow::Error;
+
+    /// Parses `sst2`, `SST-2`, `sts-b`, … (case and dashes ignored).
+    fn from_str(name: &str) -> Result<Task> {
+        let key: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
+        Ok(match key.as_str() {
+            "sst2" => Task::Sst2,
+            "mrpc" => Task::Mrpc,
+            "cola" => Task::Cola,
+            "rte" => Task::Rte,
+            "stsb" => Task::Stsb,
+            "qnli" => Task::Qnli,
+            "wnli" => Task::Wnli,
+            _ => bail!(
+                "unknown GLUE task '{name}': expected one of sst2, mrpc, cola, rte, stsb, qnli, wnli"
+            ),
+        })
+    }
+}
+
 impl fmt::Display for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.dir_name())
@@ -187,16 +218,6 @@ impl fmt::Display for Task {
 }
 
 impl Split {
-    /// Parses `train`, `dev` (or `validation`), `test`.
-    pub fn parse(name: &str) -> Result<Split> {
-        Ok(match name.to_lowercase().as_str() {
-            "train" => Split::Train,
-            "dev" | "validation" | "val" => Split::Dev,
-            "test" => Split::Test,
-            _ => bail!("unknown split '{name}': expected train, dev or test"),
-        })
-    }
-
     /// The file stem in GLUE's layout.
     pub fn file_stem(self) -> &'static str {
         match self {
@@ -213,6 +234,20 @@ impl Split {
             Split::Dev => "validation",
             Split::Test => "test",
         }
+    }
+}
+
+impl FromStr for Split {
+    type Err = anyhow::Error;
+
+    /// Parses `train`, `dev` (or `validation`, `val`), `test`, in any case.
+    fn from_str(name: &str) -> Result<Split> {
+        Ok(match name.to_lowercase().as_str() {
+            "train" => Split::Train,
+            "dev" | "validation" | "val" => Split::Dev,
+            "test" => Split::Test,
+            _ => bail!("unknown split '{name}': expected train, dev or test"),
+        })
     }
 }
 
@@ -236,9 +271,9 @@ enum Label {
     Score(f64),
 }
 
-/// Loads `task`/`split` from [`crate::paths::glue_dir`] (`GLUE_DIR`).
+/// Loads `task`/`split` from [`crate::util::paths::glue_dir`] (`GLUE_DIR`).
 pub fn load(task: Task, split: Split) -> Result<DataFrame> {
-    load_from(&crate::paths::glue_dir(), task, split)
+    load_from(&crate::util::paths::glue_dir(), task, split)
 }
 
 /// The file a split is read from under `glue_dir`: the TSV if present, else the parquet.
@@ -360,4 +395,89 @@ pub fn check_uniform(df: &DataFrame, task: Task) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Downloads GLUE tasks from the Hub's `nyu-mll/glue` dataset (parquet) into `glue_dir`, as
+/// `<TASK>/<split>.parquet` files with the uniform columns of this module. Splits already
+/// present (as TSV or parquet) are skipped. Returns the files written.
+pub fn fetch_glue(tasks: &[Task], glue_dir: &Path, opts: &FetchOptions) -> Result<Vec<PathBuf>> {
+    if opts.offline {
+        bail!("HF_HUB_OFFLINE is set: cannot download GLUE from the hub");
+    }
+    let api = opts.api()?;
+    let repo = api.repo(Repo::new("nyu-mll/glue".to_string(), RepoType::Dataset));
+    let mut written = Vec::new();
+    for &task in tasks {
+        for split in [Split::Train, Split::Dev, Split::Test] {
+            if split_path(glue_dir, task, split).is_ok() {
+                continue;
+            }
+            let remote = format!(
+                "{}/{}-00000-of-00001.parquet",
+                task.hub_config(),
+                split.hub_name()
+            );
+            let local = repo
+                .get(&remote)
+                .with_context(|| format!("downloading nyu-mll/glue {remote}"))?;
+            verify_hub_blob(&local)?;
+            let file = std::fs::File::open(&local)?;
+            let raw = ParquetReader::new(file)
+                .finish()
+                .with_context(|| format!("reading {remote}"))?;
+            let mut df =
+                hub_to_uniform(&raw, task).with_context(|| format!("converting {remote}"))?;
+            let out = glue_dir
+                .join(task.dir_name())
+                .join(format!("{}.parquet", split.file_stem()));
+            atomic::write_file(&out, |f| {
+                ParquetWriter::new(f).finish(&mut df)?;
+                Ok(())
+            })?;
+            written.push(out);
+        }
+    }
+    Ok(written)
+}
+
+/// Maps the Hub's GLUE columns to the uniform ones. The Hub marks missing test labels as -1.
+fn hub_to_uniform(raw: &DataFrame, task: Task) -> Result<DataFrame> {
+    let (first, second) = match task {
+        Task::Sst2 | Task::Cola => ("sentence", None),
+        Task::Qnli => ("question", Some("sentence")),
+        _ => ("sentence1", Some("sentence2")),
+    };
+    let n = raw.height();
+    let idx = raw
+        .column("idx")?
+        .cast(&DataType::UInt32)?
+        .with_name("idx".into());
+    let s1 = raw
+        .column(first)?
+        .cast(&DataType::String)?
+        .with_name("sentence1".into());
+    let s2 = match second {
+        Some(c) => raw
+            .column(c)?
+            .cast(&DataType::String)?
+            .with_name("sentence2".into()),
+        None => Column::full_null("sentence2".into(), n, &DataType::String),
+    };
+    let label_type = if task.is_regression() {
+        DataType::Float64
+    } else {
+        DataType::Int64
+    };
+    let label = raw.column("label")?.cast(&label_type)?;
+    let missing = label.as_materialized_series().lt(0)?;
+    let label = label
+        .as_materialized_series()
+        .zip_with(
+            &!missing,
+            &Series::full_null("label".into(), n, &label_type),
+        )?
+        .with_name("label".into());
+    let df = DataFrame::new_infer_height(vec![idx, s1, s2, label.into()])?;
+    check_uniform(&df, task)?;
+    Ok(df)
 }

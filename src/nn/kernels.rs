@@ -1,4 +1,4 @@
-//! Training kernels with a backward pass, and seeded dropout.
+//! Training kernels with a backward pass.
 //!
 //! candle's fused `layer_norm` and `softmax_last_dim` have no backward pass, and a graph of its
 //! small operations costs more than the matrix products around it on a CPU (each node's gradient
@@ -6,17 +6,28 @@
 //! [`linear`] (x Wᵀ + b; backward straight into W's layout; the query, key and value layers as
 //! one product), [`attention`] (softmax attention with dropout on that fused query-key-value
 //! layout, heads split in place, its probabilities kept for the backward pass), [`add_norm`]
-//! (dropout, residual sum and LayerNorm at a sub-layer's end), [`layer_norm`], [`gelu_erf`] and
-//! [`Dropout::apply`]. Each is one parallel pass forward and one backward, with loops written so
-//! that the compiler vectorises them. Inference keeps candle's kernels (see `encoder::Mode`).
+//! (dropout, residual sum and LayerNorm at a sub-layer's end), [`layer_norm`] and [`gelu_erf`]
+//! (dropout itself is [`crate::nn::dropout`]). Each is one parallel pass forward and one backward, with loops written so
+//! that the compiler vectorises them. Inference keeps candle's kernels (see `bert::Mode`).
 
+use crate::nn::dropout::{Dropout, Mask, Masked};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+/// The additive attention-mask value of a padded key position: transformers' extended mask is
+/// (1 − mask) · `f32::MIN`, and [`crate::nn::bert`] builds it the same way.
+pub const MASKED: f32 = f32::MIN;
+
+/// [`attention`] treats a key position whose additive mask is below this as padding (any value
+/// near [`MASKED`]; a real position's is 0).
+const MASKED_BELOW: f32 = -1e30;
+
+pub(crate) fn contiguous<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(d) => d,
         _ => candle_core::bail!("{what}: training kernels take f32"),
@@ -578,136 +589,6 @@ pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
 }
 
-/// Asks glibc's allocator to keep freed memory instead of returning it to the kernel at once.
-///
-/// A training step allocates and frees hundreds of buffers of a few megabytes; with glibc's
-/// defaults each comes from a fresh `mmap`, and zeroing new pages took a third of a step's time
-/// here. With the mmap threshold at its maximum (32 MiB) and trimming at 1 GiB they are reused.
-/// Process-wide; a no-op off glibc.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; any value is valid to pass.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
-    }
-}
-
-/// Gives candle's element-wise operations no threads of their own, for a training process.
-///
-/// candle runs large element-wise operations (and the zero-fill and add with which its backward
-/// pass accumulates every gradient) on a pool of its own threads, which spin for a while after
-/// each operation; the training kernels and the matrix products run on rayon's threads. On this
-/// project's 2-core machine the two pools contend, and a training step took about 10% longer
-/// than with candle's work on the calling thread (`CANDLE_NUM_THREADS=1`), which is what this
-/// sets, unless the variable is already set. Inference is faster with candle's pool, so only
-/// the `finetune` command and the step benchmark call this. It must run before candle's first
-/// element-wise operation and before the process starts any other thread (it changes the
-/// environment).
-pub fn elementwise_on_calling_thread() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-}
-
-/// A dropout mask that is a function of (key, element index): Chris Wellons' `lowbias32`
-/// integer hash applied twice, so that any part of a mask can be computed on its own, in
-/// parallel, in the forward and again in the backward pass, with the same result on any number
-/// of threads.
-#[derive(Clone, Copy)]
-struct Mask {
-    key: u64,
-    /// An element is dropped when the hash's top 24 bits fall below this.
-    threshold: u32,
-    /// 1 / (1 − p) for the elements kept.
-    scale: f32,
-}
-
-impl Mask {
-    fn new(key: u64, p: f32) -> Self {
-        Self {
-            key,
-            threshold: (p.clamp(0.0, 1.0) as f64 * 16_777_216.0) as u32,
-            scale: 1.0 / (1.0 - p),
-        }
-    }
-
-    /// The factor of element `i`: 0 or 1 / (1 − p).
-    #[inline(always)]
-    fn factor(&self, i: usize) -> f32 {
-        fn lowbias32(mut x: u32) -> u32 {
-            x ^= x >> 16;
-            x = x.wrapping_mul(0x7feb_352d);
-            x ^= x >> 15;
-            x = x.wrapping_mul(0x846c_a68b);
-            x ^ (x >> 16)
-        }
-        let h =
-            lowbias32(lowbias32(i as u32 ^ self.key as u32).wrapping_add((self.key >> 32) as u32));
-        if h >> 8 < self.threshold {
-            0.0
-        } else {
-            self.scale
-        }
-    }
-}
-
-/// x ⊙ mask; its own backward (g ⊙ mask).
-struct Masked(Mask);
-
-impl CustomOp1 for Masked {
-    fn name(&self) -> &'static str {
-        "isolab-dropout"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        const CHUNK: usize = 16 * 1024;
-        let x = contiguous(s, l, "dropout")?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(c, (o, x))| {
-                for (j, (o, &v)) in o.iter_mut().zip(x).enumerate() {
-                    *o = v * self.0.factor(c * CHUNK + j);
-                }
-            });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(g.contiguous()?.apply_op1_no_bwd(&Masked(self.0))?))
-    }
-}
-
-/// Seeded dropout masks for one training step: each call draws a fresh key from the step's
-/// generator, so masks differ between calls and are the same on every run with the same seed.
-pub struct Dropout {
-    rng: StdRng,
-}
-
-impl Dropout {
-    /// Masks for one training step, from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self {
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-
-    fn mask(&mut self, p: f32) -> Mask {
-        Mask::new(self.rng.random::<u64>(), p)
-    }
-
-    /// Zeroes each element with probability `p` and scales the rest by 1 / (1 − p).
-    pub fn apply(&mut self, x: &Tensor, p: f32) -> candle_core::Result<Tensor> {
-        if p <= 0.0 {
-            return Ok(x.clone());
-        }
-        let mask = self.mask(p);
-        x.contiguous()?.apply_op1(Masked(mask))
-    }
-}
-
 /// Softmax attention on the fused (seq, 3 · hidden) layout of one batch item: head `i` is
 /// columns i·d .. (i+1)·d of the query block (columns 0 .. hidden), the key block (hidden ..
 /// 2 · hidden) and the value block (2 · hidden .. 3 · hidden). Attention dropout comes from
@@ -856,6 +737,8 @@ impl CustomOp1 for Attention {
         Ok((CpuStorage::F32(out), Shape::from((b, t, hidden))))
     }
 
+    // The whole backward pass of softmax attention per (batch item, head), in one parallel loop
+    // that reuses its scratch buffers; split up, each piece would need the same dozen views.
     fn bwd(&self, qkv: &Tensor, _out: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (_, t, width) = qkv.dims3()?;
         let hidden = width / 3;
@@ -968,7 +851,7 @@ pub fn attention(
         );
     }
     let op = Attention {
-        padding: mask.iter().map(|&m| m < -1e30).collect(),
+        padding: mask.iter().map(|&m| m < MASKED_BELOW).collect(),
         heads,
         drop: (p > 0.0).then(|| dropout.mask(p)),
         scale: 1.0 / ((hidden / heads) as f32).sqrt(),
@@ -995,32 +878,5 @@ mod tests {
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(f32::NAN).is_nan());
         assert!(exp(-1e30) < 2e-38 && exp(1e30) > 3e38);
-    }
-
-    /// Dropout drops a fraction p, scales the rest by 1 / (1 − p), gives the same mask for the
-    /// same seed and a different one for the next call.
-    #[test]
-    fn dropout_masks_have_the_rate_and_are_seeded() {
-        let x = Tensor::ones(
-            1_000_000,
-            candle_core::DType::F32,
-            &candle_core::Device::Cpu,
-        )
-        .unwrap();
-        let masks = |seed| {
-            let mut d = Dropout::new(seed);
-            let a: Vec<f32> = d.apply(&x, 0.1).unwrap().to_vec1().unwrap();
-            let b: Vec<f32> = d.apply(&x, 0.1).unwrap().to_vec1().unwrap();
-            (a, b)
-        };
-        let (a, b) = masks(7);
-        let dropped = a.iter().filter(|&&v| v == 0.0).count() as f64 / a.len() as f64;
-        // 5 standard deviations of a binomial rate over 10⁶ draws: 0.0015.
-        assert!((dropped - 0.1).abs() < 0.0015, "dropped {dropped}");
-        assert!(a.iter().all(|&v| v == 0.0 || v == 1.0 / 0.9));
-        assert_eq!(masks(7).0, a);
-        let same = a.iter().zip(&b).filter(|(p, q)| p == q).count() as f64 / a.len() as f64;
-        // Independent masks agree on 0.9² + 0.1² = 82% of the elements.
-        assert!((same - 0.82).abs() < 0.003, "two calls agree on {same}");
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 /// The English stop-word list (NLTK's), one word per line.
-const STOPWORDS: &str = include_str!("../data/stopwords_en.txt");
+const STOPWORDS: &str = include_str!("../../data/stopwords_en.txt");
 
 fn stopwords() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
@@ -35,7 +35,26 @@ pub enum TokenClass {
 }
 
 impl TokenClass {
+    /// Every class, in the order tables list them.
+    pub const ALL: [TokenClass; 5] = [
+        TokenClass::Special,
+        TokenClass::Punctuation,
+        TokenClass::Number,
+        TokenClass::StopWord,
+        TokenClass::Word,
+    ];
+
     /// Classifies a token as the tokenizer wrote it (`##` marks a continuation piece).
+    ///
+    /// ```
+    /// use isotropy_lab::data::tokens::TokenClass;
+    ///
+    /// assert_eq!(TokenClass::of("the", false), TokenClass::StopWord);
+    /// assert_eq!(TokenClass::of("##the", false), TokenClass::Word);
+    /// assert_eq!(TokenClass::of("1990", false), TokenClass::Number);
+    /// assert_eq!(TokenClass::of("--", false), TokenClass::Punctuation);
+    /// assert_eq!(TokenClass::of("[CLS]", true).name(), "special");
+    /// ```
     pub fn of(token: &str, is_special: bool) -> TokenClass {
         if is_special {
             return TokenClass::Special;
@@ -60,7 +79,7 @@ impl TokenClass {
     }
 
     /// The lowercase name used in token tables.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             TokenClass::Special => "special",
             TokenClass::Punctuation => "punctuation",

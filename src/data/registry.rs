@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The registry file, compiled into the crate so that a name always resolves the same way.
-const REGISTRY_JSON: &str = include_str!("../data/models.json");
+const REGISTRY_JSON: &str = include_str!("../../data/models.json");
 
 /// A PyPI wheel that carries a model's files.
 #[derive(Debug, Clone, Deserialize)]

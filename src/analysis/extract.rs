@@ -8,21 +8,21 @@
 //! `hidden_states.safetensors` (tensor `layer_<i>` per hidden state, f32, tokens × hidden, with the
 //! model and options in the safetensors metadata) and `tokens.parquet` (the token table).
 
-use crate::atomic;
-use crate::display::Fresh;
-use crate::fetch::{hex, sha256_file};
-use crate::glue::{self, Split, Task};
-use crate::matrix::Matrix;
-use crate::model::Model;
-use crate::progress::Progress;
-use crate::tokens::TokenClass;
+use crate::analysis::columns;
+use crate::data::glue::{self, Split, Task};
+use crate::data::tokens::TokenClass;
+use crate::nn::batch::{embed_tokens, TokenRows};
+use crate::nn::model::Model;
+use crate::util::atomic;
+use crate::util::frame::Fresh;
+use crate::util::hash::{hex, sha256_file};
+use crate::util::matrix::Matrix;
+use crate::util::progress::Progress;
+use crate::util::sample::sorted_sample;
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
 use polars::prelude::{
     Column, DataFrame, DataType, IdxCa, IdxSize, ParquetReader, ParquetWriter, SerReader,
 };
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +33,9 @@ use tokenizers::Encoding;
 /// ignored.
 const FORMAT_VERSION: u32 = 1;
 
+/// How many hex digits of the cache key name an extraction's cache folder (96 bits).
+const CACHE_KEY_CHARS: usize = 24;
+
 /// The file names of an extraction folder.
 pub const HIDDEN_STATES_FILE: &str = "hidden_states.safetensors";
 /// The token table's file name in an extraction folder.
@@ -41,7 +44,7 @@ pub const TOKENS_FILE: &str = "tokens.parquet";
 /// What to embed.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A split of a GLUE task, read by [`crate::glue::load`].
+    /// A split of a GLUE task, read by [`crate::data::glue::load`].
     Glue {
         /// The task.
         task: Task,
@@ -165,16 +168,10 @@ impl Embeddings {
     /// sentence, in order of `sentence_id`, with those ids. Mean pooling is how the paper and
     /// the cluster-based method turn token vectors into sentence vectors.
     pub fn sentence_means(&self, m: &Matrix) -> Result<(Vec<u32>, Matrix)> {
-        if m.rows() != self.num_tokens() {
-            bail!(
-                "sentence means: the matrix has {} rows, the extraction {} tokens",
-                m.rows(),
-                self.num_tokens()
-            );
-        }
+        self.check_rows(m, "sentence means")?;
         let tokens = self.tokens.fresh();
-        let ids = tokens.column("sentence_id")?.u32()?;
-        let special = tokens.column("is_special")?.bool()?;
+        let ids = tokens.column(columns::SENTENCE_ID)?.u32()?;
+        let special = tokens.column(columns::IS_SPECIAL)?.bool()?;
         let d = m.cols();
         let mut sums: BTreeMap<u32, (usize, Vec<f64>)> = BTreeMap::new();
         for (i, (id, sp)) in ids.iter().zip(special.iter()).enumerate() {
@@ -197,6 +194,42 @@ impl Embeddings {
         Ok((order, m))
     }
 
+    /// Each sentence's `[CLS]` row of `m` (a layer of this extraction, or a matrix with the same
+    /// rows), with the sentences' ids, in token-table order. The extraction must keep special
+    /// tokens.
+    pub fn cls_rows(&self, m: &Matrix) -> Result<(Vec<u32>, Matrix)> {
+        self.check_rows(m, "[CLS] rows")?;
+        let tokens = self.tokens.fresh();
+        let position = tokens.column(columns::POSITION)?.u32()?;
+        let sentence = tokens.column(columns::SENTENCE_ID)?.u32()?;
+        let special = tokens.column(columns::IS_SPECIAL)?.bool()?;
+        let mut ids = Vec::new();
+        let mut data = Vec::new();
+        for i in 0..m.rows() {
+            if position.get(i) == Some(0) && special.get(i) == Some(true) {
+                ids.push(sentence.get(i).unwrap_or(0));
+                data.extend_from_slice(m.row(i));
+            }
+        }
+        if ids.is_empty() {
+            bail!("no [CLS] rows (extract with keep_special)");
+        }
+        let cls = Matrix::new(ids.len(), m.cols(), data)?;
+        Ok((ids, cls))
+    }
+
+    /// Fails unless `m` has one row per token of this extraction.
+    fn check_rows(&self, m: &Matrix, what: &str) -> Result<()> {
+        if m.rows() != self.num_tokens() {
+            bail!(
+                "{what}: the matrix has {} rows, the extraction {} tokens",
+                m.rows(),
+                self.num_tokens()
+            );
+        }
+        Ok(())
+    }
+
     /// Number of token rows.
     pub fn num_tokens(&self) -> usize {
         self.tokens.height()
@@ -206,7 +239,9 @@ impl Embeddings {
     /// before. The cache key covers the model files' hash, the data files' hashes and every option.
     pub fn extract(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<Embeddings> {
         let key = cache_key(model, source, opts)?;
-        let dir = crate::paths::cache_dir().join("extract").join(&key[..24]);
+        let dir = crate::util::paths::cache_dir()
+            .join("extract")
+            .join(&key[..CACHE_KEY_CHARS]);
         if dir.join(HIDDEN_STATES_FILE).is_file() {
             match Embeddings::load(&dir) {
                 Ok(e) => {
@@ -254,9 +289,6 @@ impl Embeddings {
                 l
             }
         };
-        if opts.batch_size == 0 {
-            bail!("batch_size must be at least 1");
-        }
         let (sentences, labels, task) = read_source(source, opts)?;
         let inputs: Vec<(String, Option<String>)> = sentences
             .iter()
@@ -267,7 +299,7 @@ impl Embeddings {
             Some(task) => training_frequencies(model, task, opts.max_len)?,
             None => None,
         };
-        // Rows kept per sentence, and each sentence's first row.
+        // Rows kept per sentence, laid out in sentence order.
         let kept: Vec<Vec<usize>> = encodings
             .iter()
             .map(|e| {
@@ -277,48 +309,31 @@ impl Embeddings {
                     .collect()
             })
             .collect();
-        let mut offsets = Vec::with_capacity(kept.len());
-        let mut total = 0usize;
-        for k in &kept {
-            offsets.push(total);
-            total += k.len();
-        }
-        let hidden = model.config().hidden_size;
-        let mut data: Vec<Vec<f32>> = layers.iter().map(|_| vec![0f32; total * hidden]).collect();
-
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        let natural: Vec<usize> = (0..encodings.len()).collect();
+        let rows = TokenRows::new(kept, &natural)?;
+        let mut order = natural;
         order.sort_by_key(|&i| (encodings[i].len(), i));
         let mut progress = Progress::new(
             &format!("embedding {}", source.describe()),
             encodings.len() as u64,
         );
-        let up_to = *layers.last().expect("layers is non-empty");
-        for batch in order.chunks(opts.batch_size) {
-            let states = run_batch(model, &encodings, batch, up_to)?;
-            for (li, &layer) in layers.iter().enumerate() {
-                let flat: Vec<f32> = states[layer].flatten_all()?.to_vec1()?;
-                let seq = states[layer].dim(1)?;
-                for (bi, &s) in batch.iter().enumerate() {
-                    for (r, &pos) in kept[s].iter().enumerate() {
-                        let src = (bi * seq + pos) * hidden;
-                        let dst = (offsets[s] + r) * hidden;
-                        data[li][dst..dst + hidden].copy_from_slice(&flat[src..src + hidden]);
-                    }
-                }
-            }
-            progress.inc(batch.len() as u64);
-        }
+        let matrices = embed_tokens(
+            model,
+            &encodings,
+            &order,
+            opts.batch_size,
+            &layers,
+            &rows,
+            |n| progress.inc(n as u64),
+        )?;
+        let total = rows.total();
         let remark = format!(
             "{total} tokens; {truncated} inputs truncated to {} tokens",
             opts.max_len
         );
         progress.finish(&remark);
 
-        let matrices = data
-            .into_iter()
-            .map(|d| Matrix::new(total, hidden, d))
-            .collect::<Result<Vec<_>>>()?;
-        let tokens = token_table(&sentences, &labels, &encodings, &kept, frequencies.as_ref())?;
+        let tokens = token_table(&sentences, &labels, &encodings, &rows, frequencies.as_ref())?;
         let mut meta = BTreeMap::new();
         meta.insert("format_version".into(), FORMAT_VERSION.to_string());
         meta.insert("model".into(), model.files.spec.clone());
@@ -464,7 +479,7 @@ fn read_source(
                     second: s2.get(i).map(String::from),
                 })
                 .collect();
-            (sentences, df.column("label")?.clone(), Some(*task))
+            (sentences, df.column(columns::LABEL)?.clone(), Some(*task))
         }
         Source::Sentences { sentences, .. } => {
             if sentences.is_empty() {
@@ -489,18 +504,10 @@ fn read_source(
     if all.is_empty() {
         bail!("{}: no sentences", source.describe());
     }
-    let chosen: Vec<usize> = match opts.limit {
-        Some(n) if n < all.len() => {
-            if n == 0 {
-                bail!("limit 0: nothing to embed");
-            }
-            let mut rng = StdRng::seed_from_u64(opts.seed);
-            let mut idx = rand::seq::index::sample(&mut rng, all.len(), n).into_vec();
-            idx.sort_unstable();
-            idx
-        }
-        _ => (0..all.len()).collect(),
-    };
+    if opts.limit == Some(0) && !all.is_empty() {
+        bail!("limit 0: nothing to embed");
+    }
+    let chosen = sorted_sample(all.len(), opts.limit, opts.seed);
     let idx_ca = IdxCa::from_vec("i".into(), chosen.iter().map(|&i| i as IdxSize).collect());
     let labels = labels.take(&idx_ca)?;
     let mut all: Vec<Option<Sentence>> = all.into_iter().map(Some).collect();
@@ -511,28 +518,6 @@ fn read_source(
     Ok((sentences, labels, task))
 }
 
-/// Runs one batch (indices into `encodings`), padded to its longest member.
-fn run_batch(
-    model: &Model,
-    encodings: &[Encoding],
-    batch: &[usize],
-    up_to: usize,
-) -> Result<Vec<Tensor>> {
-    let pad = model.config().pad_token_id as u32;
-    let b = crate::finetune::data::Batch::pad(encodings, batch, pad, &model.device)?;
-    let states = model
-        .encoder
-        .forward_all(&b.ids, &b.types, &b.mask, up_to)?;
-    if model.device.is_cpu() {
-        Ok(states)
-    } else {
-        states
-            .into_iter()
-            .map(|s| Ok(s.to_device(&Device::Cpu)?))
-            .collect()
-    }
-}
-
 /// Counts of each token id over the task's training split, tokenized as the model sees it.
 /// `None` when the task has no training split here (QNLI offline).
 fn training_frequencies(
@@ -540,7 +525,7 @@ fn training_frequencies(
     task: Task,
     max_len: usize,
 ) -> Result<Option<HashMap<u32, u64>>> {
-    if glue::split_path(&crate::paths::glue_dir(), task, Split::Train).is_err() {
+    if glue::split_path(&crate::util::paths::glue_dir(), task, Split::Train).is_err() {
         return Ok(None);
     }
     let df = glue::load(task, Split::Train)?;
@@ -569,10 +554,10 @@ fn token_table(
     sentences: &[Sentence],
     labels: &Column,
     encodings: &[Encoding],
-    kept: &[Vec<usize>],
+    rows: &TokenRows,
     frequencies: Option<&HashMap<u32, u64>>,
 ) -> Result<DataFrame> {
-    let total: usize = kept.iter().map(Vec::len).sum();
+    let total = rows.total();
     let mut sentence_id = Vec::with_capacity(total);
     let mut label_take = Vec::with_capacity(total);
     let mut segment = Vec::with_capacity(total);
@@ -584,9 +569,9 @@ fn token_table(
     let mut is_subword = Vec::with_capacity(total);
     let mut class = Vec::with_capacity(total);
     let mut freq: Vec<Option<u64>> = Vec::with_capacity(total);
-    for (s, (e, rows)) in encodings.iter().zip(kept).enumerate() {
+    for (s, e) in encodings.iter().enumerate() {
         let special = e.get_special_tokens_mask();
-        for &p in rows {
+        for &p in rows.kept(s) {
             let text = &e.get_tokens()[p];
             let id = e.get_ids()[p];
             let sp = special[p] == 1;
@@ -605,18 +590,18 @@ fn token_table(
     }
     let label = labels
         .take(&IdxCa::from_vec("i".into(), label_take))?
-        .with_name("label".into());
+        .with_name(columns::LABEL.into());
     Ok(DataFrame::new_infer_height(vec![
-        Column::new("sentence_id".into(), sentence_id),
-        Column::new("segment".into(), segment),
-        Column::new("position".into(), position),
-        Column::new("token".into(), token),
-        Column::new("token_id".into(), token_id),
-        Column::new("word_id".into(), word_id),
-        Column::new("is_special".into(), is_special),
-        Column::new("is_subword".into(), is_subword),
-        Column::new("token_class".into(), class),
-        Column::new("frequency".into(), freq),
+        Column::new(columns::SENTENCE_ID.into(), sentence_id),
+        Column::new(columns::SEGMENT.into(), segment),
+        Column::new(columns::POSITION.into(), position),
+        Column::new(columns::TOKEN.into(), token),
+        Column::new(columns::TOKEN_ID.into(), token_id),
+        Column::new(columns::WORD_ID.into(), word_id),
+        Column::new(columns::IS_SPECIAL.into(), is_special),
+        Column::new(columns::IS_SUBWORD.into(), is_subword),
+        Column::new(columns::TOKEN_CLASS.into(), class),
+        Column::new(columns::FREQUENCY.into(), freq),
         label,
     ])?)
 }
@@ -629,7 +614,7 @@ fn cache_key(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<St
     h.update(model.fingerprint.as_bytes());
     match source {
         Source::Glue { task, split } => {
-            let dir = crate::paths::glue_dir();
+            let dir = crate::util::paths::glue_dir();
             h.update(format!("\nglue {task} {split}\n").as_bytes());
             h.update(sha256_file(&glue::split_path(&dir, *task, *split)?)?.as_bytes());
             if let Ok(train) = glue::split_path(&dir, *task, Split::Train) {

@@ -1,7 +1,9 @@
 //! Loading a BERT-family checkpoint: configuration, weights, tokenizer.
 
-use crate::encoder::{Config, Encoder};
-use crate::fetch::{self, ModelFiles};
+use crate::data::fetch::{self, ModelFiles};
+use crate::nn::bert::{Config, Encoder};
+use crate::nn::weights::read_checkpoint;
+use crate::util::hash::{hex, sha256_file};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -24,7 +26,7 @@ pub struct Model {
 }
 
 impl Model {
-    /// Resolves `spec` (folder, registry name or hub id; see [`crate::fetch`]) and loads it on
+    /// Resolves `spec` (folder, registry name or hub id; see [`crate::data::fetch`]) and loads it on
     /// the default device: the first CUDA GPU when built with the `cuda` feature and one is
     /// present, else the CPU.
     pub fn load(spec: &str) -> Result<Model> {
@@ -35,19 +37,24 @@ impl Model {
 
     /// Loads already resolved files on `device`.
     pub fn load_files(files: ModelFiles, device: &Device) -> Result<Model> {
-        let vb = load_weights(&files, device)?;
+        let tensors = read_checkpoint(&files.weights)?
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(device)?)))
+            .collect::<Result<_>>()?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         Model::with_weights(files, vb, device)
     }
 
     /// Loads the configuration and tokenizer of `files` and builds the encoder from `vb` (the
-    /// checkpoint's tensors, or trainable variables holding them).
+    /// checkpoint's tensors under [`crate::nn::weights::canonical_name`]s, or trainable variables
+    /// holding them).
     pub(crate) fn with_weights(
         files: ModelFiles,
         vb: VarBuilder<'static>,
         device: &Device,
     ) -> Result<Model> {
         let (config, raw) = read_config(&files)?;
-        let mut tokenizer = crate::tokenizer::load(&files.tokenizer)?;
+        let mut tokenizer = crate::nn::tokenizer::load(&files.tokenizer)?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)
@@ -145,30 +152,11 @@ pub(crate) fn read_config(files: &ModelFiles) -> Result<(Config, serde_json::Val
     Ok((config, value))
 }
 
-fn load_weights(files: &ModelFiles, device: &Device) -> Result<VarBuilder<'static>> {
-    let path = &files.weights;
-    let is_pickle = path.extension().is_some_and(|e| e == "bin");
-    let vb = if is_pickle {
-        // candle's restricted pickle reader: reads tensors, runs no code.
-        VarBuilder::from_pth(path, DType::F32, device)
-    } else {
-        // SAFETY: the file is memory-mapped read-only; isotropy-lab never writes model files in
-        // place (downloads and unpacking are atomic renames).
-        unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
-    };
-    vb.with_context(|| {
-        format!(
-            "{}: cannot read the weights (corrupt or not a checkpoint?)",
-            path.display()
-        )
-    })
-}
-
 /// sha256 over the sha256 of the config, weights and tokenizer files.
 fn fingerprint(files: &ModelFiles) -> Result<String> {
     let mut h = Sha256::new();
     for p in [&files.config, &files.weights, &files.tokenizer] {
-        h.update(fetch::sha256_file(p)?.as_bytes());
+        h.update(sha256_file(p)?.as_bytes());
     }
-    Ok(fetch::hex(&h.finalize()))
+    Ok(hex(&h.finalize()))
 }

@@ -5,10 +5,11 @@
 //! post-LayerNorm, GELU) and reuses its [`Config`]. The output follows transformers'
 //! `output_hidden_states=True`: index 0 is the embedding output, index `i` the output of layer `i`.
 //!
-//! Weights load from the Hugging Face layout with or without the `bert.` prefix of task models,
-//! and with the `gamma` / `beta` LayerNorm names of old checkpoints such as `bert-base-uncased`.
+//! Weights are read under transformers' names (`bert.embeddings.…`, LayerNorm `weight` / `bias`),
+//! which [`crate::nn::weights::read_checkpoint`] gives every checkpoint layout.
 
-use crate::finetune::ops::{self, Dropout};
+use crate::nn::dropout::Dropout;
+use crate::nn::kernels;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
@@ -31,11 +32,11 @@ impl Mode<'_> {
     }
 }
 
-/// A Linear layer: candle's in inference; in training one node ([`ops::linear`]) whose backward
+/// A Linear layer: candle's in inference; in training one node ([`kernels::linear`]) whose backward
 /// writes the weight gradient in the weight's own layout.
 pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
     match (mode, layer.bias()) {
-        (Mode::Train(_), Some(bias)) => ops::linear(x, layer.weight(), bias),
+        (Mode::Train(_), Some(bias)) => kernels::linear(x, layer.weight(), bias),
         _ => layer.forward(x),
     }
 }
@@ -49,12 +50,11 @@ struct Norm {
 
 impl Norm {
     fn load(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
-        let (weight, bias) = if vb.contains_tensor("weight") {
-            (vb.get(size, "weight")?, vb.get(size, "bias")?)
-        } else {
-            (vb.get(size, "gamma")?, vb.get(size, "beta")?)
-        };
-        Ok(Self { weight, bias, eps })
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps,
+        })
     }
 
     fn forward(&self, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
@@ -65,7 +65,7 @@ impl Norm {
                 &self.bias,
                 self.eps as f32,
             ),
-            Mode::Train(_) => ops::layer_norm(x, &self.weight, &self.bias, self.eps),
+            Mode::Train(_) => kernels::layer_norm(x, &self.weight, &self.bias, self.eps),
         }
     }
 
@@ -80,13 +80,13 @@ impl Norm {
         match mode {
             Mode::Eval => self.forward(&(y + residual)?, mode),
             Mode::Train(d) => {
-                ops::add_norm(&y, residual, (&self.weight, &self.bias), self.eps, (d, p))
+                kernels::add_norm(&y, residual, (&self.weight, &self.bias), self.eps, (d, p))
             }
         }
     }
 }
 
-struct Embeddings {
+struct EmbeddingLayer {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
@@ -94,7 +94,7 @@ struct Embeddings {
     dropout: f32,
 }
 
-impl Embeddings {
+impl EmbeddingLayer {
     fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
         Ok(Self {
             word: embedding(c.vocab_size, c.hidden_size, vb.pp("word_embeddings"))?,
@@ -211,8 +211,8 @@ impl Layer {
             }
             Mode::Train(d) => {
                 // One product for the three projections: (batch, seq, 3 · hidden).
-                let qkv = ops::linear(x, &self.qkv_weight()?, &self.qkv_bias()?)?;
-                ops::attention(&qkv, mask, self.heads, d, self.attention_dropout)?
+                let qkv = kernels::linear(x, &self.qkv_weight()?, &self.qkv_bias()?)?;
+                kernels::attention(&qkv, mask, self.heads, d, self.attention_dropout)?
             }
         };
         let attn = self.attn_norm.add_forward(
@@ -225,7 +225,7 @@ impl Layer {
         let inter = match self.act {
             HiddenAct::Gelu => match mode {
                 Mode::Eval => inter.gelu_erf()?,
-                Mode::Train(_) => ops::gelu_erf(&inter)?,
+                Mode::Train(_) => kernels::gelu_erf(&inter)?,
             },
             HiddenAct::GeluApproximate => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
@@ -241,13 +241,14 @@ impl Layer {
 
 /// A BERT encoder that returns the embedding output and every layer's output.
 pub struct Encoder {
-    embeddings: Embeddings,
+    embeddings: EmbeddingLayer,
     layers: Vec<Layer>,
     config: Config,
 }
 
 impl Encoder {
-    /// Loads the encoder's weights; `vb` points at the checkpoint's root. `attention_dropout` is
+    /// Loads the encoder's weights; `vb` holds the checkpoint's tensors under transformers' names
+    /// (`bert.embeddings.…`; see [`crate::nn::weights`]). `attention_dropout` is
     /// the configuration's `attention_probs_dropout_prob` (used only in training).
     pub fn load(vb: VarBuilder, config: &Config, attention_dropout: f64) -> Result<Self> {
         if config.num_attention_heads == 0
@@ -261,12 +262,8 @@ impl Encoder {
                 config.num_attention_heads
             );
         }
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb
-        };
-        let embeddings = Embeddings::load(vb.pp("embeddings"), config)?;
+        let vb = vb.pp("bert");
+        let embeddings = EmbeddingLayer::load(vb.pp("embeddings"), config)?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 Layer::load(
@@ -324,7 +321,7 @@ impl Encoder {
     ) -> Result<Vec<Tensor>> {
         let mask = attention_mask.to_dtype(DType::F32)?;
         // (1 - mask) * f32::MIN, as transformers builds its extended attention mask.
-        let mask = ((mask.ones_like()? - &mask)? * f64::from(f32::MIN))?
+        let mask = ((mask.ones_like()? - &mask)? * f64::from(kernels::MASKED))?
             .unsqueeze(1)?
             .unsqueeze(1)?;
         let mut x = self.embeddings.forward(input_ids, token_type_ids, mode)?;

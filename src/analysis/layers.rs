@@ -1,21 +1,27 @@
 //! Every measure of the geometry toolkit as one table per extraction: one row per layer, the
 //! columns of the chosen [`Measure`]s.
 
-use crate::display::Fresh;
-use crate::extract::Embeddings;
-use crate::geometry::cluster::{choose_k, cluster_table, KMeansOptions};
+use crate::analysis::columns;
+use crate::analysis::extract::Embeddings;
+use crate::geometry::cluster::{choose_k, local_isotropy, KMeansOptions, LocalIsotropy};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::lid::local_dimension;
 use crate::geometry::similarity::{
     intra_sentence_similarity, self_similarity, CosineContributions,
 };
 use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
-use crate::matrix::Matrix;
-use anyhow::{bail, Result};
+use crate::util::frame::Fresh;
+use crate::util::matrix::Matrix;
+use anyhow::{anyhow, Result};
+use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame};
+use std::fmt;
+use std::str::FromStr;
 
-/// A group of columns of [`layer_table`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A group of columns of [`layer_table`], named on the command line and in [`fmt::Display`] as
+/// `isotropy`, `cosine`, `spectrum`, `rogue`, `self-similarity`, `intra-sentence`, `clusters`,
+/// `lid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Measure {
     /// `isotropy` and `isotropy_both_signs`: I(W) ([`isotropy`]).
     Isotropy,
@@ -37,6 +43,7 @@ pub enum Measure {
     /// (`cluster_mean_cosine`).
     Clusters,
     /// `local_dimension`: mean Levina–Bickel estimate over sampled tokens.
+    #[value(name = "lid")]
     LocalDimension,
 }
 
@@ -52,23 +59,28 @@ impl Measure {
         Measure::Clusters,
         Measure::LocalDimension,
     ];
+}
 
-    /// The measure by its command-line name: `isotropy`, `cosine`, `spectrum`, `rogue`,
-    /// `self-similarity`, `intra-sentence`, `clusters`, `lid`.
-    pub fn parse(name: &str) -> Result<Measure> {
-        Ok(match name {
-            "isotropy" => Measure::Isotropy,
-            "cosine" => Measure::Cosine,
-            "spectrum" => Measure::Spectrum,
-            "rogue" => Measure::Rogue,
-            "self-similarity" => Measure::SelfSimilarity,
-            "intra-sentence" => Measure::IntraSentence,
-            "clusters" => Measure::Clusters,
-            "lid" => Measure::LocalDimension,
-            other => bail!(
-                "unknown measure '{other}' (isotropy, cosine, spectrum, rogue, self-similarity, intra-sentence, clusters, lid)"
-            ),
+impl FromStr for Measure {
+    type Err = anyhow::Error;
+
+    /// The measure by its command-line name.
+    fn from_str(name: &str) -> Result<Measure> {
+        <Measure as ValueEnum>::from_str(name, false).map_err(|_| {
+            anyhow!(
+                "unknown measure '{name}' ({})",
+                Measure::ALL.map(|m| m.to_string()).join(", ")
+            )
         })
+    }
+}
+
+impl fmt::Display for Measure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_possible_value() {
+            Some(value) => f.write_str(value.get_name()),
+            None => write!(f, "{self:?}"),
+        }
     }
 }
 
@@ -154,7 +166,7 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
     let has = |m: Measure| opts.measures.contains(&m);
     let token_text: Vec<String> = if has(Measure::SelfSimilarity) {
         tokens
-            .column("token")?
+            .column(columns::TOKEN)?
             .str()?
             .iter()
             .map(|t| t.unwrap_or_default().to_string())
@@ -164,7 +176,7 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
     };
     let sentence: Vec<u32> = if has(Measure::IntraSentence) {
         tokens
-            .column("sentence_id")?
+            .column(columns::SENTENCE_ID)?
             .u32()?
             .iter()
             .map(|s| s.unwrap_or(u32::MAX))
@@ -261,21 +273,16 @@ fn measure_layer(
                 .iter()
                 .find(|s| s.0 == choice.k)
                 .map_or(f64::NAN, |s| s.1);
-            let local = cluster_table(m, &choice.clustering.labels)?;
-            let mean_of = |name: &str| -> Result<f64> {
-                let v: Vec<f64> = local
-                    .column(name)?
-                    .f64()?
-                    .iter()
-                    .flatten()
-                    .filter(|x| x.is_finite())
-                    .collect();
-                Ok(v.iter().sum::<f64>() / v.len().max(1) as f64)
+            let local = local_isotropy(m, &choice.clustering.labels)?;
+            // The mean over clusters with a finite value (clusters of one row have none).
+            let mean_of = |value: fn(&LocalIsotropy) -> f64| -> f64 {
+                let v: Vec<f64> = local.iter().map(value).filter(|x| x.is_finite()).collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
             };
             cols.push("clusters", choice.k as f64);
             cols.push("silhouette", best);
-            cols.push("cluster_isotropy", mean_of("isotropy_both_signs")?);
-            cols.push("cluster_mean_cosine", mean_of("mean_cosine")?);
+            cols.push("cluster_isotropy", mean_of(|c| c.isotropy_both_signs));
+            cols.push("cluster_mean_cosine", mean_of(|c| c.mean_cosine));
         }
         Measure::LocalDimension => {
             let lid = local_dimension(m, opts.lid_k, Some(opts.lid_queries), opts.seed)?;
@@ -285,11 +292,11 @@ fn measure_layer(
     Ok(())
 }
 
-/// [`layer_table`] for several models on the same data, stacked by [`crate::display::by_model`].
+/// [`layer_table`] for several models on the same data, stacked by [`crate::util::frame::by_model`].
 pub fn compare_layers(models: &[(&str, &Embeddings)], opts: &MeasureOptions) -> Result<DataFrame> {
     let tables = models
         .iter()
         .map(|(name, emb)| Ok((*name, layer_table(emb, opts)?)))
         .collect::<Result<Vec<_>>>()?;
-    crate::display::by_model(&tables)
+    crate::util::frame::by_model(&tables)
 }

@@ -1,12 +1,19 @@
 //! Scores for representations: Pearson and Spearman correlation (STS-B's metrics) and the
 //! normalised mutual information between two labellings (how well clusters follow token classes).
 
-use crate::matrix::Matrix;
+use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 
 /// Pearson's correlation coefficient of two equally long samples. Fails when either is constant
 /// or shorter than 2.
+///
+/// ```
+/// use isotropy_lab::geometry::stats::pearson;
+///
+/// assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0])? - 0.9934).abs() < 1e-4);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn pearson(a: &[f64], b: &[f64]) -> Result<f64> {
     if a.len() != b.len() {
         bail!(
@@ -56,6 +63,14 @@ fn ranks(v: &[f64]) -> Vec<f64> {
 }
 
 /// Spearman's rank correlation: Pearson's on the average ranks (scipy's `spearmanr`).
+///
+/// ```
+/// use isotropy_lab::geometry::stats::spearman;
+///
+/// // Any increasing relation has Spearman 1.
+/// assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0])? - 1.0).abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
     if a.iter().chain(b).any(|v| !v.is_finite()) {
         bail!("correlation: the samples hold a value that is not finite");
@@ -67,6 +82,15 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
 /// (scikit-learn's `normalized_mutual_info_score` with its default arithmetic mean): 1 when one
 /// labelling determines the other, 0 when they are independent. Two single-class labellings
 /// score 1, as in scikit-learn.
+///
+/// ```
+/// use isotropy_lab::geometry::stats::normalized_mutual_info;
+///
+/// // The same partition under other names: NMI 1. Independent labellings: 0.
+/// assert!((normalized_mutual_info(&[0, 0, 1, 1], &["a", "a", "b", "b"])? - 1.0).abs() < 1e-12);
+/// assert!(normalized_mutual_info(&[0, 0, 1, 1], &[0, 1, 0, 1])?.abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn normalized_mutual_info<A, B>(a: &[A], b: &[B]) -> Result<f64>
 where
     A: std::hash::Hash + Eq,
@@ -112,6 +136,17 @@ where
 
 /// The STS-B score of sentence vectors: Spearman's correlation × 100 between the cosine of each
 /// pair's vectors (row i of `first` with row i of `second`) and the gold similarity `gold[i]`.
+///
+/// ```
+/// use isotropy_lab::geometry::stats::sts_spearman;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Cosines 1, 0.71 and 0 against gold scores 5, 3 and 1: the same order.
+/// let first = Matrix::new(3, 2, vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0])?;
+/// let second = Matrix::new(3, 2, vec![1.0, 0.0, 1.0, 1.0, 0.0, 1.0])?;
+/// assert!((sts_spearman(&first, &second, &[5.0, 3.0, 1.0])? - 100.0).abs() < 1e-9);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn sts_spearman(first: &Matrix, second: &Matrix, gold: &[f64]) -> Result<f64> {
     if first.rows() != gold.len() || second.rows() != gold.len() || first.cols() != second.cols() {
         bail!(

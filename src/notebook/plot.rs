@@ -1,6 +1,6 @@
 //! Figures as SVG (plotters), shown inline in notebooks and saved as files.
 
-use crate::display::Fresh;
+use crate::util::frame::Fresh;
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use polars::prelude::{DataFrame, DataType};
@@ -20,7 +20,7 @@ impl Figure {
 
     /// Writes the SVG to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::atomic::write_bytes(path, self.svg.as_bytes())
+        crate::util::atomic::write_bytes(path, self.svg.as_bytes())
     }
 
     /// Shows the figure inline in an evcxr notebook as `image/svg+xml`.
@@ -250,7 +250,8 @@ enum Marks {
     Points,
 }
 
-/// Draws series on one pair of axes.
+/// Draws series on one pair of axes. Long because plotters' chart builder is one chain of
+/// settings (axes, mesh, labels, series, legend) over one drawing area.
 fn draw(
     title: &str,
     x_desc: &str,

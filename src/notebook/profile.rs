@@ -26,13 +26,13 @@ pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
 /// `ISOLAB_FINETUNED` when set; else the main job's fine-tune of `task`
 /// (`<paths::finetunes_dir()>/<task>`, once that run has finished); else `minilm-sre`, a
 /// fine-tune of all-MiniLM-L6-v2 on another task (so every chapter runs before any fine-tuning).
-pub fn finetuned_for(task: crate::glue::Task) -> String {
+pub fn finetuned_for(task: crate::data::glue::Task) -> String {
     if let Ok(spec) = std::env::var("ISOLAB_FINETUNED") {
         if !spec.is_empty() {
             return spec;
         }
     }
-    let dir = crate::paths::finetunes_dir().join(task.hub_config());
+    let dir = crate::util::paths::finetunes_dir().join(task.hub_config());
     if crate::finetune::train::finished(&dir) {
         return dir.display().to_string();
     }
