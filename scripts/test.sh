@@ -7,3 +7,5 @@ echo "disk before: $(df -h --output=avail . | tail -1 | tr -d ' ') free here"
 trap 'echo "disk after: target/ holds $(du -sh target 2>/dev/null | cut -f1), $(df -h --output=avail . | tail -1 | tr -d " ") free here"' EXIT
 bash scripts/setup.sh
 cargo test --no-fail-fast --lib --bins --tests
+# The doc examples of the public estimators and measures (cargo runs them apart from the rest).
+cargo test --no-fail-fast --doc
