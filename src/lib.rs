@@ -46,7 +46,9 @@ pub mod prelude {
     pub use crate::finetune::log::TrainingLog;
     pub use crate::finetune::metrics::{score, Labels, Scores};
     pub use crate::finetune::train::{finetune, read_best, Budget, FinetuneOptions};
-    pub use crate::geometry::cluster::{choose_k, kmeans, silhouette, Clustering, KMeansOptions};
+    pub use crate::geometry::cluster::{
+        choose_k, kmeans, local_isotropy, silhouette, Clustering, KMeansOptions,
+    };
     pub use crate::geometry::enhance::Method;
     pub use crate::geometry::isotropy::{isotropy, Isotropy};
     pub use crate::geometry::lid::local_dimension;

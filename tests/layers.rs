@@ -28,21 +28,49 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level modules a line of code names as `crate::NAME`.
+/// The identifier at the start of `text`.
+fn ident(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The top-level modules a line of code names as `crate::NAME` or `crate::{NAME, …}` (a group
+/// that spans lines is read on its first line only, which this crate's rustfmt never writes).
 fn named_modules(code: &str) -> Vec<&str> {
-    code.match_indices("crate::")
-        .filter(|(at, _)| {
-            // `isotropy_lab::` paths only occur outside the crate; skip `$crate::` in macros.
-            !code[..*at].ends_with('$')
-        })
-        .map(|(at, m)| {
-            let rest = &code[at + m.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-        .collect()
+    let mut names = Vec::new();
+    // `$crate::` in macros names this crate's root, not a module.
+    for (at, m) in code.match_indices("crate::") {
+        if code[..at].ends_with('$') {
+            continue;
+        }
+        let rest = &code[at + m.len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => {
+                // The names at the group's top level: after `{` and after each `,` at depth 0.
+                let mut depth = 0;
+                let mut start = Some(0);
+                for (i, c) in group.char_indices() {
+                    if let Some(s) = start.take() {
+                        let name = ident(group[s..].trim_start());
+                        if !name.is_empty() {
+                            names.push(name);
+                        }
+                    }
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => start = Some(i + 1),
+                        _ => {}
+                    }
+                }
+            }
+            None => names.push(ident(rest)),
+        }
+    }
+    names
 }
 
 /// Every line of `src/` that names a module it may not, as `file:line: what`.
@@ -129,7 +157,11 @@ fn an_upward_import_is_caught() {
     .unwrap();
     let kernels = copy.path().join("nn/kernels.rs");
     let text = std::fs::read_to_string(&kernels).unwrap();
-    std::fs::write(&kernels, format!("use crate::finetune::train;\n{text}")).unwrap();
+    std::fs::write(
+        &kernels,
+        format!("use crate::{{nn::bert, finetune::train}};\n{text}"),
+    )
+    .unwrap();
     let found = violations(copy.path());
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].starts_with("geometry/spectrum.rs:1: geometry (layer 4) names analysis"));

@@ -115,6 +115,28 @@ pub struct ExtractOptions {
     pub batch_size: usize,
 }
 
+impl ExtractOptions {
+    /// The hidden states to keep, ascending, for a model with `n_states` of them.
+    fn hidden_states(&self, n_states: usize) -> Result<Vec<usize>> {
+        let Some(l) = &self.layers else {
+            return Ok((0..n_states).collect());
+        };
+        let mut l = l.clone();
+        l.sort_unstable();
+        l.dedup();
+        if let Some(bad) = l.iter().find(|&&i| i >= n_states) {
+            bail!(
+                "layer {bad} does not exist: the model has hidden states 0..={}",
+                n_states - 1
+            );
+        }
+        if l.is_empty() {
+            bail!("no layers requested");
+        }
+        Ok(l)
+    }
+}
+
 impl Default for ExtractOptions {
     fn default() -> Self {
         Self {
@@ -270,25 +292,10 @@ impl Embeddings {
         source: &Source,
         opts: &ExtractOptions,
     ) -> Result<Embeddings> {
-        let n_states = model.encoder.num_hidden_states();
-        let layers: Vec<usize> = match &opts.layers {
-            None => (0..n_states).collect(),
-            Some(l) => {
-                let mut l = l.clone();
-                l.sort_unstable();
-                l.dedup();
-                if let Some(bad) = l.iter().find(|&&i| i >= n_states) {
-                    bail!(
-                        "layer {bad} does not exist: the model has hidden states 0..={}",
-                        n_states - 1
-                    );
-                }
-                if l.is_empty() {
-                    bail!("no layers requested");
-                }
-                l
-            }
-        };
+        let layers = opts.hidden_states(model.encoder.num_hidden_states())?;
+        if opts.batch_size == 0 {
+            bail!("batch_size must be at least 1");
+        }
         let (sentences, labels, task) = read_source(source, opts)?;
         let inputs: Vec<(String, Option<String>)> = sentences
             .iter()
@@ -496,7 +503,7 @@ fn read_source(
                 .collect();
             (
                 s,
-                Column::full_null("label".into(), sentences.len(), &DataType::Int64),
+                Column::full_null(columns::LABEL.into(), sentences.len(), &DataType::Int64),
                 None,
             )
         }
@@ -504,7 +511,7 @@ fn read_source(
     if all.is_empty() {
         bail!("{}: no sentences", source.describe());
     }
-    if opts.limit == Some(0) && !all.is_empty() {
+    if opts.limit == Some(0) {
         bail!("limit 0: nothing to embed");
     }
     let chosen = sorted_sample(all.len(), opts.limit, opts.seed);

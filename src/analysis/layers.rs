@@ -209,6 +209,8 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
     Ok(DataFrame::new_infer_height(columns)?.fresh())
 }
 
+/// Adds one row of every chosen measure's columns for the layer `m`. One arm per measure, so a
+/// reader finds each column's computation in one place; that makes it long.
 fn measure_layer(
     m: &Matrix,
     measure: Measure,

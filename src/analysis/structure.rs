@@ -16,15 +16,6 @@ use anyhow::{bail, Result};
 use faer::Mat;
 use polars::prelude::{Column, DataFrame, DataType};
 
-/// Token class names in table order (the values of the token table's `token_class`).
-const CLASSES: [&str; 5] = [
-    TokenClass::ALL[0].name(),
-    TokenClass::ALL[1].name(),
-    TokenClass::ALL[2].name(),
-    TokenClass::ALL[3].name(),
-    TokenClass::ALL[4].name(),
-];
-
 /// Per-token facts the structure tables group by.
 struct TokenFacts {
     class: Vec<String>,
@@ -82,12 +73,12 @@ pub fn cluster_composition(emb: &Embeddings, labels: &[usize]) -> Result<DataFra
     let f = facts(emb)?;
     let k = labels.iter().max().map_or(0, |m| m + 1);
     let mut size = vec![0u64; k];
-    let mut class_counts = vec![[0u64; CLASSES.len()]; k];
+    let mut class_counts = vec![[0u64; TokenClass::ALL.len()]; k];
     let mut frequent = vec![0u64; k];
     let mut tokens: Vec<std::collections::HashMap<&str, u64>> = vec![Default::default(); k];
     for (i, &c) in labels.iter().enumerate() {
         size[c] += 1;
-        if let Some(j) = CLASSES.iter().position(|n| *n == f.class[i]) {
+        if let Some(j) = TokenClass::ALL.iter().position(|c| c.name() == f.class[i]) {
             class_counts[c][j] += 1;
         }
         if f.frequency_bucket[i] == "1000+" {
@@ -100,9 +91,9 @@ pub fn cluster_composition(emb: &Embeddings, labels: &[usize]) -> Result<DataFra
         Column::new("cluster".into(), (0..k as u32).collect::<Vec<_>>()),
         Column::new("size".into(), size.clone()),
     ];
-    for (j, name) in CLASSES.iter().enumerate() {
+    for (j, class) in TokenClass::ALL.iter().enumerate() {
         let v: Vec<f64> = (0..k).map(|c| share(class_counts[c][j], size[c])).collect();
-        cols.push(Column::new((*name).into(), v));
+        cols.push(Column::new(class.name().into(), v));
     }
     cols.push(Column::new(
         "frequent".into(),
@@ -122,7 +113,9 @@ pub fn cluster_composition(emb: &Embeddings, labels: &[usize]) -> Result<DataFra
         .collect();
     cols.push(Column::new(
         "main_class".into(),
-        main.iter().map(|m| CLASSES[m.0]).collect::<Vec<_>>(),
+        main.iter()
+            .map(|m| TokenClass::ALL[m.0].name())
+            .collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
         "purity".into(),

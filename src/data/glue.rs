@@ -196,18 +196,13 @@ impl FromStr for Task {
             .filter(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_lowercase();
-        Ok(match key.as_str() {
-            "sst2" => Task::Sst2,
-            "mrpc" => Task::Mrpc,
-            "cola" => Task::Cola,
-            "rte" => Task::Rte,
-            "stsb" => Task::Stsb,
-            "qnli" => Task::Qnli,
-            "wnli" => Task::Wnli,
-            _ => bail!(
-                "unknown GLUE task '{name}': expected one of sst2, mrpc, cola, rte, stsb, qnli, wnli"
+        match Task::ALL.into_iter().find(|t| t.hub_config() == key) {
+            Some(task) => Ok(task),
+            None => bail!(
+                "unknown GLUE task '{name}': expected one of {}",
+                Task::ALL.map(Task::hub_config).join(", ")
             ),
-        })
+        }
     }
 }
 
@@ -240,14 +235,11 @@ impl Split {
 impl FromStr for Split {
     type Err = anyhow::Error;
 
-    /// Parses `train`, `dev` (or `validation`, `val`), `test`, in any case.
+    /// Parses `train`, `dev` (or `validation`, `val`), `test`, in any case (the names and aliases
+    /// of the command line).
     fn from_str(name: &str) -> Result<Split> {
-        Ok(match name.to_lowercase().as_str() {
-            "train" => Split::Train,
-            "dev" | "validation" | "val" => Split::Dev,
-            "test" => Split::Test,
-            _ => bail!("unknown split '{name}': expected train, dev or test"),
-        })
+        <Split as clap::ValueEnum>::from_str(name, true)
+            .map_err(|_| anyhow::anyhow!("unknown split '{name}': expected train, dev or test"))
     }
 }
 

@@ -196,16 +196,12 @@ pub struct FinetuneReport {
 
 /// A seeded sample of `n` rows of `df` (all rows when `n` is `None` or not smaller).
 fn sample(df: DataFrame, n: Option<usize>, seed: u64) -> Result<DataFrame> {
-    match n {
-        Some(n) if n < df.height() => {
-            let idx: Vec<IdxSize> = sorted_sample(df.height(), Some(n), seed)
-                .into_iter()
-                .map(|i| i as IdxSize)
-                .collect();
-            Ok(df.take(&IdxCa::from_vec("i".into(), idx))?)
-        }
-        _ => Ok(df),
+    let rows = sorted_sample(df.height(), n, seed);
+    if rows.len() == df.height() {
+        return Ok(df);
     }
+    let idx: Vec<IdxSize> = rows.into_iter().map(|i| i as IdxSize).collect();
+    Ok(df.take(&IdxCa::from_vec("i".into(), idx))?)
 }
 
 /// The logits of every example of `data` in inference mode, in the data's order
@@ -484,6 +480,8 @@ struct Run<'a> {
     probe: Vec<usize>,
     /// Batches in one epoch.
     per_epoch: usize,
+    /// Steps the options ask for.
+    total: usize,
     optim: AdamW,
     state: State,
     log: LogWriter,
@@ -517,6 +515,7 @@ impl<'a> Run<'a> {
             dev,
             probe,
             per_epoch,
+            total,
             optim,
             state,
             log,
@@ -533,7 +532,7 @@ impl<'a> Run<'a> {
 
     /// Trains the remaining steps, tracing, evaluating and checkpointing as the options say.
     fn train(&mut self) -> Result<()> {
-        let (opts, task, total) = (self.opts, self.opts.task, self.state.total_steps);
+        let (opts, task, total) = (self.opts, self.opts.task, self.total);
         println!(
             "fine-tuning {} on {task}: {} training examples ({} truncated to {} tokens), {} dev, {total} steps of {} ({:.2} epochs)",
             opts.base,
@@ -606,7 +605,7 @@ impl<'a> Run<'a> {
     /// `seconds` still to be set).
     fn step(&mut self, rows: &[usize]) -> Result<TrainLine> {
         let s = self.state.step;
-        let (opts, total) = (self.opts, self.state.total_steps);
+        let (opts, total) = (self.opts, self.total);
         let pad = self.model.model.config().pad_token_id as u32;
         let device = self.model.model.device.clone();
         let batch = self.train.batch(rows, pad, &device)?;
@@ -652,7 +651,7 @@ impl<'a> Run<'a> {
     /// Scores the model on dev, keeps it in `out` when it is the best so far, and replaces the
     /// checkpoint. Returns the main metric.
     fn evaluate_and_checkpoint(&mut self) -> Result<f64> {
-        let (out, total) = (self.out, self.state.total_steps);
+        let (out, total) = (self.out, self.total);
         let scores = evaluate(&self.model, &self.dev, EVAL_BATCH)?;
         let value = scores.main_value();
         self.log.write(&LogLine::Eval(EvalLine {

@@ -463,6 +463,18 @@ pub fn kmeans(w: &Matrix, opts: &KMeansOptions) -> Result<Clustering> {
 /// k-means from given initial centres (`init`, k × d), run to convergence (no label changes or
 /// `max_iter`): scikit-learn's `KMeans(init=centres, n_init=1, tol=0)`. The reference tests use
 /// it to compare clusterings without depending on random draws.
+///
+/// ```
+/// use isotropy_lab::geometry::cluster::kmeans_from;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(4, 1, vec![0.0, 1.0, 10.0, 11.0])?;
+/// let init = Matrix::new(2, 1, vec![0.0, 5.0])?;
+/// let c = kmeans_from(&w, &init, 10)?;
+/// assert_eq!(c.labels, vec![0, 0, 1, 1]);
+/// assert!((c.centroids[(1, 0)] - 10.5).abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn kmeans_from(w: &Matrix, init: &Matrix, max_iter: usize) -> Result<Clustering> {
     check_k(w, init.rows())?;
     if init.cols() != w.cols() {
@@ -482,6 +494,17 @@ pub fn kmeans_from(w: &Matrix, init: &Matrix, max_iter: usize) -> Result<Cluster
 /// s = (b − a) / max(a, b) (0 for a row alone in its cluster), averaged. With `sample` below the
 /// number of rows, it is computed on a seeded random sample of rows (scikit-learn's
 /// `silhouette_score(sample_size=…)`). Needs 2 ≤ clusters ≤ rows − 1 in what is scored.
+///
+/// ```
+/// use isotropy_lab::geometry::cluster::silhouette;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(4, 1, vec![0.0, 1.0, 10.0, 11.0])?;
+/// // Tight, far-apart clusters score near 1; a labelling against the structure scores below 0.
+/// assert!(silhouette(&w, &[0, 0, 1, 1], None, 0)? > 0.85);
+/// assert!(silhouette(&w, &[0, 1, 0, 1], None, 0)? < 0.0);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn silhouette(w: &Matrix, labels: &[usize], sample: Option<usize>, seed: u64) -> Result<f64> {
     w.check_finite("silhouette")?;
     if labels.len() != w.rows() {

@@ -153,6 +153,8 @@ fn loss_grad(x: &Matrix, y: &[usize], k: usize, c: f64, p: &[f64], g: &mut [f64]
 impl LogisticRegression {
     /// Fits the probe on rows `x` with integer labels `y` (at least two distinct). Fails on
     /// empty, mismatched or non-finite input, or a non-positive C.
+    // Long: the L-BFGS loop (direction, line search, history update) keeps its state in locals;
+    // the direction is `lbfgs_direction`, the objective `loss_grad`.
     pub fn fit(x: &Matrix, y: &[i64], opts: &ProbeOptions) -> Result<LogisticRegression> {
         x.check_finite("logistic regression")?;
         if y.len() != x.rows() {
@@ -292,6 +294,16 @@ impl LogisticRegression {
 
 /// Standardises the columns of `train` and `dev` with `train`'s means and standard deviations
 /// (constant columns are left centred).
+///
+/// ```
+/// use isotropy_lab::geometry::logistic::standardise;
+///
+/// let (train, dev) = standardise(&[vec![1.0], vec![3.0]], &[vec![5.0]])?;
+/// // train's mean 2 and standard deviation 1: train becomes ±1, dev (5 − 2) / 1 = 3.
+/// assert_eq!(train.data(), &[-1.0, 1.0]);
+/// assert_eq!(dev.data(), &[3.0]);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn standardise(train: &[Vec<f64>], dev: &[Vec<f64>]) -> Result<(Matrix, Matrix)> {
     let d = train.first().map_or(0, Vec::len);
     let n = train.len() as f64;

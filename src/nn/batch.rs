@@ -55,7 +55,7 @@ impl Batch {
 
 /// Which token rows of each input a gathered matrix keeps, and where they go.
 #[derive(Debug, Clone)]
-pub struct TokenRows {
+pub(crate) struct TokenRows {
     /// Per input (index into the encodings), the positions kept, ascending.
     kept: Vec<Vec<usize>>,
     /// Per input, the matrix row of its first kept position.
@@ -67,7 +67,7 @@ pub struct TokenRows {
 impl TokenRows {
     /// Keeps `kept[i]` positions of input `i`; the inputs' rows follow each other in `placement`
     /// order (each input at most once; inputs not in it keep nothing).
-    pub fn new(kept: Vec<Vec<usize>>, placement: &[usize]) -> Result<TokenRows> {
+    pub(crate) fn new(kept: Vec<Vec<usize>>, placement: &[usize]) -> Result<TokenRows> {
         let mut offsets = vec![usize::MAX; kept.len()];
         let mut total = 0;
         for &i in placement {
@@ -85,12 +85,12 @@ impl TokenRows {
     }
 
     /// The number of rows of a gathered matrix.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total
     }
 
     /// The positions kept of input `i`.
-    pub fn kept(&self, i: usize) -> &[usize] {
+    pub(crate) fn kept(&self, i: usize) -> &[usize] {
         &self.kept[i]
     }
 }
@@ -99,7 +99,7 @@ impl TokenRows {
 /// padded in batches of `batch_size` in that order, and gathers the kept token rows of each hidden
 /// state in `layers` (ascending) into one matrix per layer, laid out as `rows` says. `done(n)` is
 /// called after each batch of `n` inputs (for progress).
-pub fn embed_tokens(
+pub(crate) fn embed_tokens(
     model: &Model,
     encodings: &[Encoding],
     order: &[usize],
@@ -114,6 +114,24 @@ pub fn embed_tokens(
     let Some(&up_to) = layers.last() else {
         bail!("no layers requested");
     };
+    let states = model.encoder.num_hidden_states();
+    if !layers.windows(2).all(|w| w[0] < w[1]) || up_to >= states {
+        bail!("layers {layers:?}: expected ascending hidden states below {states}");
+    }
+    if rows.kept.len() != encodings.len() {
+        bail!(
+            "token rows for {} inputs, {} encodings",
+            rows.kept.len(),
+            encodings.len()
+        );
+    }
+    for &i in order {
+        let placed = rows.offsets.get(i).is_some_and(|&o| o != usize::MAX);
+        let len = encodings.get(i).map_or(0, Encoding::len);
+        if !placed || rows.kept[i].iter().any(|&p| p >= len) {
+            bail!("input {i}: not placed in the token rows, or a kept position past its end");
+        }
+    }
     let (encoder, device) = (&model.encoder, &model.device);
     let pad_id = model.config().pad_token_id as u32;
     let hidden = model.config().hidden_size;

@@ -1,7 +1,7 @@
 //! Seeded dropout whose masks are a function of (key, element index), so a mask can be computed
 //! again in the backward pass, in parallel, with the same result on any number of threads.
 
-use crate::nn::kernels::contiguous;
+use crate::nn::cpu::contiguous;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -10,6 +10,7 @@
 //! (dropout itself is [`crate::nn::dropout`]). Each is one parallel pass forward and one backward, with loops written so
 //! that the compiler vectorises them. Inference keeps candle's kernels (see `bert::Mode`).
 
+use crate::nn::cpu::contiguous;
 use crate::nn::dropout::{Dropout, Mask, Masked};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -22,21 +23,6 @@ pub const MASKED: f32 = f32::MIN;
 /// [`attention`] treats a key position whose additive mask is below this as padding (any value
 /// near [`MASKED`]; a real position's is 0).
 const MASKED_BELOW: f32 = -1e30;
-
-pub(crate) fn contiguous<'a>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d,
-        _ => candle_core::bail!("{what}: training kernels take f32"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
-}
 
 /// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
 fn with_values<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {

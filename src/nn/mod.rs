@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod bert;
+mod cpu;
 pub mod dropout;
 pub mod kernels;
 pub mod model;

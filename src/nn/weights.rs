@@ -72,7 +72,10 @@ pub fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
     for (name, t) in raw {
         if let Some(c) = canonical_name(&name) {
             if t.dtype().is_float() {
-                out.insert(c, t.to_dtype(DType::F32)?);
+                let t = t
+                    .to_dtype(DType::F32)
+                    .with_context(|| format!("{}: tensor '{name}'", path.display()))?;
+                out.insert(c, t);
             }
         }
     }
