@@ -128,8 +128,9 @@ impl TaskData {
     }
 
     /// One epoch of training batches: the examples shuffled (seeded by `seed` and `epoch`), cut
-    /// into pools of [`POOL_BATCHES`] batches, each pool sorted by length and cut into batches, and the batches
-    /// shuffled again. Similar lengths share a batch, so little of it is padding.
+    /// into pools of `POOL_BATCHES` (50) batches, each pool sorted by length and cut into
+    /// batches, and the batches shuffled again. Similar lengths share a batch, so little of it is
+    /// padding.
     pub fn training_batches(&self, batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
         let mut rng = StdRng::seed_from_u64(seed ^ epoch.wrapping_mul(EPOCH_SEED_SALT));
         let mut order: Vec<usize> = (0..self.len()).collect();
