@@ -32,13 +32,16 @@ pub use polars;
 
 /// Everything a notebook needs, in one `use`.
 pub mod prelude {
+    pub use crate::analysis::claims::{noise_margin, Verdict};
     pub use crate::analysis::extract::{Embeddings, ExtractOptions, Source};
     pub use crate::analysis::layers::{compare_layers, layer_table, Measure, MeasureOptions};
     pub use crate::analysis::methods::{enhance_embeddings, method_table, Scorer};
     pub use crate::analysis::probes::{direction_probes, split_half_accuracy};
+    pub use crate::analysis::protocol::Protocol;
+    pub use crate::analysis::spread::{bootstrap_layer, summarise};
     pub use crate::analysis::structure::{
-        cluster_composition, cluster_structure, cluster_table, pca_points, sentence_pca_points,
-        structure_scores,
+        cluster_composition, cluster_table, clustering_agreement, pca_points, sentence_pca_points,
+        structure_over_seeds, structure_scores,
     };
     pub use crate::data::glue::{Split, Task};
     pub use crate::data::tokens::TokenClass;
@@ -47,21 +50,23 @@ pub mod prelude {
     pub use crate::finetune::metrics::{score, Labels, Scores};
     pub use crate::finetune::train::{finetune, read_best, Budget, FinetuneOptions};
     pub use crate::geometry::cluster::{
-        choose_k, kmeans, local_isotropy, silhouette, Clustering, KMeansOptions,
+        choose_k, kmeans, local_isotropy, silhouette, Clustering, KMeansInit, KMeansOptions,
     };
     pub use crate::geometry::enhance::Method;
-    pub use crate::geometry::isotropy::{isotropy, Isotropy};
+    pub use crate::geometry::isotropy::{dead_coordinates, isotropy, Isotropy};
     pub use crate::geometry::lid::local_dimension;
     pub use crate::geometry::logistic::{LogisticRegression, ProbeOptions};
     pub use crate::geometry::similarity::{
         intra_sentence_similarity, mean_cosine, self_similarity, CosineContributions,
     };
     pub use crate::geometry::spectrum::{Pca, Spectrum};
-    pub use crate::geometry::stats::{normalized_mutual_info, pearson, spearman, sts_spearman};
+    pub use crate::geometry::stats::{
+        adjusted_rand_index, normalized_mutual_info, pearson, spearman, sts_spearman, Spread,
+    };
     pub use crate::nn::model::Model;
-    pub use crate::notebook::display::{html_table, key_number, EvcxrDisplay};
+    pub use crate::notebook::display::{html_table, key_number, Captioned, EvcxrDisplay};
     pub use crate::notebook::plot::{Figure, LineChart, ScatterChart};
-    pub use crate::notebook::profile::{env_or, finetuned_for, quick};
+    pub use crate::notebook::profile::{describe_models, env_or, finetuned_for, quick};
     pub use crate::util::frame::{by_model, Fresh};
     pub use crate::util::matrix::Matrix;
     pub use anyhow::Result;

@@ -71,9 +71,9 @@ enum Command {
         /// Truncate inputs to this many tokens.
         #[arg(long, default_value_t = 128)]
         max_len: usize,
-        /// Drop the [CLS] and [SEP] rows.
+        /// Keep the [CLS] and [SEP] rows (the authors' protocol, the default, drops them).
         #[arg(long)]
-        drop_special: bool,
+        keep_special: bool,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -300,7 +300,7 @@ fn main() -> Result<()> {
             limit,
             seed,
             max_len,
-            drop_special,
+            keep_special,
             out,
         } => {
             let source = match (task, sentences) {
@@ -310,7 +310,7 @@ fn main() -> Result<()> {
             };
             let opts = ExtractOptions {
                 layers: parse_layers(&layers)?,
-                keep_special: !drop_special,
+                keep_special,
                 limit,
                 seed,
                 max_len,

@@ -4,6 +4,7 @@ mod common;
 
 use candle_core::Device;
 use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::nn::model::Model;
@@ -25,6 +26,7 @@ fn token_table_lines_up_with_the_matrices() {
     let opts = ExtractOptions {
         limit: Some(12),
         seed: 3,
+        keep_special: true,
         ..ExtractOptions::default()
     };
     let emb = Embeddings::extract_uncached(&model, &source, &opts).unwrap();
@@ -90,13 +92,29 @@ fn token_table_lines_up_with_the_matrices() {
         assert_eq!(layer0.row(i), layer0.row(cls[0]));
     }
 
-    // Dropping [CLS]/[SEP] removes exactly two rows per sentence.
+    // The default protocol (the authors') drops [CLS]/[SEP]: exactly two rows per sentence, and
+    // the protocol caption says so, read from the token tables.
     let opts2 = ExtractOptions {
-        keep_special: false,
+        limit: Some(12),
+        seed: 3,
         layers: Some(vec![6]),
-        ..opts.clone()
+        ..ExtractOptions::default()
     };
     let dropped = Embeddings::extract_uncached(&model, &source, &opts2).unwrap();
+    let protocol = Protocol::default();
+    assert!(protocol
+        .caption(&[&dropped])
+        .contains("[CLS] and [SEP] removed"));
+    assert!(protocol.caption(&[&emb]).contains("kept"));
+    let special = emb.tokens.column("is_special").unwrap().bool().unwrap();
+    let ordinary: Vec<usize> = (0..emb.num_tokens())
+        .filter(|&i| special.get(i) == Some(false))
+        .collect();
+    assert_eq!(
+        dropped.layer(6).unwrap(),
+        &emb.layer(6).unwrap().select_rows(&ordinary).unwrap(),
+        "the dropped rows are the special ones; the rest are unchanged"
+    );
     assert_eq!(dropped.num_tokens(), emb.num_tokens() - 24);
     assert_eq!(dropped.layers, vec![6]);
     assert!(!dropped

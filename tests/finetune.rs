@@ -353,6 +353,7 @@ fn quick_finetune_logs_trace_and_evaluates() {
         &Source::glue(Task::Rte, Split::Dev),
         &ExtractOptions {
             layers: Some(vec![6]),
+            keep_special: true,
             ..ExtractOptions::default()
         },
     )

@@ -210,6 +210,118 @@ fn isotropy_and_local_dimension_match_numpy_and_scikit_learn() {
     }
 }
 
+/// I(W) for every choice of one sign per eigenvector, by enumeration: the least and largest value.
+fn isotropy_over_every_sign_choice(w: &Matrix) -> (f64, f64) {
+    let x = w.to_faer();
+    let gram = x.transpose() * &x;
+    let eig = gram.self_adjoint_eigen(faer::Side::Lower).unwrap();
+    let u = eig.U();
+    let d = u.ncols();
+    // F(u) and F(−u) for every eigenvector, by direct sums.
+    let f: Vec<(f64, f64)> = (0..d)
+        .map(|j| {
+            let (mut plus, mut minus) = (0.0, 0.0);
+            for i in 0..x.nrows() {
+                let z: f64 = (0..x.ncols()).map(|c| x[(i, c)] * u[(c, j)]).sum();
+                plus += z.exp();
+                minus += (-z).exp();
+            }
+            (plus, minus)
+        })
+        .collect();
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for pattern in 0u32..(1 << d) {
+        let v: Vec<f64> = (0..d)
+            .map(|j| {
+                if pattern >> j & 1 == 0 {
+                    f[j].0
+                } else {
+                    f[j].1
+                }
+            })
+            .collect();
+        let ratio = v.iter().copied().fold(f64::INFINITY, f64::min)
+            / v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        lo = lo.min(ratio);
+        hi = hi.max(ratio);
+    }
+    (lo, hi)
+}
+
+#[test]
+fn isotropy_sign_range_is_the_range_over_every_sign_choice() {
+    for (seed, shift) in [(1u64, 0.0f32), (2, 0.3), (3, 1.0)] {
+        let g = gaussian(60, 7, seed);
+        let data: Vec<f32> = g
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * (1.0 + (i % 7) as f32 * 0.3) + shift)
+            .collect();
+        let w = Matrix::new(60, 7, data).unwrap();
+        let (lo, hi) = isotropy_over_every_sign_choice(&w);
+        let got = isotropy(&w).unwrap();
+        assert!(
+            rel(got.sign_min, lo) < 1e-9,
+            "seed {seed}: sign min {} vs {lo}",
+            got.sign_min
+        );
+        assert!(
+            got.both_signs <= got.sign_min,
+            "both signs is a lower bound"
+        );
+        assert!(
+            rel(got.sign_max, hi) < 1e-9,
+            "seed {seed}: sign max {} vs {hi}",
+            got.sign_max
+        );
+        assert!(lo * (1.0 - 1e-9) <= got.value && got.value <= hi * (1.0 + 1e-9));
+    }
+}
+
+#[test]
+fn dead_coordinates_of_minilm_pin_isotropy() {
+    use isotropy_lab::geometry::isotropy::dead_coordinates;
+    // Dead columns inserted into a matrix: I(W) of the live coordinates is the I(W) without them.
+    let g = gaussian(80, 5, 9);
+    let mut data = Vec::new();
+    for i in 0..80 {
+        let r = g.row(i);
+        data.extend_from_slice(&[r[0] + 0.5, 0.0, r[1], r[2] * 2.0, 0.0, r[3], r[4]]);
+    }
+    let w = Matrix::new(80, 7, data).unwrap();
+    assert_eq!(dead_coordinates(&w), vec![1, 4]);
+    let live = isotropy(&w.without_columns(&dead_coordinates(&w))).unwrap();
+    let mut same = Vec::new();
+    for i in 0..80 {
+        let r = g.row(i);
+        same.extend_from_slice(&[r[0] + 0.5, r[1], r[2] * 2.0, r[3], r[4]]);
+    }
+    assert_eq!(live, isotropy(&Matrix::new(80, 5, same).unwrap()).unwrap());
+
+    // all-MiniLM-L6-v2's last layer (reference rows from transformers): three dead coordinates.
+    // Along them F(u) = N (to float precision), so min F can never exceed N there.
+    let bytes = reference();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let m = f32_matrix(&st, "sst2");
+    let dead = dead_coordinates(&m);
+    assert_eq!(dead.len(), 3, "dead coordinates {dead:?}");
+    let full = isotropy(&m).unwrap();
+    assert!(
+        full.log_min_f <= (m.rows() as f64).ln() + 1e-6,
+        "min F is at most N: log min F {} vs log N {}",
+        full.log_min_f,
+        (m.rows() as f64).ln()
+    );
+    let live = isotropy(&m.without_columns(&dead)).unwrap();
+    assert!(
+        live.log_min_f >= full.log_min_f - 1e-9 && live.value >= full.value * (1.0 - 1e-9),
+        "without the dead coordinates min F can only rise: {} vs {}",
+        live.value,
+        full.value
+    );
+}
+
 #[test]
 fn pca_components_match_scikit_learn() {
     let bytes = reference();
@@ -529,6 +641,42 @@ fn correlations_and_mutual_information_match_scipy_and_scikit_learn() {
         .unwrap_err()
         .to_string()
         .contains("at least 2"));
+}
+
+#[test]
+fn clustering_agreement_matches_scikit_learn() {
+    use isotropy_lab::geometry::stats::{adjusted_rand_index, normalized_mutual_info};
+    // tests/data/stats_reference.json, from scripts/reference_stats.py.
+    let path = common::root().join("tests/data/stats_reference.json");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for case in cases.as_array().unwrap() {
+        let labels = |k: &str| -> Vec<i64> {
+            case[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect()
+        };
+        let (a, b, name) = (labels("a"), labels("b"), case["name"].as_str().unwrap());
+        let ari = adjusted_rand_index(&a, &b).unwrap();
+        let expected = case["ari"].as_f64().unwrap();
+        assert!(
+            (ari - expected).abs() < 1e-12,
+            "{name}: ARI {ari} vs {expected}"
+        );
+        let nmi = normalized_mutual_info(&a, &b).unwrap();
+        let expected = case["nmi"].as_f64().unwrap();
+        assert!(
+            (nmi - expected).abs() < 1e-12,
+            "{name}: NMI {nmi} vs {expected}"
+        );
+    }
+    assert!(adjusted_rand_index(&[0, 1], &[0])
+        .unwrap_err()
+        .to_string()
+        .contains("different lengths"));
 }
 
 #[test]

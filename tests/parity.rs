@@ -256,8 +256,10 @@ fn sst2_dev_last_layer_isotropy_matches_transformers_and_numpy() {
     let model = minilm();
     let reference = Reference::load();
     let (_, expected) = reference.f64s("sst2_dev_last_expected");
+    // The reference keeps [CLS] and [SEP] (21,943 tokens), so this extraction does too.
     let opts = ExtractOptions {
         layers: Some(vec![6]),
+        keep_special: true,
         ..ExtractOptions::default()
     };
     let emb = Embeddings::extract(&model, &Source::glue(Task::Sst2, Split::Dev), &opts).unwrap();

@@ -103,7 +103,9 @@ impl Source {
 pub struct ExtractOptions {
     /// Hidden-state indices to keep (0 = embedding output, `i` = layer `i`); `None` keeps all.
     pub layers: Option<Vec<usize>>,
-    /// Keep `[CLS]` and `[SEP]` rows.
+    /// Keep `[CLS]` and `[SEP]` rows. False by default: the authors delete them before every
+    /// measure ([`crate::analysis::protocol`]). Set it to read the `[CLS]` rows a classification
+    /// head uses ([`Embeddings::cls_rows`]), or to see what keeping them changes.
     pub keep_special: bool,
     /// Embed a seeded random sample of this many sentences (in file order) instead of all.
     pub limit: Option<usize>,
@@ -141,7 +143,7 @@ impl Default for ExtractOptions {
     fn default() -> Self {
         Self {
             layers: None,
-            keep_special: true,
+            keep_special: false,
             limit: None,
             seed: 0,
             max_len: 128,

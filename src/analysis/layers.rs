@@ -4,7 +4,7 @@
 use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
 use crate::geometry::cluster::{choose_k, local_isotropy, KMeansOptions, LocalIsotropy};
-use crate::geometry::isotropy::isotropy;
+use crate::geometry::isotropy::{dead_coordinates, isotropy};
 use crate::geometry::lid::local_dimension;
 use crate::geometry::similarity::{
     intra_sentence_similarity, self_similarity, CosineContributions,
@@ -23,7 +23,11 @@ use std::str::FromStr;
 /// `lid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Measure {
-    /// `isotropy` and `isotropy_both_signs`: I(W) ([`isotropy`]).
+    /// I(W) ([`isotropy`]): `isotropy` (one sign per eigenvector, largest component positive),
+    /// `isotropy_sign_min` and `isotropy_sign_max` (the lowest and highest value any choice of
+    /// one sign per eigenvector gives), `isotropy_both_signs` (F over ±u of every eigenvector),
+    /// `dead_dims` (coordinates zero in every row, [`dead_coordinates`]) and `isotropy_live`
+    /// (`isotropy` of the matrix without them).
     Isotropy,
     /// `mean_cosine` of all pairs of distinct tokens.
     Cosine,
@@ -147,7 +151,8 @@ impl Columns {
 }
 
 /// Names of columns that hold counts (stored as integers).
-const COUNTS: [&str; 10] = [
+const COUNTS: [&str; 11] = [
+    "dead_dims",
     "pc50",
     "pc80",
     "pc90",
@@ -223,7 +228,17 @@ fn measure_layer(
         Measure::Isotropy => {
             let i = isotropy(m)?;
             cols.push("isotropy", i.value);
+            cols.push("isotropy_sign_min", i.sign_min);
+            cols.push("isotropy_sign_max", i.sign_max);
             cols.push("isotropy_both_signs", i.both_signs);
+            let dead = dead_coordinates(m);
+            let live = if dead.is_empty() {
+                i
+            } else {
+                isotropy(&m.without_columns(&dead))?
+            };
+            cols.push("dead_dims", dead.len() as f64);
+            cols.push("isotropy_live", live.value);
         }
         Measure::Cosine if opts.measures.contains(&Measure::Rogue) => {
             // The mean cosine is the sum of the rogue contributions: computed once, with them.

@@ -5,10 +5,11 @@
 
 use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
+use crate::analysis::protocol::Protocol;
 use crate::data::tokens::TokenClass;
-use crate::geometry::cluster::{kmeans, local_isotropy, KMeansOptions};
+use crate::geometry::cluster::{kmeans, local_isotropy};
 use crate::geometry::spectrum::Pca;
-use crate::geometry::stats::normalized_mutual_info;
+use crate::geometry::stats::{adjusted_rand_index, normalized_mutual_info, Spread};
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
 use crate::util::sample::sorted_sample;
@@ -172,17 +173,119 @@ pub fn structure_scores(emb: &Embeddings, labels: &[usize]) -> Result<DataFrame>
     .fresh())
 }
 
-/// k-means of hidden state `layer` with `k` clusters (seeded), then [`structure_scores`].
-pub fn cluster_structure(emb: &Embeddings, layer: usize, k: usize, seed: u64) -> Result<DataFrame> {
+/// k-means of hidden state `layer` with `k` clusters, once per seed of `protocol`, each scored by
+/// [`structure_scores`]: one row per seed (`seed`, then the score columns). Summarise it with
+/// [`crate::analysis::spread::summarise`].
+pub fn structure_over_seeds(
+    emb: &Embeddings,
+    layer: usize,
+    k: usize,
+    protocol: &Protocol,
+) -> Result<DataFrame> {
     let m = emb.layer(layer)?;
-    let c = kmeans(
-        m,
-        &KMeansOptions {
-            seed,
-            ..KMeansOptions::new(k)
-        },
-    )?;
-    structure_scores(emb, &c.labels)
+    let mut out: Option<DataFrame> = None;
+    for seed in protocol.seeds() {
+        let c = kmeans(m, &protocol.kmeans(k, seed))?;
+        let mut row = structure_scores(emb, &c.labels)?;
+        row.insert_column(0, Column::new("seed".into(), [seed]))?;
+        out = Some(match out {
+            None => row,
+            Some(acc) => acc.vstack(&row)?,
+        });
+    }
+    match out {
+        Some(df) => Ok(df.fresh()),
+        None => bail!("structure over seeds: the protocol has no seeds"),
+    }
+}
+
+/// Do two spaces cluster the same tokens alike? k-means (`k` clusters) of hidden state `layer` of
+/// each model, once per seed of `protocol`, then the adjusted Rand index and NMI between
+/// clusterings: of each model with itself under different seeds (the noise baseline: how much a
+/// clustering moves with the seed alone) and of one model with the other (every pair of seeds).
+/// One row per comparison: `comparison`, `pairs`, `ari_mean`, `ari_sd`, `nmi_mean`, `nmi_sd`.
+/// Both extractions must hold the same tokens in the same order (the same data and options).
+pub fn clustering_agreement(
+    models: [(&str, &Embeddings); 2],
+    layer: usize,
+    k: usize,
+    protocol: &Protocol,
+) -> Result<DataFrame> {
+    let ids = |e: &Embeddings| -> Result<Vec<Option<u32>>> {
+        Ok(e.tokens
+            .fresh()
+            .column(columns::TOKEN_ID)?
+            .cast(&DataType::UInt32)?
+            .u32()?
+            .iter()
+            .collect())
+    };
+    if ids(models[0].1)? != ids(models[1].1)? {
+        bail!(
+            "clustering agreement: {} and {} hold different tokens (extract both from the same \
+             data with the same options and a tokenizer of the same vocabulary)",
+            models[0].0,
+            models[1].0
+        );
+    }
+    let seeds = protocol.seeds();
+    if seeds.len() < 2 {
+        bail!("clustering agreement: needs at least 2 seeds for the seed-to-seed baseline");
+    }
+    let labels = models
+        .iter()
+        .map(|(_, e)| {
+            let m = e.layer(layer)?;
+            seeds
+                .iter()
+                .map(|&s| Ok(kmeans(m, &protocol.kmeans(k, s))?.labels))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (i, (name, _)) in models.iter().enumerate() {
+        let mut scores = Vec::new();
+        for a in 0..seeds.len() {
+            for b in a + 1..seeds.len() {
+                let (x, y) = (&labels[i][a], &labels[i][b]);
+                scores.push((adjusted_rand_index(x, y)?, normalized_mutual_info(x, y)?));
+            }
+        }
+        rows.push((format!("{name}, seed vs seed"), scores));
+    }
+    let mut across = Vec::new();
+    for x in &labels[0] {
+        for y in &labels[1] {
+            across.push((adjusted_rand_index(x, y)?, normalized_mutual_info(x, y)?));
+        }
+    }
+    rows.push((format!("{} vs {}", models[0].0, models[1].0), across));
+    let spread = |v: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+        Spread::of(&v.iter().map(pick).collect::<Vec<_>>())
+    };
+    let mut cols: [Vec<f64>; 4] = Default::default();
+    for (_, v) in &rows {
+        let (ari, nmi) = (spread(v, |p| p.0)?, spread(v, |p| p.1)?);
+        for (c, x) in cols.iter_mut().zip([ari.mean, ari.sd, nmi.mean, nmi.sd]) {
+            c.push(x);
+        }
+    }
+    let [ari_mean, ari_sd, nmi_mean, nmi_sd] = cols;
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new(
+            "comparison".into(),
+            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "pairs".into(),
+            rows.iter().map(|r| r.1.len() as u32).collect::<Vec<_>>(),
+        ),
+        Column::new("ari_mean".into(), ari_mean),
+        Column::new("ari_sd".into(), ari_sd),
+        Column::new("nmi_mean".into(), nmi_mean),
+        Column::new("nmi_sd".into(), nmi_sd),
+    ])?
+    .fresh())
 }
 
 /// The tokens of hidden state `layer` on their first two principal components, for scatter plots:

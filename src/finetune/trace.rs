@@ -22,7 +22,8 @@ pub struct TracePoint {
     pub step: usize,
     /// Hidden state (0 = embedding output).
     pub layer: usize,
-    /// Token rows measured (every real token of the probe set, [CLS] and [SEP] included).
+    /// Token rows measured (every real token of the probe set; `[CLS]` and `[SEP]` left out, as
+    /// in the authors' protocol).
     pub tokens: usize,
     /// Mu & Viswanath's I(W).
     pub isotropy: f64,
@@ -54,12 +55,14 @@ pub fn measure(
     step: usize,
 ) -> Result<Vec<TracePoint>> {
     let layers: Vec<usize> = (0..model.model.encoder.num_hidden_states()).collect();
-    // Every token of the probe rows, [CLS] and [SEP] included, in order of length.
+    // Every token of the probe rows but [CLS] and [SEP] (the authors' protocol), in order of
+    // length.
     let mut sorted = rows.to_vec();
     sorted.sort_by_key(|&i| data.encodings[i].len());
     let mut kept = vec![Vec::new(); data.len()];
     for &i in rows {
-        kept[i] = (0..data.encodings[i].len()).collect();
+        let special = data.encodings[i].get_special_tokens_mask();
+        kept[i] = (0..special.len()).filter(|&p| special[p] == 0).collect();
     }
     let token_rows = TokenRows::new(kept, &sorted)?;
     let matrices = embed_tokens(

@@ -13,11 +13,23 @@ use faer::{Mat, MatRef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// How [`kmeans`] picks its first centres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KMeansInit {
+    /// Greedy k-means++ (scikit-learn's default).
+    PlusPlus,
+    /// k distinct rows drawn uniformly: scipy's `kmeans2(minit="points")`, which the authors'
+    /// code uses (unseeded there, seeded here).
+    Points,
+}
+
 /// Options of [`kmeans`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KMeansOptions {
     /// Number of clusters.
     pub k: usize,
+    /// How the first centres are picked.
+    pub init: KMeansInit,
     /// Independent seedings; the run with the lowest inertia is kept.
     pub n_init: usize,
     /// Most Lloyd iterations per run.
@@ -25,19 +37,31 @@ pub struct KMeansOptions {
     /// Stop when the centres move less than `tol` × the mean per-dimension variance (squared,
     /// summed over centres), as scikit-learn's `tol`; a run also stops when no label changes.
     pub tol: f64,
-    /// Seed of the k-means++ draws.
+    /// Seed of the initial draws.
     pub seed: u64,
 }
 
 impl KMeansOptions {
-    /// `k` clusters with the defaults: one seeding, 300 iterations, tol 1e-4, seed 0.
+    /// `k` clusters with scikit-learn's defaults (k-means++, 300 iterations, tol 1e-4) and one
+    /// seeding, seed 0.
     pub fn new(k: usize) -> Self {
         Self {
             k,
+            init: KMeansInit::PlusPlus,
             n_init: 1,
             max_iter: 300,
             tol: 1e-4,
             seed: 0,
+        }
+    }
+
+    /// `k` clusters as the authors' code makes them: scipy's `kmeans2(minit="points")` with its
+    /// default 10 iterations (seed 0 here; theirs is unseeded).
+    pub fn authors(k: usize) -> Self {
+        Self {
+            init: KMeansInit::Points,
+            max_iter: 10,
+            ..Self::new(k)
         }
     }
 }
@@ -427,8 +451,8 @@ fn tolerance(p: &Points, tol: f64) -> f64 {
     tol * total / n / d as f64
 }
 
-/// k-means clustering of `w`'s rows (Lloyd's algorithm from greedy k-means++ seeds), seeded and
-/// reproducible; `n_init` seedings, the lowest inertia kept. Empty clusters are repaired by moving
+/// k-means clustering of `w`'s rows (Lloyd's algorithm from greedy k-means++ seeds or from
+/// randomly drawn rows, [`KMeansInit`]), seeded and reproducible; `n_init` seedings, the lowest inertia kept. Empty clusters are repaired by moving
 /// their centre to the row farthest from its own centre. Fails if k is 0, larger than the number of
 /// rows, or larger than the number of distinct rows.
 ///
@@ -451,7 +475,14 @@ pub fn kmeans(w: &Matrix, opts: &KMeansOptions) -> Result<Clustering> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut best: Option<Clustering> = None;
     for _ in 0..opts.n_init.max(1) {
-        let init = kmeans_plus_plus(&p, opts.k, &mut rng)?;
+        let init = match opts.init {
+            KMeansInit::PlusPlus => kmeans_plus_plus(&p, opts.k, &mut rng)?,
+            KMeansInit::Points => {
+                let mut rows = rand::seq::index::sample(&mut rng, p.n(), opts.k).into_vec();
+                rows.sort_unstable();
+                p.select(&rows)
+            }
+        };
         let run = lloyd(&p, init, opts.max_iter, tol_abs);
         if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
             best = Some(run);

@@ -10,9 +10,12 @@
 //!   remove the projections on that cluster's top D principal components. Cluster means are not
 //!   added back.
 //!
-//! The authors' defaults for BERT-base: k = 27 and D = 12 (cluster-based), D = 15 (global).
-//! Their code clusters with scipy's `kmeans2(minit="points")`; this crate uses its own seeded
-//! k-means++ [`kmeans`], so clusterings (not the method) differ from run to run of theirs.
+//! The parameters, for 768-wide BERT-base: k = 27 and D = 12 for the cluster-based method are
+//! set in the authors' code (GitHub Sara-Rajaee/clusterbased_isotropy_enhancement, which has no
+//! global method); D = 15 for the global method is the BERT setting of the reproduction
+//! Benidzu/isotropy_reproduction. Their code clusters with scipy's `kmeans2(minit="points")`,
+//! unseeded; this crate uses its own seeded k-means++ [`kmeans`], so clusterings (not the method)
+//! differ from run to run of theirs.
 
 use crate::geometry::cluster::{kmeans, members, KMeansOptions};
 use crate::geometry::spectrum::{centred, Pca};
@@ -23,11 +26,12 @@ use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
 
-/// The authors' number of clusters for BERT-base.
+/// The authors' number of clusters for BERT-base (their code's `n_cluster`).
 pub const DEFAULT_K: usize = 27;
-/// The authors' number of removed directions per cluster (cluster-based).
+/// The authors' number of removed directions per cluster for BERT-base (their code's `n_pc`).
 pub const DEFAULT_D_CLUSTER: usize = 12;
-/// The authors' number of removed directions (global).
+/// The number of removed directions of the global method for BERT-base, from the reproduction
+/// Benidzu/isotropy_reproduction (`n_pc_global`); the authors' code has no global method.
 pub const DEFAULT_D_GLOBAL: usize = 15;
 
 /// An isotropy-enhancement method with its parameters.

@@ -11,8 +11,16 @@ pub struct Isotropy {
     /// I(W) = min F(u) / max F(u) over the eigenvectors u of WᵀW, each oriented by the sign
     /// convention of [`isotropy`].
     pub value: f64,
-    /// The variant that takes both u and −u for every eigenvector (independent of signs).
+    /// The variant that takes both u and −u for every eigenvector (independent of signs): the
+    /// least F over all 2d of them against the largest, a lower bound on any choice of one sign
+    /// per eigenvector (it equals `sign_min` unless both extremes belong to one eigenvector).
     pub both_signs: f64,
+    /// The lowest value any choice of one sign per eigenvector gives.
+    pub sign_min: f64,
+    /// The highest value any choice of one sign per eigenvector gives. The authors' code takes
+    /// whatever sign its eigensolver returns, so their I(W) of this matrix can be anything in
+    /// `sign_min..=sign_max`: the width of that range is how much the arbitrary sign moves it.
+    pub sign_max: f64,
     /// log min F(u) (same orientation as `value`).
     pub log_min_f: f64,
     /// log max F(u) (same orientation as `value`).
@@ -31,8 +39,12 @@ pub struct Isotropy {
 /// same rule to numpy's eigenvectors. [`Isotropy::both_signs`] takes F over ±u for every
 /// eigenvector and does not depend on any convention.
 ///
-/// Directions along which W has no variance at all (all-MiniLM-L6-v2's last layer has three always
-/// zero dimensions) give uᵀwᵢ = 0 and F(u) = N: they are handled like any other, with no division.
+/// **Dead coordinates.** A coordinate that is zero in every row (all-MiniLM-L6-v2's last layer has
+/// three, below 1e-7: its final LayerNorm weights are next to 0 there) is an eigenvector with
+/// F(u) = N. When
+/// every other F(u) is above N, that pins min F, and I(W) = N / max F says more about the dead
+/// coordinates than about the geometry. [`dead_coordinates`] finds them; the I(W) of the matrix
+/// without them (`Matrix::without_columns`) is the value the rest of the space has.
 ///
 /// ```
 /// use isotropy_lab::geometry::isotropy::isotropy;
@@ -45,7 +57,8 @@ pub struct Isotropy {
 /// let shifted = Matrix::new(4, 2, vec![6.0, 0.0, 4.0, 0.0, 5.0, 1.0, 5.0, -1.0])?;
 /// let iso = isotropy(&shifted)?;
 /// assert!(iso.value < 0.01);
-/// assert!(iso.both_signs <= iso.value);
+/// assert!(iso.both_signs <= iso.sign_min);
+/// assert!(iso.sign_min <= iso.value && iso.value <= iso.sign_max);
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn isotropy(w: &Matrix) -> Result<Isotropy> {
@@ -89,6 +102,8 @@ pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
     }
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut lo2, mut hi2) = (f64::INFINITY, f64::NEG_INFINITY);
+    // Per eigenvector, log F over its two signs, smaller first.
+    let mut pairs = Vec::with_capacity(d);
     for j in 0..d {
         let p = max[j] + plus[j].ln();
         let q = -min[j] + minus[j].ln();
@@ -96,11 +111,99 @@ pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
         hi = hi.max(p);
         lo2 = lo2.min(p.min(q));
         hi2 = hi2.max(p.max(q));
+        pairs.push((p.min(q), p.max(q)));
     }
     Ok(Isotropy {
         value: (lo - hi).exp(),
         both_signs: (lo2 - hi2).exp(),
+        sign_min: worst_sign_choice(&pairs).exp(),
+        sign_max: best_sign_choice(&pairs).exp(),
         log_min_f: lo,
         log_max_f: hi,
     })
+}
+
+/// The least log(min F / max F) over every choice of one value per pair (smaller first): the
+/// smallest value of one eigenvector against the largest of another (with one eigenvector, its
+/// only choices).
+fn worst_sign_choice(pairs: &[(f64, f64)]) -> f64 {
+    if pairs.len() == 1 {
+        return 0.0;
+    }
+    let mut worst = f64::INFINITY;
+    // The two least smaller values and the two largest larger values, with their eigenvectors.
+    let mut low: Vec<(f64, usize)> = pairs.iter().enumerate().map(|(j, p)| (p.0, j)).collect();
+    let mut high: Vec<(f64, usize)> = pairs.iter().enumerate().map(|(j, p)| (p.1, j)).collect();
+    low.sort_by(|a, b| a.0.total_cmp(&b.0));
+    high.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for &(a, j) in &low[..2] {
+        for &(b, k) in &high[..2] {
+            if j != k {
+                worst = worst.min(a - b);
+            }
+        }
+    }
+    worst
+}
+
+/// The largest log(min F / max F) over every choice of one value per pair (one sign per
+/// eigenvector). For each candidate floor L (any of the values), each eigenvector takes its
+/// smallest value at or above L, which keeps the maximum as low as that floor allows; the best
+/// floor wins. Quadratic in the dimension, which is at most a few thousand.
+fn best_sign_choice(pairs: &[(f64, f64)]) -> f64 {
+    let mut best = f64::NEG_INFINITY;
+    for &floor in pairs.iter().flat_map(|(a, b)| [a, b]) {
+        let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut feasible = true;
+        for &(a, b) in pairs {
+            let v = if a >= floor {
+                a
+            } else if b >= floor {
+                b
+            } else {
+                feasible = false;
+                break;
+            };
+            low = low.min(v);
+            high = high.max(v);
+        }
+        if feasible {
+            best = best.max(low - high);
+        }
+    }
+    best
+}
+
+/// A coordinate is dead when its largest magnitude is below this share of the matrix's largest
+/// magnitude. all-MiniLM-L6-v2's dead coordinates peak at 1e-32 and 1e-7 against values near 1;
+/// its weakest live coordinate peaks near 0.8.
+pub const DEAD_RELATIVE: f32 = 1e-6;
+
+/// The coordinates (columns) of `w` that are zero, or negligible ([`DEAD_RELATIVE`]), in every
+/// row: directions that carry no information and pin F(u) ≈ N in [`isotropy`].
+///
+/// ```
+/// use isotropy_lab::geometry::isotropy::{dead_coordinates, isotropy};
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(3, 3, vec![1.0, 0.0, 2.0, -1.0, 0.0, 0.5, 0.3, 0.0, -2.0])?;
+/// assert_eq!(dead_coordinates(&w), vec![1]);
+/// // I(W) of the live coordinates is the I(W) of the matrix without the dead one.
+/// let live = w.without_columns(&dead_coordinates(&w));
+/// assert_eq!(live.cols(), 2);
+/// assert!(isotropy(&live)?.value > 0.0);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn dead_coordinates(w: &Matrix) -> Vec<usize> {
+    let mut peak = vec![0f32; w.cols()];
+    for i in 0..w.rows() {
+        for (p, &x) in peak.iter_mut().zip(w.row(i)) {
+            *p = p.max(x.abs());
+        }
+    }
+    let floor = DEAD_RELATIVE * peak.iter().copied().fold(0.0, f32::max);
+    peak.iter()
+        .enumerate()
+        .filter_map(|(j, &p)| (p <= floor).then_some(j))
+        .collect()
 }

@@ -4,7 +4,8 @@
 //! linear algebra on faer in f64, matrices in and out as f32 [`crate::util::matrix::Matrix`]; no
 //! candle, no polars, so every estimator here runs (and is tested) on any matrix.
 //!
-//! - [`isotropy`]: I(W) (Mu & Viswanath 2018), both sign conventions;
+//! - [`isotropy`]: I(W) (Mu & Viswanath 2018): one sign per eigenvector, the range any sign
+//!   choice gives, dead coordinates;
 //! - [`similarity`]: mean cosine (Ethayarajh 2019), rogue dimensions (Timkey & van Schijndel
 //!   2021), self-similarity and intra-sentence similarity (Ethayarajh 2019);
 //! - [`spectrum`]: PCA, explained variance, effective dimension, dominant directions, IsoScore
@@ -14,7 +15,8 @@
 //! - [`enhance`]: zero-mean, clustering + zero-mean, global (all-but-the-top) and cluster-based
 //!   enhancement (Rajaee & Pilehvar 2021);
 //! - [`logistic`]: L2-regularised logistic regression (scikit-learn's), for linear probes;
-//! - [`stats`]: Pearson and Spearman correlation, normalised mutual information.
+//! - [`stats`]: Pearson and Spearman correlation, normalised mutual information, adjusted Rand
+//!   index, the spread of a repeated measurement.
 
 pub mod cluster;
 pub mod enhance;

@@ -1,5 +1,6 @@
-//! Scores for representations: Pearson and Spearman correlation (STS-B's metrics) and the
-//! normalised mutual information between two labellings (how well clusters follow token classes).
+//! Scores for representations: Pearson and Spearman correlation (STS-B's metrics), the
+//! normalised mutual information and adjusted Rand index between two labellings (how well
+//! clusters follow token classes, or each other), and the spread of a repeated measurement.
 
 use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
@@ -132,6 +133,112 @@ where
     } else {
         0.0
     })
+}
+
+/// The adjusted Rand index of two labellings of the same items (scikit-learn's
+/// `adjusted_rand_score`): the share of item pairs on which they agree (together in both, or apart
+/// in both), corrected for chance, so 1 when they are the same partition and about 0 for
+/// unrelated ones (it can be negative). Two labellings that both put every item in one cluster, or
+/// both in its own, score 1, as in scikit-learn.
+///
+/// ```
+/// use isotropy_lab::geometry::stats::adjusted_rand_index;
+///
+/// assert!((adjusted_rand_index(&[0, 0, 1, 1], &[5, 5, 7, 7])? - 1.0).abs() < 1e-12);
+/// assert!(adjusted_rand_index(&[0, 0, 1, 1], &[0, 1, 0, 1])? < 0.0);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn adjusted_rand_index<A, B>(a: &[A], b: &[B]) -> Result<f64>
+where
+    A: std::hash::Hash + Eq,
+    B: std::hash::Hash + Eq,
+{
+    if a.len() != b.len() {
+        bail!(
+            "adjusted Rand index: labellings of different lengths ({} and {})",
+            a.len(),
+            b.len()
+        );
+    }
+    if a.is_empty() {
+        bail!("adjusted Rand index: no items");
+    }
+    let mut ca: HashMap<&A, f64> = HashMap::new();
+    let mut cb: HashMap<&B, f64> = HashMap::new();
+    let mut joint: HashMap<(&A, &B), f64> = HashMap::new();
+    for (x, y) in a.iter().zip(b) {
+        *ca.entry(x).or_default() += 1.0;
+        *cb.entry(y).or_default() += 1.0;
+        *joint.entry((x, y)).or_default() += 1.0;
+    }
+    let pairs = |c: f64| c * (c - 1.0) / 2.0;
+    let sum_pairs = |m: &mut dyn Iterator<Item = &f64>| -> f64 { m.map(|&c| pairs(c)).sum() };
+    let index = sum_pairs(&mut joint.values());
+    let (sa, sb) = (sum_pairs(&mut ca.values()), sum_pairs(&mut cb.values()));
+    let expected = sa * sb / pairs(a.len() as f64).max(1.0);
+    let max_index = (sa + sb) / 2.0;
+    if max_index == expected {
+        return Ok(1.0);
+    }
+    Ok((index - expected) / (max_index - expected))
+}
+
+/// The spread of a measurement repeated over seeds or resamples: mean, sample standard deviation
+/// (n − 1 in the denominator; 0 for one value), least and largest value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// Number of values.
+    pub n: usize,
+    /// Their mean.
+    pub mean: f64,
+    /// Their sample standard deviation.
+    pub sd: f64,
+    /// The least value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; fails when there are none or one is not finite.
+    ///
+    /// ```
+    /// use isotropy_lab::geometry::stats::Spread;
+    ///
+    /// let s = Spread::of(&[1.0, 2.0, 3.0])?;
+    /// assert_eq!((s.mean, s.sd, s.min, s.max), (2.0, 1.0, 1.0, 3.0));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn of(values: &[f64]) -> Result<Spread> {
+        if values.is_empty() {
+            bail!("spread of no values");
+        }
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            bail!("spread: value {v} is not finite");
+        }
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Ok(Spread {
+            n,
+            mean,
+            sd,
+            min,
+            max,
+        })
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.4} ± {:.4} (n = {})", self.mean, self.sd, self.n)
+    }
 }
 
 /// The STS-B score of sentence vectors: Spearman's correlation × 100 between the cosine of each

@@ -27,6 +27,52 @@ impl EvcxrDisplay for DataFrame {
     }
 }
 
+/// A table with a paragraph under it (the protocol it was made with, say), shown together.
+///
+/// ```
+/// use isotropy_lab::notebook::display::Captioned;
+/// use polars::prelude::*;
+///
+/// let t = Captioned::new(&df!("x" => [1.0])?, "made with care");
+/// assert!(t.html().contains("made with care"));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Captioned {
+    /// The table.
+    pub frame: DataFrame,
+    /// The paragraph under it.
+    pub caption: String,
+}
+
+impl Captioned {
+    /// `frame` with `caption` under it.
+    pub fn new(frame: &DataFrame, caption: impl Into<String>) -> Captioned {
+        Captioned {
+            frame: frame.clone(),
+            caption: caption.into(),
+        }
+    }
+
+    /// The table and its caption as HTML.
+    pub fn html(&self) -> String {
+        format!(
+            "{}\n<p style=\"font-family:sans-serif;font-size:12px;color:#444;max-width:60em\">{}</p>",
+            html_table(&self.frame),
+            escape(&self.caption)
+        )
+    }
+}
+
+impl EvcxrDisplay for Captioned {
+    fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+            self.html()
+        );
+    }
+}
+
 /// Formats a number for reading: 4 significant digits, scientific notation when very small or
 /// very large.
 pub fn format_number(x: f64) -> String {

@@ -38,3 +38,36 @@ pub fn finetuned_for(task: crate::data::glue::Task) -> String {
     }
     String::from("minilm-sre")
 }
+
+/// One paragraph naming the two models a chapter compares and what they are: the base model (for
+/// `minilm`: a contrastively trained sentence encoder, not an MLM-only BERT) and the fine-tuned
+/// one (the main job's fine-tune of `task`, the `minilm-sre` stand-in, or a model set from
+/// outside), and what that means for the reading.
+pub fn describe_models(pretrained: &str, finetuned: &str, task: crate::data::glue::Task) -> String {
+    let base = if pretrained == "minilm" {
+        String::from(
+            "Base model: minilm (all-MiniLM-L6-v2, 6 layers, 384 dimensions), a MiniLM trained \
+             contrastively on sentence pairs to be a sentence encoder, not an MLM-only BERT such \
+             as the paper's bert-base-uncased.",
+        )
+    } else {
+        format!("Base model: {pretrained}.")
+    };
+    let own = crate::util::paths::finetunes_dir().join(task.hub_config());
+    let tuned = if finetuned == own.display().to_string() {
+        format!(
+            "Fine-tuned model: our own fine-tune of the base model on {task} ({}), the paper's \
+             case.",
+            own.display()
+        )
+    } else if finetuned == "minilm-sre" {
+        format!(
+            "Fine-tuned model: minilm-sre, a STAND-IN until the main job has fine-tuned {task}: \
+             minilm fine-tuned with a cosine-similarity loss on incident reports, not on {task}. \
+             Read a difference as what a fine-tune did, not what fine-tuning on {task} does."
+        )
+    } else {
+        format!("Fine-tuned model: {finetuned} (set from outside, ISOLAB_FINETUNED).")
+    };
+    format!("{base}\n{tuned}")
+}

@@ -63,6 +63,44 @@ impl Matrix {
         Ok(())
     }
 
+    /// The matrix without the columns in `drop` (indices out of range are ignored).
+    ///
+    /// ```
+    /// use isotropy_lab::util::matrix::Matrix;
+    ///
+    /// let m = Matrix::new(2, 3, vec![1.0, 0.0, 2.0, 3.0, 0.0, 4.0])?;
+    /// assert_eq!(m.without_columns(&[1]).data(), &[1.0, 2.0, 3.0, 4.0]);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn without_columns(&self, drop: &[usize]) -> Matrix {
+        let keep: Vec<usize> = (0..self.cols).filter(|j| !drop.contains(j)).collect();
+        let mut data = Vec::with_capacity(self.rows * keep.len());
+        for i in 0..self.rows {
+            let row = self.row(i);
+            data.extend(keep.iter().map(|&j| row[j]));
+        }
+        Matrix {
+            rows: self.rows,
+            cols: keep.len(),
+            data,
+        }
+    }
+
+    /// The matrix of the rows `idx`, in that order (repeats allowed: a bootstrap resample).
+    pub fn select_rows(&self, idx: &[usize]) -> Result<Matrix> {
+        if let Some(&bad) = idx.iter().find(|&&i| i >= self.rows) {
+            bail!(
+                "row {bad} does not exist: the matrix has {} rows",
+                self.rows
+            );
+        }
+        let mut data = Vec::with_capacity(idx.len() * self.cols);
+        for &i in idx {
+            data.extend_from_slice(self.row(i));
+        }
+        Matrix::new(idx.len(), self.cols, data)
+    }
+
     /// The matrix in f64, as a faer matrix.
     pub fn to_faer(&self) -> faer::Mat<f64> {
         let mut out = faer::Mat::<f64>::zeros(self.rows, self.cols);

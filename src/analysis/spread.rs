@@ -1,0 +1,107 @@
+//! The spread of a measurement: over the seeds of a table (one row per seed, summarised by
+//! [`summarise`]) or over bootstrap resamples of the sentences ([`bootstrap_layer`]), for the
+//! measures no seed controls (I(W), the spectrum).
+
+use crate::analysis::columns;
+use crate::analysis::extract::Embeddings;
+use crate::geometry::stats::Spread;
+use crate::util::frame::Fresh;
+use crate::util::matrix::Matrix;
+use crate::util::sample::bootstrap_groups;
+use anyhow::{bail, Result};
+use polars::prelude::{Column, DataFrame, DataType};
+
+/// Mean and standard deviation of the numeric `columns` of `frame` within each group of the
+/// `by` column (groups in order of first appearance): one row per group, with `by`, `n` and
+/// `<column>_mean`, `<column>_sd` for each column.
+///
+/// ```
+/// use isotropy_lab::analysis::spread::summarise;
+/// use polars::prelude::*;
+///
+/// let per_seed = df!("model" => ["a", "a", "b", "b"], "nmi" => [0.2, 0.4, 0.5, 0.5])?;
+/// let s = summarise(&per_seed, "model", &["nmi"])?;
+/// assert_eq!(s.column("nmi_mean")?.f64()?.get(0), Some(0.30000000000000004));
+/// assert_eq!(s.column("nmi_sd")?.f64()?.get(1), Some(0.0));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn summarise(frame: &DataFrame, by: &str, columns: &[&str]) -> Result<DataFrame> {
+    let f = frame.fresh();
+    let keys: Vec<String> = f
+        .column(by)?
+        .cast(&DataType::String)?
+        .str()?
+        .iter()
+        .map(|k| k.unwrap_or("").to_string())
+        .collect();
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        match groups.iter_mut().find(|g| &g.0 == k) {
+            Some(g) => g.1.push(i),
+            None => groups.push((k.clone(), vec![i])),
+        }
+    }
+    let mut out = vec![
+        Column::new(
+            by.into(),
+            groups.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n".into(),
+            groups.iter().map(|g| g.1.len() as u32).collect::<Vec<_>>(),
+        ),
+    ];
+    for &name in columns {
+        let values: Vec<f64> = f
+            .column(name)?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect();
+        let spreads = groups
+            .iter()
+            .map(|g| {
+                Spread::of(&g.1.iter().map(|&i| values[i]).collect::<Vec<_>>())
+                    .map_err(|e| e.context(format!("summarising column {name}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push(Column::new(
+            format!("{name}_mean").into(),
+            spreads.iter().map(|s| s.mean).collect::<Vec<_>>(),
+        ));
+        out.push(Column::new(
+            format!("{name}_sd").into(),
+            spreads.iter().map(|s| s.sd).collect::<Vec<_>>(),
+        ));
+    }
+    Ok(DataFrame::new_infer_height(out)?.fresh())
+}
+
+/// The spread of `measure` on hidden state `layer` over `resamples` bootstrap resamples of the
+/// extraction's sentences (each resample draws as many sentences as there are, with
+/// replacement, and keeps their tokens whole; resample `r` is drawn with seed `seed + r`).
+pub fn bootstrap_layer(
+    emb: &Embeddings,
+    layer: usize,
+    resamples: usize,
+    seed: u64,
+    measure: impl Fn(&Matrix) -> Result<f64>,
+) -> Result<Spread> {
+    if resamples < 2 {
+        bail!("bootstrap: needs at least 2 resamples, got {resamples}");
+    }
+    let m = emb.layer(layer)?;
+    let sentence: Vec<u32> = emb
+        .tokens
+        .fresh()
+        .column(columns::SENTENCE_ID)?
+        .u32()?
+        .iter()
+        .map(|s| s.unwrap_or(u32::MAX))
+        .collect();
+    let values = (0..resamples as u64)
+        .map(|r| measure(&m.select_rows(&bootstrap_groups(&sentence, seed + r))?))
+        .collect::<Result<Vec<f64>>>()?;
+    Spread::of(&values)
+}
