@@ -1,12 +1,35 @@
 #!/usr/bin/env bash
 # The main job's fine-tunes: all-MiniLM-L6-v2 on SST-2, MRPC, STS-B, CoLA and RTE with the default
 # budgets (FinetuneOptions::default_for), into runs/finetune/<task> (ISOLAB_FINETUNES moves it).
-# Resumable: `isolab finetune` continues an interrupted task from its last checkpoint and only
+# ISOLAB_SEEDS=N (default 1) trains N seeds per task: seed 0 into <task>, seed s into
+# <task>-seed<s>; the chapters read seed 0, and the last lines print each task's dev score over
+# the seeds (mean ± sd). RTE's default trains two restarts per seed (seeds s and s + 1).
+# Resumable: `isolab finetune` continues an interrupted run from its last checkpoint and only
 # reports a finished one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 dir=${ISOLAB_FINETUNES:-runs/finetune}
+seeds=${ISOLAB_SEEDS:-1}
 for task in sst2 mrpc stsb cola rte; do
-  /usr/bin/time -f "$task: %e s wall" ./target/release/isolab finetune --task "$task" --base minilm --out "$dir/$task"
+  for ((seed = 0; seed < seeds; seed++)); do
+    out="$dir/$task"
+    if [ "$seed" -gt 0 ]; then out="$dir/$task-seed$seed"; fi
+    /usr/bin/time -f "$task seed $seed: %e s wall" ./target/release/isolab finetune --task "$task" --base minilm --seed "$seed" --out "$out"
+  done
 done
+python3 - "$dir" "$seeds" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+root, seeds = Path(sys.argv[1]), int(sys.argv[2])
+for task in ["sst2", "mrpc", "stsb", "cola", "rte"]:
+    runs = [root / (task if s == 0 else f"{task}-seed{s}") / "best.json" for s in range(seeds)]
+    scores = [json.loads(p.read_text())["scores"] for p in runs if p.is_file()]
+    if not scores:
+        continue
+    main = scores[0]["main"]
+    values = [100 * s["values"][main] for s in scores]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    print(f"{task}: dev {main} {statistics.mean(values):.1f} ± {sd:.1f} over {len(values)} seed(s): "
+          + ", ".join(f"{v:.1f}" for v in values))
+PY

@@ -9,7 +9,8 @@ is written to OUT/NAME.ipynb and OUT/NAME.html.
 A notebook fails when a cell raises an error, writes anything to stderr (evcxr reports an error
 returned with `?` only there), when it shows no HTML table (text/html) or no SVG figure
 (image/svg+xml), or when a key number it prints (`key number NAME = VALUE`, from the crate's
-`key_number`) is missing, not finite, or outside its range in notebooks/key_numbers.json. Exit status 1 if any notebook failed;
+`key_number`) is missing, not finite, or outside its range in notebooks/key_numbers.json (one range
+for both profiles, or one per profile). Exit status 1 if any notebook failed;
 the failing cell's source and error are printed.
 
 Usage: run_notebooks.py [--quick] [--out DIR] [NOTEBOOK ...]
@@ -57,12 +58,15 @@ def problems(nb, stem):
         if mime not in mimes:
             found.append(f"the notebook shows no {what} ({mime})")
     expected = json.loads((ROOT / "notebooks" / "key_numbers.json").read_text()).get(stem, {})
-    for name, (low, high) in expected.items():
+    profile = "quick" if os.environ.get("ISOLAB_PROFILE") == "quick" else "default"
+    for name, spec in expected.items():
+        # A range for both profiles, or one per profile: {"quick": {"range": [..], ...}, "default": {...}}.
+        low, high = spec[profile]["range"] if isinstance(spec, dict) else spec
         value = keys.get(name)
         if value is None:
             found.append(f"key number {name} was not printed")
         elif not math.isfinite(value) or not low <= value <= high:
-            found.append(f"key number {name} = {value} is outside [{low}, {high}]")
+            found.append(f"key number {name} = {value} is outside [{low}, {high}] ({profile} profile)")
     return found
 
 

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Writes notebooks/key_numbers.json, the ranges scripts/run_notebooks.py checks each chapter's key
+numbers against, from executed notebooks.
+
+Quick profile (the tests): the runs are seeded and the fine-tunes fixed, so each key number is
+reproducible; its range is the measured value ± twice its spread (the spread the chapter itself
+prints: over k-means seeds, bootstrap resamples of the sentences, or a dev accuracy's binomial
+standard error), and at least ± 1 % of the value, which covers summation order across machines.
+Numbers with no spread of their own (no sampling is involved) get ± 2 %. Each entry records the
+measured value and the spread beside its range.
+
+Default profile (the main job): the chapters compare with the main job's own fine-tunes, which
+change with every training budget and seed, so their ranges are the plausible span of the measure,
+stated per key below with the reason.
+
+Usage: python3 scripts/key_ranges.py target/notebook-test   (after `cargo test --test notebooks`)
+"""
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
+
+WIDE = "the main job's own fine-tunes change with their budget and seed: the measure's plausible span"
+# key: (quick spread rule, default range). Rules: ("sd", KEY) the spread is another key number;
+# ("log_sd", KEY) a spread of log10 of the value; ("binomial", KEY) the binomial standard error of
+# an accuracy over KEY's count of sentences, or a number; ("half", KEY) half a printed noise
+# margin (the margin is twice the spread); ("none",) no sampling involved; ("sd_value", X) a count
+# whose spread is X itself at least.
+SPEC = {
+    "00_tour": {
+        "bank_cosine_first_layer": (("none",), [0.5, 1.0]),
+        "bank_cosine_last_layer": (("none",), [-1.0, 0.99]),
+    },
+    "01_isotropy_by_layer": {
+        "isotropy_pretrained": (("log_sd", "log10_isotropy_sd_pretrained"), [1e-6, 0.5]),
+        "isotropy_finetuned": (("log_sd", "log10_isotropy_sd_finetuned"), [1e-12, 1.0]),
+        "isotropy_both_signs_pretrained": (("log_sd", "log10_isotropy_sd_pretrained"), [1e-6, 0.5]),
+        "isotropy_both_signs_finetuned": (("log_sd", "log10_isotropy_sd_finetuned"), [1e-12, 1.0]),
+        "log10_isotropy_sd_pretrained": (("none",), [0.0, 1.0]),
+        "log10_isotropy_sd_finetuned": (("none",), [0.0, 2.0]),
+        "mean_cosine_pretrained": (("none",), [0.0, 0.6]),
+        "mean_cosine_finetuned": (("none",), [0.0, 0.9]),
+        "isoscore_pretrained": (("none",), [0.01, 1.0]),
+        "isoscore_finetuned": (("none",), [1e-6, 1.0]),
+    },
+    "02_local_structure": {
+        "nmi_class_pretrained": (("sd", "nmi_class_sd_pretrained"), [0.05, 1.0]),
+        "nmi_class_finetuned": (("sd", "nmi_class_sd_finetuned"), [0.0, 1.0]),
+        "nmi_class_sd_pretrained": (("none",), [0.0, 0.5]),
+        "nmi_class_sd_finetuned": (("none",), [0.0, 0.5]),
+        "nmi_frequency_pretrained": (("sd", "nmi_frequency_sd_pretrained"), [0.0, 1.0]),
+        "nmi_frequency_finetuned": (("sd", "nmi_frequency_sd_finetuned"), [0.0, 1.0]),
+        "nmi_frequency_sd_pretrained": (("none",), [0.0, 0.5]),
+        "nmi_frequency_sd_finetuned": (("none",), [0.0, 0.5]),
+        "ari_seed_to_seed_pretrained": (("sd", "ari_seed_to_seed_sd_pretrained"), [0.0, 1.0]),
+        "ari_seed_to_seed_sd_pretrained": (("none",), [0.0, 0.6]),
+        "ari_across_models": (("sd", "ari_across_models_sd"), [-0.2, 1.0]),
+        "ari_across_models_sd": (("none",), [0.0, 0.6]),
+    },
+    "03_dominant_directions": {
+        "dominant_pretrained": (("sd_count", "dominant_sd_pretrained"), [1, 76]),
+        "dominant_finetuned": (("sd_count", "dominant_sd_finetuned"), [1, 76]),
+        "dominant_sd_pretrained": (("none",), [0.0, 20.0]),
+        "dominant_sd_finetuned": (("none",), [0.0, 20.0]),
+        "participation_ratio_pretrained": (("sd", "participation_ratio_sd_pretrained"), [5.0, 384.0]),
+        "participation_ratio_finetuned": (("sd", "participation_ratio_sd_finetuned"), [1.0, 384.0]),
+        "participation_ratio_sd_pretrained": (("none",), [0.0, 50.0]),
+        "participation_ratio_sd_finetuned": (("none",), [0.0, 50.0]),
+    },
+    "04_what_directions_encode": {
+        "dev_sentences": (("none",), [800, 872]),
+        "probe_full_pretrained": (("binomial", "dev_sentences"), [0.6, 1.0]),
+        "probe_full_finetuned": (("binomial", "dev_sentences"), [0.5, 1.0]),
+        "probe_top4_pretrained": (("binomial", "dev_sentences"), [0.3, 1.0]),
+        "probe_top4_finetuned": (("binomial", "dev_sentences"), [0.3, 1.0]),
+        "probe_without_top4_pretrained": (("binomial", "dev_sentences"), [0.5, 1.0]),
+        "probe_without_top4_finetuned": (("binomial", "dev_sentences"), [0.5, 1.0]),
+    },
+    "05_isotropy_enhancement": {
+        "sts_untouched_pretrained": (("none",), [60.0, 100.0]),
+        "sts_untouched_finetuned": (("none",), [40.0, 100.0]),
+        "sts_best_enhanced_pretrained": (("none",), [0.0, 100.0]),
+        "sts_best_enhanced_finetuned": (("none",), [0.0, 100.0]),
+        # Split-half probes: half of the 200 (quick) SST-2 dev sentences are scored.
+        "probe_untouched_pretrained": (("binomial", 100), [0.55, 1.0]),
+        "probe_untouched_finetuned": (("binomial", 100), [0.4, 1.0]),
+        "probe_best_enhanced_pretrained": (("binomial", 100), [0.4, 1.0]),
+        "probe_best_enhanced_finetuned": (("binomial", 100), [0.4, 1.0]),
+    },
+    "06_finetune_live": {
+        "best_dev_score": (("binomial", 200), [0.4, 1.0]),
+        "isotropy_both_signs_start": (("none",), [1e-12, 1.0]),
+        "isotropy_both_signs_end": (("none",), [1e-12, 1.0]),
+        "dominant_start": (("none",), [0, 76]),
+        "dominant_end": (("none",), [0, 76]),
+    },
+    "07_summary": {
+        "effect_isotropy": (("half", "margin_isotropy"), [-10.0, 10.0]),
+        "margin_isotropy": (("none",), [0.0, 3.0]),
+        "effect_dominant": (("half", "margin_dominant"), [-76.0, 76.0]),
+        "margin_dominant": (("none",), [0.0, 40.0]),
+        "effect_participation_ratio": (("half", "margin_participation_ratio"), [-384.0, 384.0]),
+        "margin_participation_ratio": (("none",), [0.0, 100.0]),
+        "effect_cluster_agreement": (("half", "margin_cluster_agreement"), [-1.0, 1.0]),
+        "margin_cluster_agreement": (("none",), [0.0, 1.0]),
+        "effect_top4_probe": (("half", "margin_top4_probe"), [-1.0, 1.0]),
+        "margin_top4_probe": (("none",), [0.0, 0.5]),
+        "effect_sts_gain": (("half", "margin_sts_gain"), [-100.0, 100.0]),
+        "margin_sts_gain": (("none",), [0.0, 50.0]),
+    },
+}
+
+
+def key_numbers(folder):
+    found = {}
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":
+                    text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                    for name, value in KEY.findall(text):
+                        found.setdefault(path.stem, {})[name] = float(value)
+    return found
+
+
+def quick_entry(value, rule, numbers):
+    if rule[0] == "none":
+        half, spread, what = 0.02 * abs(value), None, "no sampling involved: ± 2 %"
+    elif rule[0] == "log_sd":
+        sd = numbers[rule[1]]
+        factor = 10 ** max(2 * sd, math.log10(1.01))
+        return {"range": [value / factor, value * factor], "measured": value, "spread": sd,
+                "spread_of": f"log10 of the value, bootstrap over sentences ({rule[1]})"}
+    elif rule[0] == "binomial":
+        n = numbers[rule[1]] if isinstance(rule[1], str) else rule[1]
+        spread = math.sqrt(max(value * (1 - value), 1e-4) / n)
+        half, what = 2 * spread, f"binomial standard error over {n:g} sentences"
+    elif rule[0] == "half":
+        spread = numbers[rule[1]] / 2
+        half, what = 2 * spread, f"half the printed noise margin ({rule[1]})"
+    elif rule[0] == "sd_count":
+        spread = numbers[rule[1]]
+        half, what = max(2 * spread, 1.0), f"bootstrap over sentences ({rule[1]}), at least ± 1"
+    else:
+        spread = numbers[rule[1]]
+        half, what = 2 * spread, f"over seeds or resamples ({rule[1]})"
+    half = max(half, 0.01 * abs(value))
+    entry = {"range": [value - half, value + half], "measured": value, "spread": spread, "spread_of": what}
+    return entry
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    found = key_numbers(sys.argv[1])
+    out = {"_about": __doc__.split("Usage:")[0].strip()}
+    for stem, keys in SPEC.items():
+        numbers = found.get(stem, {})
+        out[stem] = {}
+        for name, (rule, default) in keys.items():
+            if name not in numbers:
+                sys.exit(f"{stem}: key number {name} was not printed in {sys.argv[1]}")
+            out[stem][name] = {
+                "quick": quick_entry(numbers[name], rule, numbers),
+                "default": {"range": default, "why": WIDE},
+            }
+        extra = set(numbers) - set(keys)
+        if extra:
+            sys.exit(f"{stem}: key numbers with no rule here: {sorted(extra)}")
+    (ROOT / "notebooks" / "key_numbers.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {ROOT / 'notebooks' / 'key_numbers.json'}")
+
+
+if __name__ == "__main__":
+    main()
