@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job's fine-tunes: all-MiniLM-L6-v2 on SST-2, MRPC, STS-B, CoLA and RTE with the default
 # budgets (FinetuneOptions::default_for), into runs/finetune/<task> (ISOLAB_FINETUNES moves it).
-# ISOLAB_SEEDS=N (default 1) trains N seeds per task: seed 0 into <task>, seed s into
-# <task>-seed<s>; the chapters read seed 0, and the last lines print each task's dev score over
-# the seeds (mean ± sd). RTE's default trains two restarts per seed (seeds s and s + 1).
+# ISOLAB_SEEDS=N (default 1) trains N runs per task: run 0 into <task>, run s into
+# <task>-seed<s> with seed 10 s (RTE's default trains two restarts per run, seeds 10 s and
+# 10 s + 1, so no two runs share a seed); the chapters read run 0, and the last lines print each
+# task's dev score over the runs (mean ± sd).
 # Resumable: `isolab finetune` continues an interrupted run from its last checkpoint and only
 # reports a finished one.
 set -euo pipefail
@@ -15,7 +16,7 @@ for task in sst2 mrpc stsb cola rte; do
   for ((seed = 0; seed < seeds; seed++)); do
     out="$dir/$task"
     if [ "$seed" -gt 0 ]; then out="$dir/$task-seed$seed"; fi
-    /usr/bin/time -f "$task seed $seed: %e s wall" ./target/release/isolab finetune --task "$task" --base minilm --seed "$seed" --out "$out"
+    /usr/bin/time -f "$task run $seed (seed $((10 * seed))): %e s wall" ./target/release/isolab finetune --task "$task" --base minilm --seed "$((10 * seed))" --out "$out"
   done
 done
 python3 - "$dir" "$seeds" <<'PY'

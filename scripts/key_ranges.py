@@ -25,11 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
 
 WIDE = "the main job's own fine-tunes change with their budget and seed: the measure's plausible span"
+BASE = ("the base model only, so reproducible in the default profile too, but not yet measured there "
+        "under the authors' protocol: the measure's plausible span until a main-job run records it")
 # key: (quick spread rule, default range). Rules: ("sd", KEY) the spread is another key number;
 # ("log_sd", KEY) a spread of log10 of the value; ("binomial", KEY) the binomial standard error of
 # an accuracy over KEY's count of sentences, or a number; ("half", KEY) half a printed noise
-# margin (the margin is twice the spread); ("none",) no sampling involved; ("sd_value", X) a count
-# whose spread is X itself at least.
+# margin (the margin is twice the spread); ("none",) no sampling involved; ("sd_count", KEY) a
+# count whose spread is another key number, the range at least ± 1.
 SPEC = {
     "00_tour": {
         "bank_cosine_first_layer": (("none",), [0.5, 1.0]),
@@ -165,9 +167,10 @@ def main():
         for name, (rule, default) in keys.items():
             if name not in numbers:
                 sys.exit(f"{stem}: key number {name} was not printed in {sys.argv[1]}")
+            base_only = stem == "00_tour" or (name.endswith("_pretrained") and stem != "07_summary")
             out[stem][name] = {
                 "quick": quick_entry(numbers[name], rule, numbers),
-                "default": {"range": default, "why": WIDE},
+                "default": {"range": default, "why": BASE if base_only else WIDE},
             }
         extra = set(numbers) - set(keys)
         if extra:

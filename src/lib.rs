@@ -38,7 +38,7 @@ pub mod prelude {
     pub use crate::analysis::methods::{enhance_embeddings, method_table, Scorer};
     pub use crate::analysis::probes::{direction_probes, split_half_accuracy};
     pub use crate::analysis::protocol::Protocol;
-    pub use crate::analysis::spread::{bootstrap_layer, summarise};
+    pub use crate::analysis::spread::{bootstrap_layer, bootstrap_pair, summarise};
     pub use crate::analysis::structure::{
         cluster_composition, cluster_table, clustering_agreement, pca_points, sentence_pca_points,
         structure_over_seeds, structure_scores,

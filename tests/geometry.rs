@@ -280,7 +280,7 @@ fn isotropy_sign_range_is_the_range_over_every_sign_choice() {
 }
 
 #[test]
-fn dead_coordinates_of_minilm_pin_isotropy() {
+fn dead_coordinates_are_found_and_removing_them_cannot_lower_min_f() {
     use isotropy_lab::geometry::isotropy::dead_coordinates;
     // Dead columns inserted into a matrix: I(W) of the live coordinates is the I(W) without them.
     let g = gaussian(80, 5, 9);

@@ -8,7 +8,12 @@ use candle_core::Device;
 use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::analysis::layers::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::analysis::protocol::Protocol;
-use isotropy_lab::analysis::spread::{bootstrap_layer, summarise};
+use isotropy_lab::analysis::spread::{bootstrap_layer, bootstrap_pair, summarise};
+use isotropy_lab::util::matrix::Matrix;
+
+fn mean_cosine_of(m: &Matrix) -> f64 {
+    isotropy_lab::geometry::similarity::mean_cosine(m).unwrap()
+}
 use isotropy_lab::analysis::structure::{clustering_agreement, structure_over_seeds};
 use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{Split, Task};
@@ -99,4 +104,15 @@ fn clusterings_agree_with_themselves_more_than_chance_and_spreads_are_reported()
     let spread = bootstrap_layer(&emb, 6, 5, 0, |m| Ok(isotropy(m)?.both_signs.log10())).unwrap();
     assert_eq!(spread.n, 5);
     assert!(spread.sd > 0.0 && spread.min < spread.max);
+    // Paired against itself: the same resamples, so every difference is exactly 0.
+    let [a, b, d] =
+        bootstrap_pair(&emb, &emb, 6, 5, 0, |m| Ok(isotropy(m)?.both_signs.log10())).unwrap();
+    assert_eq!((a, b), (spread, spread));
+    assert_eq!((d.mean, d.sd), (0.0, 0.0));
+    assert!(
+        bootstrap_pair(&emb, &other, 6, 5, 0, |m| Ok(mean_cosine_of(m)))
+            .unwrap_err()
+            .to_string()
+            .contains("different sentences")
+    );
 }

@@ -22,21 +22,19 @@ pub struct Protocol {
     /// Bootstrap resamples of the sentences behind a spread that no seed controls (I(W), the
     /// spectrum, an STS-B score).
     pub resamples: usize,
-    /// How k-means picks its first centres.
+    /// How k-means picks its first centres: [`KMeansInit::Points`] runs it as the authors do
+    /// ([`KMeansOptions::authors`]), [`KMeansInit::PlusPlus`] as scikit-learn does
+    /// ([`KMeansOptions::new`]).
     pub kmeans_init: KMeansInit,
-    /// Most Lloyd iterations of a k-means run.
-    pub kmeans_iterations: usize,
 }
 
 impl Default for Protocol {
     /// The authors' protocol, with 5 k-means seeds and 20 bootstrap resamples.
     fn default() -> Self {
-        let authors = KMeansOptions::authors(2);
         Self {
             seeds: 5,
             resamples: 20,
-            kmeans_init: authors.init,
-            kmeans_iterations: authors.max_iter,
+            kmeans_init: KMeansInit::Points,
         }
     }
 }
@@ -49,12 +47,11 @@ impl Protocol {
 
     /// k-means options for `k` clusters with `seed`.
     pub fn kmeans(&self, k: usize, seed: u64) -> KMeansOptions {
-        KMeansOptions {
-            init: self.kmeans_init,
-            max_iter: self.kmeans_iterations,
-            seed,
-            ..KMeansOptions::new(k)
-        }
+        let options = match self.kmeans_init {
+            KMeansInit::Points => KMeansOptions::authors(k),
+            KMeansInit::PlusPlus => KMeansOptions::new(k),
+        };
+        KMeansOptions { seed, ..options }
     }
 
     /// One paragraph saying how a table of `models` was made: whether their token rows include
@@ -90,15 +87,15 @@ impl Protocol {
             KMeansInit::Points => "first centres drawn from the rows, as scipy's kmeans2(minit='points') in the authors' code",
             KMeansInit::PlusPlus => "k-means++ first centres (scikit-learn's default, not the authors')",
         };
+        let iterations = self.kmeans(2, 0).max_iter;
         format!(
             "Protocol: {rows}. I(W): `isotropy` takes one sign per eigenvector (largest component \
              positive); the authors' code takes whatever sign its solver returns, which puts their \
              value anywhere between `isotropy_sign_min` and `isotropy_sign_max`; \
              `isotropy_both_signs` takes F over ±u of every eigenvector, a lower bound that needs no \
-             sign; `isotropy_live` leaves out the `dead_dims` coordinates. k-means: {init}, {} iterations, seeds 0–{}. \
-             Spreads: ± one standard deviation over those seeds, or over {} bootstrap resamples \
-             of the sentences.",
-            self.kmeans_iterations,
+             sign; `isotropy_live` leaves out the `dead_dims` coordinates. k-means (also inside the clustered enhancement methods): {init}, {iterations} \
+             iterations, seeds 0–{}. Spreads: ± one standard deviation over those seeds, or over {} \
+             bootstrap resamples of the sentences.",
             self.seeds.saturating_sub(1),
             self.resamples
         )

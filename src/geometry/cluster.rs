@@ -19,7 +19,9 @@ pub enum KMeansInit {
     /// Greedy k-means++ (scikit-learn's default).
     PlusPlus,
     /// k distinct rows drawn uniformly: scipy's `kmeans2(minit="points")`, which the authors'
-    /// code uses (unseeded there, seeded here).
+    /// code uses (unseeded there, seeded here). The iterations are this crate's: they stop early
+    /// once no label changes (or the centres move less than `tol`), and an empty cluster's centre
+    /// moves to the row farthest from its own centre, where scipy keeps the old centre.
     Points,
 }
 

@@ -14,8 +14,8 @@
 //! set in the authors' code (GitHub Sara-Rajaee/clusterbased_isotropy_enhancement, which has no
 //! global method); D = 15 for the global method is the BERT setting of the reproduction
 //! Benidzu/isotropy_reproduction. Their code clusters with scipy's `kmeans2(minit="points")`,
-//! unseeded; this crate uses its own seeded k-means++ [`kmeans`], so clusterings (not the method)
-//! differ from run to run of theirs.
+//! unseeded; this crate runs the same kind of k-means ([`KMeansOptions::authors`]) with a seed,
+//! so a clustering (not the method) differs from any one run of theirs.
 
 use crate::geometry::cluster::{kmeans, members, KMeansOptions};
 use crate::geometry::spectrum::{centred, Pca};
@@ -135,7 +135,8 @@ impl Method {
         }
     }
 
-    /// Applies the method to `w`'s rows (clustering with [`kmeans`] seeded by `seed`), f32 out.
+    /// Applies the method to `w`'s rows (clustering with the authors' k-means,
+    /// [`KMeansOptions::authors`], seeded by `seed`), f32 out.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
         Ok(Matrix::from_faer(self.apply_f64(w, None, seed)?.as_ref()))
     }
@@ -170,7 +171,7 @@ impl Method {
             (Some(k), None) => {
                 let opts = KMeansOptions {
                     seed,
-                    ..KMeansOptions::new(k)
+                    ..KMeansOptions::authors(k)
                 };
                 kmeans(w, &opts)?.members()
             }

@@ -127,7 +127,7 @@ pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
 /// smallest value of one eigenvector against the largest of another (with one eigenvector, its
 /// only choices).
 fn worst_sign_choice(pairs: &[(f64, f64)]) -> f64 {
-    if pairs.len() == 1 {
+    if pairs.len() < 2 {
         return 0.0;
     }
     let mut worst = f64::INFINITY;

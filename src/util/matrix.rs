@@ -87,6 +87,15 @@ impl Matrix {
     }
 
     /// The matrix of the rows `idx`, in that order (repeats allowed: a bootstrap resample).
+    ///
+    /// ```
+    /// use isotropy_lab::util::matrix::Matrix;
+    ///
+    /// let m = Matrix::new(3, 1, vec![1.0, 2.0, 3.0])?;
+    /// assert_eq!(m.select_rows(&[2, 0, 2])?.data(), &[3.0, 1.0, 3.0]);
+    /// assert!(m.select_rows(&[3]).is_err());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn select_rows(&self, idx: &[usize]) -> Result<Matrix> {
         if let Some(&bad) = idx.iter().find(|&&i| i >= self.rows) {
             bail!(
