@@ -79,6 +79,40 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
     pearson(&ranks(a), &ranks(b))
 }
 
+/// The counts of two labellings of the same items: per label of each, and per pair of labels.
+struct Contingency<'a, A, B> {
+    ca: HashMap<&'a A, f64>,
+    cb: HashMap<&'a B, f64>,
+    joint: HashMap<(&'a A, &'a B), f64>,
+}
+
+impl<'a, A: std::hash::Hash + Eq, B: std::hash::Hash + Eq> Contingency<'a, A, B> {
+    /// Counts `a` against `b`; fails (naming `what`) on different lengths or no items.
+    fn of(a: &'a [A], b: &'a [B], what: &str) -> Result<Self> {
+        if a.len() != b.len() {
+            bail!(
+                "{what}: labellings of different lengths ({} and {})",
+                a.len(),
+                b.len()
+            );
+        }
+        if a.is_empty() {
+            bail!("{what}: no items");
+        }
+        let mut c = Contingency {
+            ca: HashMap::new(),
+            cb: HashMap::new(),
+            joint: HashMap::new(),
+        };
+        for (x, y) in a.iter().zip(b) {
+            *c.ca.entry(x).or_default() += 1.0;
+            *c.cb.entry(y).or_default() += 1.0;
+            *c.joint.entry((x, y)).or_default() += 1.0;
+        }
+        Ok(c)
+    }
+}
+
 /// Normalised mutual information of two labellings of the same items, I(A; B) / ((H(A) + H(B)) / 2)
 /// (scikit-learn's `normalized_mutual_info_score` with its default arithmetic mean): 1 when one
 /// labelling determines the other, 0 when they are independent. Two single-class labellings
@@ -97,25 +131,8 @@ where
     A: std::hash::Hash + Eq,
     B: std::hash::Hash + Eq,
 {
-    if a.len() != b.len() {
-        bail!(
-            "mutual information: labellings of different lengths ({} and {})",
-            a.len(),
-            b.len()
-        );
-    }
-    if a.is_empty() {
-        bail!("mutual information: no items");
-    }
+    let Contingency { ca, cb, joint } = Contingency::of(a, b, "mutual information")?;
     let n = a.len() as f64;
-    let mut ca: HashMap<&A, f64> = HashMap::new();
-    let mut cb: HashMap<&B, f64> = HashMap::new();
-    let mut joint: HashMap<(&A, &B), f64> = HashMap::new();
-    for (x, y) in a.iter().zip(b) {
-        *ca.entry(x).or_default() += 1.0;
-        *cb.entry(y).or_default() += 1.0;
-        *joint.entry((x, y)).or_default() += 1.0;
-    }
     let entropy = |counts: &mut dyn Iterator<Item = &f64>| -> f64 {
         counts.map(|&c| -(c / n) * (c / n).ln()).sum()
     };
@@ -153,24 +170,7 @@ where
     A: std::hash::Hash + Eq,
     B: std::hash::Hash + Eq,
 {
-    if a.len() != b.len() {
-        bail!(
-            "adjusted Rand index: labellings of different lengths ({} and {})",
-            a.len(),
-            b.len()
-        );
-    }
-    if a.is_empty() {
-        bail!("adjusted Rand index: no items");
-    }
-    let mut ca: HashMap<&A, f64> = HashMap::new();
-    let mut cb: HashMap<&B, f64> = HashMap::new();
-    let mut joint: HashMap<(&A, &B), f64> = HashMap::new();
-    for (x, y) in a.iter().zip(b) {
-        *ca.entry(x).or_default() += 1.0;
-        *cb.entry(y).or_default() += 1.0;
-        *joint.entry((x, y)).or_default() += 1.0;
-    }
+    let Contingency { ca, cb, joint } = Contingency::of(a, b, "adjusted Rand index")?;
     let pairs = |c: f64| c * (c - 1.0) / 2.0;
     let sum_pairs = |m: &mut dyn Iterator<Item = &f64>| -> f64 { m.map(|&c| pairs(c)).sum() };
     let index = sum_pairs(&mut joint.values());
