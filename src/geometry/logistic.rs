@@ -5,6 +5,7 @@
 
 use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
+use faer::{Mat, MatRef};
 
 /// L-BFGS: the number of (step, gradient change) pairs kept.
 const MEMORY: usize = 10;
@@ -116,36 +117,40 @@ fn scores(row: &[f32], w: &[f64], b: &[f64], k: usize, z: &mut [f64]) {
     }
 }
 
-/// Loss and gradient of the objective at parameters `p` (weights d×m row-major, then m biases).
-fn loss_grad(x: &Matrix, y: &[usize], k: usize, c: f64, p: &[f64], g: &mut [f64]) -> f64 {
-    let (d, m) = (x.cols(), columns(k));
-    g.iter_mut().for_each(|v| *v = 0.0);
+/// Loss and gradient of the objective at parameters `p` (weights d×m row-major, then m biases),
+/// for rows `x` (n × d): the scores X·W and the weight gradient Xᵀ·∂Z as two matrix products.
+fn loss_grad(x: MatRef<'_, f64>, y: &[usize], k: usize, c: f64, p: &[f64], g: &mut [f64]) -> f64 {
+    let (n, d, m) = (x.nrows(), x.ncols(), columns(k));
     let (w, b) = p.split_at(d * m);
+    let wm = MatRef::from_row_major_slice(w, d, m);
+    let z = x * wm;
+    let mut dz = Mat::<f64>::zeros(n, m);
     let mut loss = 0.0;
-    let mut z = vec![0.0f64; k];
+    let mut row = vec![0.0f64; k];
     for (i, &yi) in y.iter().enumerate() {
-        let row = x.row(i);
-        scores(row, w, b, k, &mut z);
-        let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let s: f64 = z.iter().map(|v| (v - top).exp()).sum();
-        loss += c * (top + s.ln() - z[yi]);
-        for (cls, zc) in z.iter_mut().enumerate() {
-            *zc = c * ((*zc - top).exp() / s - if cls == yi { 1.0 } else { 0.0 });
+        // With one weight column (binary) the first class scores 0.
+        row[..k - m].iter_mut().for_each(|v| *v = 0.0);
+        for j in 0..m {
+            row[k - m + j] = z[(i, j)] + b[j];
         }
-        let dz = &z[k - m..];
-        let (gw, gb) = g.split_at_mut(d * m);
-        for (j, &v) in row.iter().enumerate() {
-            let v = f64::from(v);
-            for (gc, zc) in gw[j * m..(j + 1) * m].iter_mut().zip(dz) {
-                *gc += v * zc;
-            }
-        }
-        for (gc, zc) in gb.iter_mut().zip(dz) {
-            *gc += zc;
+        let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = row.iter().map(|v| (v - top).exp()).sum();
+        loss += c * (top + s.ln() - row[yi]);
+        for j in 0..m {
+            let class = k - m + j;
+            let target = if class == yi { 1.0 } else { 0.0 };
+            dz[(i, j)] = c * ((row[class] - top).exp() / s - target);
         }
     }
-    for (gv, wv) in g[..d * m].iter_mut().zip(w) {
-        *gv += wv;
+    let gw = x.transpose() * &dz;
+    let (gw_out, gb_out) = g.split_at_mut(d * m);
+    for r in 0..d {
+        for j in 0..m {
+            gw_out[r * m + j] = gw[(r, j)] + wm[(r, j)];
+        }
+    }
+    for (j, gb) in gb_out.iter_mut().enumerate() {
+        *gb = (0..n).map(|i| dz[(i, j)]).sum();
     }
     loss + 0.5 * w.iter().map(|v| v * v).sum::<f64>()
 }
@@ -184,7 +189,8 @@ impl LogisticRegression {
         let n = (x.cols() + 1) * columns(k);
         let mut p = vec![0.0f64; n];
         let mut g = vec![0.0f64; n];
-        let mut f = loss_grad(x, &yi, k, opts.c, &p, &mut g);
+        let xf = x.to_faer();
+        let mut f = loss_grad(xf.as_ref(), &yi, k, opts.c, &p, &mut g);
         // L-BFGS (two-loop recursion) with a backtracking Armijo line search.
         let mut s_hist: Vec<Vec<f64>> = Vec::new();
         let mut y_hist: Vec<Vec<f64>> = Vec::new();
@@ -212,7 +218,7 @@ impl LogisticRegression {
                     .zip(&p)
                     .zip(&q)
                     .for_each(|((np, pv), qv)| *np = pv - step * qv);
-                new_f = loss_grad(x, &yi, k, opts.c, &new_p, &mut new_g);
+                new_f = loss_grad(xf.as_ref(), &yi, k, opts.c, &new_p, &mut new_g);
                 if new_f <= f + ARMIJO * step * slope || step < TINY {
                     break;
                 }
