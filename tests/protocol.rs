@@ -89,7 +89,7 @@ fn clusterings_agree_with_themselves_more_than_chance_and_spreads_are_reported()
 
     let per_seed = structure_over_seeds(&emb, 6, 6, &protocol).unwrap();
     assert_eq!(per_seed.height(), 5);
-    let s = summarise(&per_seed, "clusters", &["nmi_class"]).unwrap();
+    let s = summarise(&per_seed, &["clusters"], &["nmi_class"]).unwrap();
     assert_eq!(s.column("n").unwrap().u32().unwrap().get(0), Some(5));
     assert!(
         s.column("nmi_class_sd")

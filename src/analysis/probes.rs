@@ -1,19 +1,23 @@
-//! Linear probes on extracted embeddings: what a layer's sentence vectors, or its dominant
-//! directions, tell about the task's labels (the paper's claim 4, first half).
+//! Linear probes on extracted embeddings: what a layer's sentence vectors tell about the task's
+//! labels, and what its dominant token directions encode (the paper's claim 4, first half).
 
 use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
+use crate::analysis::protocol::Protocol;
+use crate::analysis::structure::frequency_bucket;
 use crate::geometry::logistic::{standardise, LogisticRegression, ProbeOptions};
 use crate::geometry::spectrum::Pca;
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
+use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
-use faer::{Mat, MatRef};
+use faer::Mat;
 use polars::prelude::{Column, DataFrame, DataType};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 
 /// Each sentence's label from an extraction's token table, in `sentence_id` order (the order of
 /// [`Embeddings::sentence_means`]); fails if a sentence has no label.
@@ -70,65 +74,222 @@ pub fn split_half_accuracy(
         .accuracy(&b, &labels(&order[half..]))
 }
 
-/// What the dominant directions of a layer encode (the paper's claim 4, first half): sentence
-/// vectors (mean-pooled, [`Embeddings::sentence_means`]) of hidden state `layer`, principal
-/// components fitted on `train`; for each k in `ks`, a probe ([`LogisticRegression`], features
-/// standardised on `train`) trained on `train` and scored on `dev` using only the projections on
-/// the top k components (`top_k_accuracy`) and using the vectors with those k directions removed
-/// (`removed_accuracy`). A first row with k = 0 scores the full vectors (`removed_accuracy`;
-/// `top_k_accuracy` is the majority-class rate).
-pub fn direction_probes(
+/// What a token-level probe predicts from a token's vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTarget {
+    /// The token's [`crate::data::tokens::TokenClass`] (punctuation, number, stop word, word).
+    Class,
+    /// The bucket of the token's count in the task's training split ([`frequency_bucket`]).
+    Frequency,
+    /// The label of the token's sentence (classification tasks only).
+    Label,
+}
+
+impl TokenTarget {
+    /// Every target, in the order tables list them.
+    pub const ALL: [TokenTarget; 3] = [
+        TokenTarget::Class,
+        TokenTarget::Frequency,
+        TokenTarget::Label,
+    ];
+
+    /// The name used in tables.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TokenTarget::Class => "token class",
+            TokenTarget::Frequency => "frequency bucket",
+            TokenTarget::Label => "task label",
+        }
+    }
+
+    /// Each token's value of this target in `emb`'s token table, as a string.
+    fn values(self, emb: &Embeddings) -> Result<Vec<String>> {
+        let t = emb.tokens.fresh();
+        let strings = |c: &Column| -> Result<Vec<String>> {
+            Ok(c.cast(&DataType::String)?
+                .str()?
+                .iter()
+                .map(|v| v.unwrap_or("").to_string())
+                .collect())
+        };
+        match self {
+            TokenTarget::Class => strings(t.column(columns::TOKEN_CLASS)?),
+            TokenTarget::Frequency => Ok(t
+                .column(columns::FREQUENCY)?
+                .cast(&DataType::UInt64)?
+                .u64()?
+                .iter()
+                .map(|f| frequency_bucket(f).to_string())
+                .collect()),
+            TokenTarget::Label => {
+                let label = t.column(columns::LABEL)?;
+                if !label.dtype().is_integer() {
+                    bail!(
+                        "task-label probe: the labels are {} (a score, not a class: STS-B?)",
+                        label.dtype()
+                    );
+                }
+                if label.null_count() > 0 {
+                    bail!(
+                        "task-label probe: {} tokens have no label (a test split?)",
+                        label.null_count()
+                    );
+                }
+                strings(label)
+            }
+        }
+    }
+}
+
+impl fmt::Display for TokenTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Options of [`token_direction_probes`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenProbeOptions {
+    /// The numbers of top directions probed, each between 1 and the width − 1.
+    pub ks: Vec<usize>,
+    /// Training tokens drawn for each seed (all of them when there are fewer).
+    pub train_tokens: usize,
+    /// The logistic regression's options.
+    pub probe: ProbeOptions,
+}
+
+impl Default for TokenProbeOptions {
+    /// k = 1, 2, 4, 8, 16, 32; 4,000 training tokens per seed; C = 1.
+    fn default() -> Self {
+        Self {
+            ks: vec![1, 2, 4, 8, 16, 32],
+            train_tokens: 4000,
+            probe: ProbeOptions::default(),
+        }
+    }
+}
+
+/// What the dominant directions of a layer's token space encode (the paper's claim 4, first
+/// half), token by token: for each seed of `protocol`, `opts.train_tokens` token rows of hidden
+/// state `layer` are drawn from `train`; their principal directions are fitted (the directions
+/// chapter 03 counts, estimated on the training draw), and for each k in `opts.ks` a
+/// [`LogisticRegression`] predicting `target` is trained on the draw and scored on every token of
+/// `dev`, seeing either only the coordinates on the top k directions (`top_k_accuracy`) or
+/// everything but them (`removed_accuracy`). A first row per seed with k = 0 scores the full
+/// vectors (`removed_accuracy`) and the majority class of the draw (`top_k_accuracy`).
+///
+/// The features are the centred coordinates in the principal basis divided by one number, the
+/// draw's root-mean-square coordinate: no per-feature standardisation, so removing directions
+/// does not inflate what is left (the L2-penalised probe is unchanged by the rotation, so this is
+/// the probe on the vectors with those directions projected out). Columns: `target`, `seed`, `k`,
+/// `top_k_accuracy`, `removed_accuracy`; [`crate::analysis::spread::summarise`] gives the spread
+/// over seeds.
+///
+/// ```no_run
+/// use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+/// use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, TokenTarget};
+/// use isotropy_lab::analysis::protocol::Protocol;
+/// use isotropy_lab::data::glue::{Split, Task};
+/// use isotropy_lab::nn::model::Model;
+///
+/// let model = Model::load("minilm")?;
+/// let options = ExtractOptions { limit: Some(200), layers: Some(vec![6]), ..ExtractOptions::default() };
+/// let train = Embeddings::extract(&model, &Source::glue(Task::Sst2, Split::Train), &options)?;
+/// let dev = Embeddings::extract(&model, &Source::glue(Task::Sst2, Split::Dev), &options)?;
+/// let opts = TokenProbeOptions { ks: vec![4], ..TokenProbeOptions::default() };
+/// let probes = token_direction_probes(&train, &dev, 6, TokenTarget::Class, &opts, &Protocol::default())?;
+/// assert_eq!(probes.height(), 5 * 2); // per seed: k = 0 and k = 4
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn token_direction_probes(
     train: &Embeddings,
     dev: &Embeddings,
     layer: usize,
-    ks: &[usize],
-    opts: &ProbeOptions,
+    target: TokenTarget,
+    opts: &TokenProbeOptions,
+    protocol: &Protocol,
 ) -> Result<DataFrame> {
-    let (train_ids, xt) = train.sentence_means(train.layer(layer)?)?;
-    let (dev_ids, xd) = dev.sentence_means(dev.layer(layer)?)?;
-    let (yt, yd) = (
-        sentence_labels(train, &train_ids)?,
-        sentence_labels(dev, &dev_ids)?,
-    );
-    let pca = Pca::fit(&xt)?;
+    let (xt, xd) = (train.layer(layer)?, dev.layer(layer)?);
     let d = xt.cols();
-    let (ft, fd) = (xt.to_faer(), xd.to_faer());
-    let rows = |m: Mat<f64>| -> Vec<Vec<f64>> {
-        (0..m.nrows())
-            .map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect())
+    if xd.cols() != d {
+        bail!("probe: train has {d} columns, dev {}", xd.cols());
+    }
+    if let Some(&k) = opts.ks.iter().find(|&&k| k == 0 || k >= d) {
+        bail!("probe: k = {k} must be between 1 and {}", d - 1);
+    }
+    // One class index per token, shared by train and dev.
+    let (vt, vd) = (target.values(train)?, target.values(dev)?);
+    let names: BTreeSet<&str> = vt.iter().chain(&vd).map(String::as_str).collect();
+    let index = |v: &[String]| -> Vec<i64> {
+        v.iter()
+            .map(|s| names.iter().position(|n| *n == s.as_str()).unwrap_or(0) as i64)
             .collect()
     };
-    // A probe trained on `features` of the train vectors, scored on the same features of dev:
-    // the centred vectors projected on the top k components, or what is left without them.
-    let score = |features: &dyn Fn(MatRef<'_, f64>) -> Result<Mat<f64>>| -> Result<f64> {
-        let (a, b) = standardise(&rows(features(ft.as_ref())?), &rows(features(fd.as_ref())?))?;
-        LogisticRegression::fit(&a, &yt, opts)?.accuracy(&b, &yd)
-    };
-    let majority = {
-        let mut counts: HashMap<i64, usize> = HashMap::new();
-        yt.iter().for_each(|y| *counts.entry(*y).or_default() += 1);
-        let top = counts
-            .iter()
-            .max_by_key(|(c, n)| (**n, -**c))
-            .map(|(c, _)| *c)
-            .unwrap_or(0);
-        yd.iter().filter(|&&y| y == top).count() as f64 / yd.len().max(1) as f64
-    };
-    let mut k_col = vec![0u32];
-    let mut top_col = vec![majority];
-    let mut removed_col = vec![score(&|x| pca.remove_top(x, 0))?];
-    for &k in ks {
-        if k == 0 || k >= d {
-            bail!("probe: k = {k} must be between 1 and {}", d - 1);
+    let (yt_all, yd) = (index(&vt), index(&vd));
+    let dev_faer = xd.to_faer();
+    let (mut seed_col, mut k_col, mut top_col, mut removed_col) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for seed in protocol.seeds() {
+        let rows = sorted_sample(xt.rows(), Some(opts.train_tokens), seed);
+        let yt: Vec<i64> = rows.iter().map(|&i| yt_all[i]).collect();
+        if yt.iter().collect::<BTreeSet<_>>().len() < 2 {
+            bail!(
+                "probe ({target}): the {} training tokens drawn with seed {seed} hold one class",
+                rows.len()
+            );
         }
-        k_col.push(k as u32);
-        top_col.push(score(&|x| pca.transform(x, k))?);
-        removed_col.push(score(&|x| pca.remove_top(x, k))?);
+        let draw = xt.select_rows(&rows)?.to_faer();
+        let pca = Pca::fit_f64(draw.as_ref())?;
+        let (ct, cd) = (
+            pca.transform(draw.as_ref(), d)?,
+            pca.transform(dev_faer.as_ref(), d)?,
+        );
+        let rms = (ct.as_ref().squared_norm_l2() / (ct.nrows() * d) as f64)
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        // The probe on principal coordinates `from..to` of the draw, scored on dev's.
+        let score = |from: usize, to: usize| -> Result<f64> {
+            let features = |c: &Mat<f64>| {
+                let data = (0..c.nrows())
+                    .flat_map(|i| (from..to).map(move |j| (c[(i, j)] / rms) as f32))
+                    .collect();
+                Matrix::new(c.nrows(), to - from, data)
+            };
+            LogisticRegression::fit(&features(&ct)?, &yt, &opts.probe)?
+                .accuracy(&features(&cd)?, &yd)
+        };
+        seed_col.push(seed as u32);
+        k_col.push(0u32);
+        top_col.push(majority_rate(&yt, &yd));
+        removed_col.push(score(0, d)?);
+        for &k in &opts.ks {
+            seed_col.push(seed as u32);
+            k_col.push(k as u32);
+            top_col.push(score(0, k)?);
+            removed_col.push(score(k, d)?);
+        }
     }
     Ok(DataFrame::new_infer_height(vec![
+        Column::new("target".into(), vec![target.name(); seed_col.len()]),
+        Column::new("seed".into(), seed_col),
         Column::new("k".into(), k_col),
         Column::new("top_k_accuracy".into(), top_col),
         Column::new("removed_accuracy".into(), removed_col),
     ])?
     .fresh())
+}
+
+/// The accuracy on `dev` of always answering the most common class of `train` (ties: the smaller
+/// class).
+fn majority_rate(train: &[i64], dev: &[i64]) -> f64 {
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    train
+        .iter()
+        .for_each(|y| *counts.entry(*y).or_default() += 1);
+    let top = counts
+        .iter()
+        .max_by_key(|(c, n)| (**n, -**c))
+        .map(|(c, _)| *c)
+        .unwrap_or(0);
+    dev.iter().filter(|&&y| y == top).count() as f64 / dev.len().max(1) as f64
 }

@@ -10,48 +10,59 @@ use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
 use crate::util::sample::bootstrap_groups;
 use anyhow::{bail, Result};
-use polars::prelude::{Column, DataFrame, DataType};
+use polars::prelude::{Column, DataFrame, DataType, IdxCa, IdxSize};
 
-/// Mean and standard deviation of the numeric `columns` of `frame` within each group of the
-/// `by` column (groups in order of first appearance): one row per group, with `by`, `n` and
-/// `<column>_mean`, `<column>_sd` for each column.
+/// Mean and standard deviation of the numeric `columns` of `frame` within each group of rows
+/// that agree on every `by` column (groups in order of first appearance): one row per group,
+/// with the `by` columns, `n` and `<column>_mean`, `<column>_sd` for each column.
 ///
 /// ```
 /// use isotropy_lab::analysis::spread::summarise;
 /// use polars::prelude::*;
 ///
 /// let per_seed = df!("model" => ["a", "a", "b", "b"], "nmi" => [0.2, 0.4, 0.5, 0.5])?;
-/// let s = summarise(&per_seed, "model", &["nmi"])?;
+/// let s = summarise(&per_seed, &["model"], &["nmi"])?;
 /// assert!((s.column("nmi_mean")?.f64()?.get(0).unwrap() - 0.3).abs() < 1e-12);
 /// assert_eq!(s.column("nmi_sd")?.f64()?.get(1), Some(0.0));
 /// # Ok::<(), anyhow::Error>(())
 /// ```
-pub fn summarise(frame: &DataFrame, by: &str, columns: &[&str]) -> Result<DataFrame> {
+pub fn summarise(frame: &DataFrame, by: &[&str], columns: &[&str]) -> Result<DataFrame> {
     let f = frame.fresh();
-    let keys: Vec<String> = f
-        .column(by)?
-        .cast(&DataType::String)?
-        .str()?
+    if by.is_empty() {
+        bail!("summarise: no column to group by");
+    }
+    let key_columns = by
         .iter()
-        .map(|k| k.unwrap_or("").to_string())
-        .collect();
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
-        match groups.iter_mut().find(|g| &g.0 == k) {
+        .map(|&name| -> Result<Vec<String>> {
+            Ok(f.column(name)?
+                .cast(&DataType::String)?
+                .str()?
+                .iter()
+                .map(|k| k.unwrap_or("").to_string())
+                .collect())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for i in 0..f.height() {
+        let key: Vec<String> = key_columns.iter().map(|c| c[i].clone()).collect();
+        match groups.iter_mut().find(|g| g.0 == key) {
             Some(g) => g.1.push(i),
-            None => groups.push((k.clone(), vec![i])),
+            None => groups.push((key, vec![i])),
         }
     }
-    let mut out = vec![
-        Column::new(
-            by.into(),
-            groups.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "n".into(),
-            groups.iter().map(|g| g.1.len() as u32).collect::<Vec<_>>(),
-        ),
-    ];
+    // Each group's `by` values, with their types, from its first row.
+    let first = IdxCa::from_vec(
+        "first".into(),
+        groups.iter().map(|g| g.1[0] as IdxSize).collect(),
+    );
+    let mut out: Vec<Column> = by
+        .iter()
+        .map(|&name| Ok(f.column(name)?.take(&first)?))
+        .collect::<Result<Vec<_>>>()?;
+    out.push(Column::new(
+        "n".into(),
+        groups.iter().map(|g| g.1.len() as u32).collect::<Vec<_>>(),
+    ));
     for &name in columns {
         let values: Vec<f64> = f
             .column(name)?
