@@ -10,7 +10,9 @@ use isotropy_lab::data::fetch::{resolve_model_with, FetchOptions};
 use isotropy_lab::data::glue::{self, fetch_glue, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
-use isotropy_lab::finetune::train::{evaluate, finetune, logits_all, Budget, FinetuneOptions};
+use isotropy_lab::finetune::train::{
+    evaluate, finetune, logits_all, Budget, FinetuneOptions, Objective,
+};
 use isotropy_lab::geometry::enhance::Method;
 use isotropy_lab::nn::model::Model;
 use isotropy_lab::util::process::elementwise_on_calling_thread;
@@ -154,6 +156,10 @@ struct FinetuneArgs {
     /// Base model: registry name, hub id or folder.
     #[arg(long, default_value = "minilm")]
     base: String,
+    /// `head` (a classifier or regressor on [CLS], a pair as one input) or `cosine` (STS-B: a
+    /// bi-encoder, mean pooling and a cosine-similarity loss, as sentence-transformers trains).
+    #[arg(long, value_enum, default_value = "head")]
+    objective: Objective,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
@@ -204,10 +210,16 @@ impl FinetuneArgs {
             Some(p) => p == Profile::Quick,
             None => isotropy_lab::notebook::profile::quick(),
         };
-        let mut opts = if quick {
-            FinetuneOptions::quick(self.task, &self.base)
-        } else {
-            FinetuneOptions::default_for(self.task, &self.base)
+        let mut opts = match (quick, self.objective) {
+            (true, objective) => FinetuneOptions {
+                objective,
+                ..FinetuneOptions::quick(self.task, &self.base)
+            },
+            (false, Objective::Head) => FinetuneOptions::default_for(self.task, &self.base),
+            (false, Objective::Cosine) => FinetuneOptions {
+                task: self.task,
+                ..FinetuneOptions::bi_encoder(&self.base)
+            },
         };
         if let Some(e) = self.epochs {
             opts.budget = Budget::Epochs(e);

@@ -358,7 +358,10 @@ fn quick_finetune_logs_trace_and_evaluates() {
         },
     )
     .unwrap();
-    let head = clf.head_accuracy(&emb, emb.layer(6).unwrap()).unwrap();
+    let head = clf
+        .head_score(&emb, emb.layer(6).unwrap(), Task::Rte)
+        .unwrap()
+        .values["accuracy"];
     assert!(
         (head - full.values["accuracy"]).abs() < 1.5 / 277.0,
         "head {head}, model {}",
@@ -698,4 +701,111 @@ fn bad_input_is_refused_with_a_clear_message() {
             "{name} is not finite in the kept checkpoint"
         );
     }
+}
+
+/// `--objective cosine` on STS-B: a bi-encoder saved as a plain encoder, whose recorded dev
+/// Spearman is the score the chapters compute from the same model (each sentence embedded alone,
+/// mean-pooled without [CLS]/[SEP], cosine of the pair), and refused on a classification task.
+#[test]
+fn bi_encoder_scores_what_the_chapters_measure() {
+    common::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stsb-cosine");
+    let opts = FinetuneOptions {
+        budget: Budget::Steps(20),
+        eval_every: 10,
+        trace_every: 10,
+        trace_examples: 32,
+        train_limit: Some(320),
+        dev_limit: Some(100),
+        ..FinetuneOptions::bi_encoder("minilm")
+    };
+    let report = finetune(&opts, &out).unwrap();
+    let log = TrainingLog::read(&out).unwrap();
+    assert_eq!(log.train.height(), 20);
+    // (cos − score/5)² ≤ 4; a finite, positive loss that is not stuck at its bounds.
+    let loss: Vec<f64> = log
+        .train
+        .column("loss")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(
+        loss.iter().all(|&l| l.is_finite() && l > 0.0 && l < 1.0),
+        "{loss:?}"
+    );
+    // The trace measures the first sentences of the probe pairs: steps 0, 10, 20 × 7 layers.
+    assert_eq!(log.trace.height(), 3 * 7);
+
+    // A plain encoder: BertModel, no head tensor, loadable by the chapters.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertModel");
+    let tensors =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(tensors
+        .keys()
+        .all(|n| n.starts_with("embeddings.") || n.starts_with("encoder.")));
+    let model = Model::load(out.to_str().unwrap()).unwrap();
+
+    // The same dev pairs (the run's seeded sample), each sentence alone through extraction.
+    let dev = glue::load(Task::Stsb, Split::Dev).unwrap();
+    let rows = isotropy_lab::util::sample::sorted_sample(dev.height(), Some(100), opts.seed);
+    let text = |name: &str| -> Vec<String> {
+        let c = dev.column(name).unwrap().str().unwrap();
+        rows.iter()
+            .map(|&i| c.get(i).unwrap().to_string())
+            .collect()
+    };
+    let gold: Vec<f64> = {
+        let c = dev.column("label").unwrap().f64().unwrap();
+        rows.iter().map(|&i| c.get(i).unwrap()).collect()
+    };
+    let mut sentences = text("sentence1");
+    sentences.extend(text("sentence2"));
+    let source = Source::Sentences {
+        name: "STS-B dev sample of the bi-encoder test".into(),
+        sentences,
+    };
+    let emb = Embeddings::extract(
+        &model,
+        &source,
+        &ExtractOptions {
+            layers: Some(vec![6]),
+            ..ExtractOptions::default()
+        },
+    )
+    .unwrap();
+    let (_, s) = emb.sentence_means(emb.layer(6).unwrap()).unwrap();
+    let n = rows.len();
+    let cosine = |a: &[f32], b: &[f32]| -> f64 {
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
+        let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    let cosines: Vec<f64> = (0..n).map(|i| cosine(s.row(i), s.row(n + i))).collect();
+    let ours = isotropy_lab::geometry::stats::spearman(&cosines, &gold).unwrap();
+    let recorded = report.best.values["spearman"];
+    assert!(
+        (ours - recorded).abs() < 1e-3,
+        "chapters {ours}, run {recorded}"
+    );
+
+    // A classification task has no similarity to fit.
+    let e = finetune(
+        &FinetuneOptions {
+            task: Task::Sst2,
+            ..opts.clone()
+        },
+        &dir.path().join("sst2-cosine"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("cosine objective") && e.contains("SST-2"), "{e}");
 }

@@ -1,21 +1,24 @@
 //! `BertForSequenceClassification` on candle: the encoder, a pooler ([CLS] → dense → tanh),
 //! dropout and a linear classifier, with transformers' layout, tensor names and initialisation.
 
+use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
 use crate::analysis::probes::sentence_labels;
 use crate::data::fetch::{self, ModelFiles};
 use crate::data::glue::Task;
-use crate::finetune::metrics::argmax;
+use crate::finetune::metrics::{argmax, score, Labels, Scores};
 use crate::nn::batch::Batch;
 use crate::nn::bert::{apply_linear, Mode};
 use crate::nn::dropout::Dropout;
 use crate::nn::model::{read_config, Model};
 use crate::nn::weights::read_checkpoint;
 use crate::util::atomic;
+use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
 use candle_nn::{Linear, VarBuilder};
+use polars::prelude::DataType;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -262,23 +265,32 @@ impl SequenceClassifier {
         Ok(apply_linear(&self.classifier, &pooled, &Mode::Eval)?)
     }
 
-    /// The fine-tuned head's accuracy on features it did not produce: the `[CLS]` rows of `m` (a
+    /// The fine-tuned head's scores on features it did not produce: the `[CLS]` rows of `m` (a
     /// last layer of `emb`, or a transformed copy of it with the same rows, as the enhancement
-    /// methods give) through the pooler and classifier, against the sentences' labels. The
-    /// extraction must keep special tokens and come from a classification task.
-    pub fn head_accuracy(&self, emb: &Embeddings, m: &Matrix) -> Result<f64> {
-        if self.problem == Problem::Regression {
-            bail!("head accuracy: this is a regression head");
+    /// methods give) through the pooler and classifier, scored against the sentences' labels with
+    /// `task`'s GLUE metrics (accuracy, F1, MCC; Pearson and Spearman for a regression head). The
+    /// extraction must keep special tokens and come from `task`'s labelled split.
+    pub fn head_score(&self, emb: &Embeddings, m: &Matrix, task: Task) -> Result<Scores> {
+        if Problem::of(task) != self.problem {
+            bail!(
+                "head score: this head is {:?}, {task} needs {:?}",
+                self.problem,
+                Problem::of(task)
+            );
         }
-        let (ids, cls) = emb.cls_rows(m).context("head accuracy")?;
-        let gold = sentence_labels(emb, &ids)?;
+        let (ids, cls) = emb.cls_rows(m).context("head score")?;
         let logits: Vec<Vec<f32>> = self.head_logits(&cls)?.to_vec2()?;
-        let correct = logits
-            .iter()
-            .zip(&gold)
-            .filter(|(l, &g)| argmax(l) as i64 == g)
-            .count();
-        Ok(correct as f64 / gold.len() as f64)
+        let (predicted, gold) = match self.problem {
+            Problem::Classes(_) => (
+                Labels::Classes(logits.iter().map(|l| argmax(l) as i64).collect()),
+                Labels::Classes(sentence_labels(emb, &ids)?),
+            ),
+            Problem::Regression => (
+                Labels::Scores(logits.iter().map(|l| f64::from(l[0])).collect()),
+                Labels::Scores(sentence_scores(emb, &ids)?),
+            ),
+        };
+        score(task, &predicted, &gold)
     }
 
     /// The loss transformers computes for the problem type: cross-entropy of the logits against
@@ -325,8 +337,7 @@ impl SequenceClassifier {
 
     /// Writes the model in the Hugging Face layout into `dir` (which must exist): `config.json`,
     /// `model.safetensors` (transformers' tensor names) and the tokenizer files of the base
-    /// (`tokenizer.json`, built from `vocab.txt` when the base has only that). Each file is
-    /// written atomically.
+    /// ([`Model::save_tokenizer`]). Each file is written atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tensors: Vec<(String, Tensor)> = self
             .params
@@ -342,30 +353,28 @@ impl SequenceClassifier {
             &dir.join("config.json"),
             serde_json::to_string_pretty(&self.config_json())?.as_bytes(),
         )?;
-        let tok = &self.model.files.tokenizer;
-        if tok.file_name().is_some_and(|n| n == "tokenizer.json") {
-            let bytes = std::fs::read(tok).with_context(|| format!("reading {}", tok.display()))?;
-            atomic::write_bytes(&dir.join("tokenizer.json"), &bytes)?;
-        } else {
-            let text = self
-                .model
-                .tokenizer
-                .to_string(false)
-                .map_err(|e| anyhow!("serialising the tokenizer: {e}"))?;
-            atomic::write_bytes(&dir.join("tokenizer.json"), text.as_bytes())?;
-        }
-        if let Some(src) = tok.parent() {
-            for extra in [
-                "vocab.txt",
-                "tokenizer_config.json",
-                "special_tokens_map.json",
-            ] {
-                let p = src.join(extra);
-                if p.is_file() {
-                    atomic::write_bytes(&dir.join(extra), &std::fs::read(&p)?)?;
-                }
-            }
-        }
-        Ok(())
+        self.model.save_tokenizer(dir)
     }
+}
+
+/// Each sentence's real-valued label (STS-B's score) from an extraction's token table, for the
+/// sentence ids `ids`; fails if a sentence has none.
+fn sentence_scores(emb: &Embeddings, ids: &[u32]) -> Result<Vec<f64>> {
+    let t = emb.tokens.fresh();
+    let sid = t.column(columns::SENTENCE_ID)?.u32()?;
+    let label = t.column(columns::LABEL)?.cast(&DataType::Float64)?;
+    let label = label.f64()?;
+    let mut of = HashMap::new();
+    for (s, l) in sid.iter().zip(label.iter()) {
+        if let (Some(s), Some(l)) = (s, l) {
+            of.entry(s).or_insert(l);
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            of.get(id)
+                .copied()
+                .ok_or_else(|| anyhow!("head score: sentence {id} has no label (a test split?)"))
+        })
+        .collect()
 }

@@ -26,8 +26,12 @@ const EPOCH_SEED_SALT: u64 = 0x9E37_79B9_7F4A_7C15;
 pub struct TaskData {
     /// The task.
     pub task: Task,
-    /// The encodings (special tokens added, truncated to the maximum length).
+    /// The encodings (special tokens added, truncated to the maximum length): each example's
+    /// input, or, for data held apart ([`TaskData::new_apart`]), its first sentence.
     pub encodings: Vec<Encoding>,
+    /// For data held apart, each example's second sentence, tokenized on its own; `None` when
+    /// a pair is one input.
+    pub second: Option<Vec<Encoding>>,
     /// The gold labels; `None` for splits without labels (GLUE's test splits).
     pub labels: Option<Labels>,
     /// How many inputs were truncated.
@@ -45,55 +49,65 @@ impl TaskData {
         max_len: usize,
         source: &str,
     ) -> Result<Self> {
-        if df.height() == 0 {
-            bail!("{source}: no examples");
-        }
-        let s1 = df.column("sentence1")?.str()?.clone();
-        let s2 = df.column("sentence2")?.cast(&DataType::String)?;
-        let s2 = s2.str()?.clone();
-        let inputs: Vec<(String, Option<String>)> = (0..df.height())
-            .map(|i| {
-                (
-                    s1.get(i).unwrap_or("").to_string(),
-                    s2.get(i).map(String::from),
-                )
-            })
-            .collect();
-        let label = df.column("label")?;
-        let labels = if label.null_count() == df.height() {
-            None
-        } else if label.null_count() > 0 {
-            bail!(
-                "{source}: {} of {} examples have no label",
-                label.null_count(),
-                df.height()
-            );
-        } else if task.is_regression() {
-            let s: Vec<f64> = label.f64()?.into_no_null_iter().collect();
-            if let Some(bad) = s.iter().find(|v| !v.is_finite()) {
-                bail!("{source}: label {bad} is not a finite score");
-            }
-            Some(Labels::Scores(s))
-        } else {
-            let c: Vec<i64> = label.i64()?.into_no_null_iter().collect();
-            let n = task.label_names().len() as i64;
-            if let Some((row, bad)) = c.iter().enumerate().find(|(_, &v)| v < 0 || v >= n) {
-                bail!(
-                    "{source}: example {row} has label {bad}, but {task} has classes 0..={} ({})",
-                    n - 1,
-                    task.label_names().join(", ")
-                );
-            }
-            Some(Labels::Classes(c))
-        };
+        let Columns {
+            first,
+            second,
+            labels,
+        } = columns(task, df, source)?;
+        let inputs: Vec<(String, Option<String>)> = first.into_iter().zip(second).collect();
         let (encodings, truncated) = model
             .tokenize(&inputs, max_len)
             .with_context(|| format!("tokenizing {source}"))?;
         Ok(Self {
             task,
             encodings,
+            second: None,
             labels,
             truncated,
+        })
+    }
+
+    /// As [`TaskData::new`], for a bi-encoder: each sentence of a pair tokenized on its own
+    /// (`encodings` the first, `second` the second), each truncated to `max_len` tokens. Fails on
+    /// single-sentence tasks.
+    pub fn new_apart(
+        model: &Model,
+        task: Task,
+        df: &DataFrame,
+        max_len: usize,
+        source: &str,
+    ) -> Result<Self> {
+        let Columns {
+            first,
+            second,
+            labels,
+        } = columns(task, df, source)?;
+        let second = second
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.with_context(|| {
+                    format!(
+                        "{source}: example {i} has no second sentence (a single-sentence task?)"
+                    )
+                })
+            })
+            .collect::<Result<Vec<String>>>()?;
+        let alone = |text: Vec<String>| -> Result<(Vec<Encoding>, usize)> {
+            let inputs: Vec<(String, Option<String>)> =
+                text.into_iter().map(|t| (t, None)).collect();
+            model
+                .tokenize(&inputs, max_len)
+                .with_context(|| format!("tokenizing {source}"))
+        };
+        let (encodings, t1) = alone(first)?;
+        let (second, t2) = alone(second)?;
+        Ok(Self {
+            task,
+            encodings,
+            second: Some(second),
+            labels,
+            truncated: t1 + t2,
         })
     }
 
@@ -151,4 +165,60 @@ impl TaskData {
         order.sort_by_key(|&i| (self.encodings[i].len(), i));
         order.chunks(batch_size).map(|c| c.to_vec()).collect()
     }
+}
+
+/// The columns of a GLUE DataFrame a fine-tune reads.
+struct Columns {
+    first: Vec<String>,
+    second: Vec<Option<String>>,
+    labels: Option<Labels>,
+}
+
+/// The first and second sentences of a GLUE DataFrame and its labels, checked against the task's
+/// classes (`source` names the data in errors).
+fn columns(task: Task, df: &DataFrame, source: &str) -> Result<Columns> {
+    if df.height() == 0 {
+        bail!("{source}: no examples");
+    }
+    let s1 = df.column("sentence1")?.str()?.clone();
+    let s2 = df.column("sentence2")?.cast(&DataType::String)?;
+    let s2 = s2.str()?.clone();
+    let first = (0..df.height())
+        .map(|i| s1.get(i).unwrap_or("").to_string())
+        .collect();
+    let second = (0..df.height())
+        .map(|i| s2.get(i).map(String::from))
+        .collect();
+    let label = df.column("label")?;
+    let labels = if label.null_count() == df.height() {
+        None
+    } else if label.null_count() > 0 {
+        bail!(
+            "{source}: {} of {} examples have no label",
+            label.null_count(),
+            df.height()
+        );
+    } else if task.is_regression() {
+        let s: Vec<f64> = label.f64()?.into_no_null_iter().collect();
+        if let Some(bad) = s.iter().find(|v| !v.is_finite()) {
+            bail!("{source}: label {bad} is not a finite score");
+        }
+        Some(Labels::Scores(s))
+    } else {
+        let c: Vec<i64> = label.i64()?.into_no_null_iter().collect();
+        let n = task.label_names().len() as i64;
+        if let Some((row, bad)) = c.iter().enumerate().find(|(_, &v)| v < 0 || v >= n) {
+            bail!(
+                "{source}: example {row} has label {bad}, but {task} has classes 0..={} ({})",
+                n - 1,
+                task.label_names().join(", ")
+            );
+        }
+        Some(Labels::Classes(c))
+    };
+    Ok(Columns {
+        first,
+        second,
+        labels,
+    })
 }

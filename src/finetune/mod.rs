@@ -2,6 +2,8 @@
 //!
 //! - [`classifier`]: `BertForSequenceClassification` (pooler, dropout, classifier) with
 //!   transformers' layout, so checkpoints go both ways between candle and transformers;
+//! - [`biencoder`]: a sentence encoder (mean pooling) trained with a cosine-similarity loss, as
+//!   sentence-transformers trains one;
 //! - [`data`]: a split tokenized, with length-bucketed training batches;
 //! - [`optim`]: AdamW (no decay on biases and LayerNorm), linear warmup and decay, clipping;
 //! - [`train`]: the seeded, resumable loop that keeps the best model by dev score;
@@ -11,6 +13,7 @@
 //!
 //! The training kernels and dropout are in [`crate::nn`], below the models.
 
+pub mod biencoder;
 pub mod classifier;
 pub mod data;
 pub mod log;

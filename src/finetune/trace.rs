@@ -2,12 +2,12 @@
 //! is embedded every K steps and each layer's geometry is recorded, so the notebooks can show
 //! I(W), mean cosine, IsoScore and the head of the spectrum moving step by step.
 
-use crate::finetune::classifier::SequenceClassifier;
 use crate::finetune::data::TaskData;
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
 use crate::nn::batch::{embed_tokens, TokenRows};
+use crate::nn::model::Model;
 use crate::util::sample::sorted_sample;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -47,14 +47,15 @@ pub fn probe_rows(data: &TaskData, n: usize, seed: u64) -> Vec<usize> {
 /// Inputs per batch when the probe set is embedded.
 const TRACE_BATCH: usize = 64;
 
-/// Embeds the probe rows with the model as it is now (inference mode) and measures every layer.
+/// Embeds the probe rows with the encoder as it is now (inference mode) and measures every
+/// layer. For data held apart (a bi-encoder's), the probe rows' first sentences.
 pub fn measure(
-    model: &SequenceClassifier,
+    model: &Model,
     data: &TaskData,
     rows: &[usize],
     step: usize,
 ) -> Result<Vec<TracePoint>> {
-    let layers: Vec<usize> = (0..model.model.encoder.num_hidden_states()).collect();
+    let layers: Vec<usize> = (0..model.encoder.num_hidden_states()).collect();
     // Every token of the probe rows but [CLS] and [SEP] (the authors' protocol), in order of
     // length.
     let mut sorted = rows.to_vec();
@@ -66,7 +67,7 @@ pub fn measure(
     }
     let token_rows = TokenRows::new(kept, &sorted)?;
     let matrices = embed_tokens(
-        &model.model,
+        model,
         &data.encodings,
         &sorted,
         TRACE_BATCH,

@@ -14,6 +14,7 @@
 //!   (`trace`); see [`crate::finetune::log`].
 
 use crate::data::glue::{self, Split, Task};
+use crate::finetune::biencoder::SentenceEncoder;
 use crate::finetune::classifier::{Problem, SequenceClassifier};
 use crate::finetune::data::TaskData;
 use crate::finetune::log::{EvalLine, LogLine, LogWriter, TrainLine};
@@ -22,12 +23,13 @@ use crate::finetune::optim::{AdamW, AdamWOptions, StepReport};
 use crate::finetune::trace;
 use crate::nn::batch::Batch;
 use crate::nn::dropout::Dropout;
+use crate::nn::model::Model;
 use crate::util::atomic;
 use crate::util::process::keep_freed_memory;
 use crate::util::progress::Progress;
 use crate::util::sample::sorted_sample;
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use polars::prelude::{DataFrame, IdxCa, IdxSize};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -43,6 +45,21 @@ pub enum Budget {
     Steps(usize),
 }
 
+/// What a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// transformers' `BertForSequenceClassification`: a head on `[CLS]` with cross-entropy
+    /// (classes) or squared error (STS-B's score); a sentence pair is one input (a
+    /// cross-encoder).
+    #[default]
+    Head,
+    /// A bi-encoder ([`SentenceEncoder`]), as sentence-transformers trains one with
+    /// `CosineSimilarityLoss`: each sentence of a pair embedded alone and mean-pooled, the
+    /// squared error between the two vectors' cosine and the gold score / 5. STS-B only.
+    Cosine,
+}
+
 /// `restarts` of options saved before it existed.
 fn one() -> usize {
     1
@@ -55,6 +72,9 @@ pub struct FinetuneOptions {
     pub task: Task,
     /// The base model (registry name, hub id or folder).
     pub base: String,
+    /// What is trained (options saved before it existed trained a head).
+    #[serde(default)]
+    pub objective: Objective,
     /// How long to train.
     pub budget: Budget,
     /// AdamW and the schedule.
@@ -105,6 +125,7 @@ impl FinetuneOptions {
         Self {
             task,
             base: base.to_string(),
+            objective: Objective::Head,
             budget,
             optimizer: AdamWOptions {
                 lr,
@@ -119,6 +140,23 @@ impl FinetuneOptions {
             trace_examples: 256,
             train_limit: None,
             dev_limit: None,
+        }
+    }
+
+    /// A bi-encoder on STS-B ([`Objective::Cosine`]) with sentence-transformers' STS-B recipe
+    /// (its `training_stsbenchmark.py`): 4 epochs of 16 pairs at 2e-5 with 10 % warmup; evaluated
+    /// (and traced) 4 times per epoch.
+    pub fn bi_encoder(base: &str) -> Self {
+        Self {
+            objective: Objective::Cosine,
+            optimizer: AdamWOptions {
+                lr: 2e-5,
+                ..AdamWOptions::default()
+            },
+            batch_size: 16,
+            eval_every: 90,
+            trace_every: 90,
+            ..Self::default_for(Task::Stsb, base)
         }
     }
 
@@ -280,7 +318,12 @@ pub fn train_step(
 ) -> Result<(f64, StepReport)> {
     let mut dropout = Dropout::new(dropout_seed);
     let logits = model.logits_train(batch, &mut dropout)?;
-    let loss = model.loss(&logits, targets)?;
+    apply_loss(&model.loss(&logits, targets)?, optim, lr)
+}
+
+/// Backward from `loss` and one AdamW update at learning rate `lr`; returns the loss's value.
+/// Stops with an error, before changing any weight, when the loss or the gradient is not finite.
+fn apply_loss(loss: &Tensor, optim: &mut AdamW, lr: f64) -> Result<(f64, StepReport)> {
     let value = loss.to_scalar::<f32>()? as f64;
     if !value.is_finite() {
         bail!("the training loss became {value}");
@@ -311,6 +354,12 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
         if !(e > 0.0 && e.is_finite()) {
             bail!("a budget of {e} epochs trains nothing");
         }
+    }
+    if opts.objective == Objective::Cosine && opts.task != Task::Stsb {
+        bail!(
+            "the cosine objective trains a bi-encoder on sentence pairs with a similarity score (STS-B); {} has classes: use the head objective",
+            opts.task
+        );
     }
     match opts.restarts {
         0 => bail!("restarts 0: train at least one run (restarts ≥ 1)"),
@@ -468,12 +517,86 @@ fn train_run(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
     })
 }
 
+/// The model a run trains, as its objective says.
+enum Trainee {
+    Head(SequenceClassifier),
+    Cosine(SentenceEncoder),
+}
+
+impl Trainee {
+    /// The model `opts` asks for, from its base (a new head initialised from `opts.seed`).
+    fn new(opts: &FinetuneOptions) -> Result<Self> {
+        Ok(match opts.objective {
+            Objective::Head => Trainee::Head(SequenceClassifier::for_task(
+                &opts.base, opts.task, opts.seed,
+            )?),
+            Objective::Cosine => Trainee::Cosine(SentenceEncoder::from_base(&opts.base)?),
+        })
+    }
+
+    /// The encoder (with its tokenizer and device).
+    fn encoder(&self) -> &Model {
+        match self {
+            Trainee::Head(m) => &m.model,
+            Trainee::Cosine(m) => &m.model,
+        }
+    }
+
+    fn params(&self) -> &[(String, Var)] {
+        match self {
+            Trainee::Head(m) => m.params(),
+            Trainee::Cosine(m) => m.params(),
+        }
+    }
+
+    /// One optimizer step on the examples `rows` of `data` ([`train_step`] for a head): the loss,
+    /// the optimiser's report and the real and padded tokens of the step's batches.
+    fn train_step(
+        &self,
+        data: &TaskData,
+        rows: &[usize],
+        optim: &mut AdamW,
+        dropout_seed: u64,
+        lr: f64,
+    ) -> Result<(f64, StepReport, usize, usize)> {
+        match self {
+            Trainee::Head(m) => {
+                let device = &m.model.device;
+                let batch = data.batch(rows, m.model.config().pad_token_id as u32, device)?;
+                let targets = data.targets(rows, device)?;
+                let (loss, report) = train_step(m, optim, &batch, &targets, dropout_seed, lr)?;
+                Ok((loss, report, batch.tokens, batch.ids.elem_count()))
+            }
+            Trainee::Cosine(m) => {
+                let mut dropout = Dropout::new(dropout_seed);
+                let (loss, tokens, padded) = m.loss(data, rows, &mut dropout)?;
+                let (loss, report) = apply_loss(&loss, optim, lr)?;
+                Ok((loss, report, tokens, padded))
+            }
+        }
+    }
+
+    fn evaluate(&self, dev: &TaskData) -> Result<Scores> {
+        match self {
+            Trainee::Head(m) => evaluate(m, dev, EVAL_BATCH),
+            Trainee::Cosine(m) => m.evaluate(dev, EVAL_BATCH),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        match self {
+            Trainee::Head(m) => m.save(dir),
+            Trainee::Cosine(m) => m.save(dir),
+        }
+    }
+}
+
 /// A run being trained: the model, its data, the optimiser and where it stands.
 struct Run<'a> {
     opts: &'a FinetuneOptions,
     out: &'a Path,
     ckpt: PathBuf,
-    model: SequenceClassifier,
+    model: Trainee,
     train: TaskData,
     dev: TaskData,
     /// The dev rows the geometry trace embeds.
@@ -491,11 +614,10 @@ impl<'a> Run<'a> {
     /// Claims `out`, builds the model, reads and tokenizes the data, and resumes from the
     /// checkpoint in `out` when there is one.
     fn prepare(opts: &'a FinetuneOptions, out: &'a Path) -> Result<Self> {
-        let task = opts.task;
         claim_folder(opts, out)?;
         let ckpt = out.join("checkpoint");
-        let model = SequenceClassifier::for_task(&opts.base, task, opts.seed)?;
-        check_base(&ckpt, &model, opts)?;
+        let model = Trainee::new(opts)?;
+        check_base(&ckpt, model.encoder(), opts)?;
         let (train, dev) = read_data(&model, opts)?;
         let per_epoch = train.len().div_ceil(opts.batch_size);
         let total = match opts.budget {
@@ -524,7 +646,12 @@ impl<'a> Run<'a> {
 
     /// Records the geometry of every layer at the current step.
     fn trace(&mut self) -> Result<()> {
-        for p in trace::measure(&self.model, &self.dev, &self.probe, self.state.step)? {
+        for p in trace::measure(
+            self.model.encoder(),
+            &self.dev,
+            &self.probe,
+            self.state.step,
+        )? {
             self.log.write(&LogLine::Trace(p))?;
         }
         Ok(())
@@ -606,44 +733,35 @@ impl<'a> Run<'a> {
     fn step(&mut self, rows: &[usize]) -> Result<TrainLine> {
         let s = self.state.step;
         let (opts, total) = (self.opts, self.total);
-        let pad = self.model.model.config().pad_token_id as u32;
-        let device = self.model.model.device.clone();
-        let batch = self.train.batch(rows, pad, &device)?;
-        let targets = self.train.targets(rows, &device)?;
         let lr = opts.optimizer.lr_at(s, total);
         let dropout_seed = opts
             .seed
             .wrapping_mul(DROPOUT_SEED_SALT)
             .wrapping_add(s as u64);
-        let (loss, report) = train_step(
-            &self.model,
-            &mut self.optim,
-            &batch,
-            &targets,
-            dropout_seed,
-            lr,
-        )
-        .with_context(|| {
-            let kept = match self.state.best_step {
-                Some(_) => format!(
-                    "the last good checkpoint is kept in {}",
-                    self.ckpt.display()
-                ),
-                None => "no checkpoint was written yet".to_string(),
-            };
-            format!(
-                "step {} (learning rate {lr:.3e}): training stopped; {kept}; try a lower --lr",
-                s + 1
-            )
-        })?;
+        let (loss, report, tokens, padded) = self
+            .model
+            .train_step(&self.train, rows, &mut self.optim, dropout_seed, lr)
+            .with_context(|| {
+                let kept = match self.state.best_step {
+                    Some(_) => format!(
+                        "the last good checkpoint is kept in {}",
+                        self.ckpt.display()
+                    ),
+                    None => "no checkpoint was written yet".to_string(),
+                };
+                format!(
+                    "step {} (learning rate {lr:.3e}): training stopped; {kept}; try a lower --lr",
+                    s + 1
+                )
+            })?;
         Ok(TrainLine {
             step: s + 1,
             epoch: (s as f64 + 1.0) / self.per_epoch as f64,
             loss,
             lr: report.lr,
             grad_norm: report.grad_norm,
-            tokens: batch.tokens,
-            padded: batch.ids.elem_count(),
+            tokens,
+            padded,
             seconds: 0.0,
         })
     }
@@ -652,7 +770,7 @@ impl<'a> Run<'a> {
     /// checkpoint. Returns the main metric.
     fn evaluate_and_checkpoint(&mut self) -> Result<f64> {
         let (out, total) = (self.out, self.total);
-        let scores = evaluate(&self.model, &self.dev, EVAL_BATCH)?;
+        let scores = self.model.evaluate(&self.dev)?;
         let value = scores.main_value();
         self.log.write(&LogLine::Eval(EvalLine {
             step: self.state.step,
@@ -680,7 +798,7 @@ impl<'a> Run<'a> {
             }
             atomic::write_bytes(
                 &dir.join("base_fingerprint"),
-                model.model.fingerprint.as_bytes(),
+                model.encoder().fingerprint.as_bytes(),
             )?;
             atomic::write_bytes(
                 &dir.join("state.json"),
@@ -693,10 +811,10 @@ impl<'a> Run<'a> {
 
 /// Refuses a checkpoint trained from another base model than `opts.base` (a registry name can
 /// point at other files over time).
-fn check_base(ckpt: &Path, model: &SequenceClassifier, opts: &FinetuneOptions) -> Result<()> {
+fn check_base(ckpt: &Path, model: &Model, opts: &FinetuneOptions) -> Result<()> {
     if ckpt.exists() {
         let state_base = std::fs::read_to_string(ckpt.join("base_fingerprint")).unwrap_or_default();
-        if state_base.trim() != model.model.fingerprint {
+        if state_base.trim() != model.fingerprint {
             bail!(
                 "{}: this checkpoint was trained from another base model than '{}' (fingerprint differs); choose another --out",
                 ckpt.display(),
@@ -709,24 +827,20 @@ fn check_base(ckpt: &Path, model: &SequenceClassifier, opts: &FinetuneOptions) -
 
 /// The run's training and dev examples (seeded samples where the options limit them),
 /// tokenized.
-fn read_data(model: &SequenceClassifier, opts: &FinetuneOptions) -> Result<(TaskData, TaskData)> {
+fn read_data(model: &Trainee, opts: &FinetuneOptions) -> Result<(TaskData, TaskData)> {
     let task = opts.task;
     let train_df = sample(glue::load(task, Split::Train)?, opts.train_limit, opts.seed)?;
     let dev_df = sample(glue::load(task, Split::Dev)?, opts.dev_limit, opts.seed)?;
-    let train = TaskData::new(
-        &model.model,
-        task,
-        &train_df,
-        opts.max_len,
-        &format!("{task} train"),
-    )?;
-    let dev = TaskData::new(
-        &model.model,
-        task,
-        &dev_df,
-        opts.max_len,
-        &format!("{task} dev"),
-    )?;
+    let read = |df: &DataFrame, split: &str| -> Result<TaskData> {
+        let source = format!("{task} {split}");
+        match model {
+            Trainee::Head(_) => TaskData::new(model.encoder(), task, df, opts.max_len, &source),
+            Trainee::Cosine(_) => {
+                TaskData::new_apart(model.encoder(), task, df, opts.max_len, &source)
+            }
+        }
+    };
+    let (train, dev) = (read(&train_df, "train")?, read(&dev_df, "dev")?);
     if train.labels.is_none() {
         bail!("{task} train: no labels to train on");
     }
@@ -738,7 +852,7 @@ fn read_data(model: &SequenceClassifier, opts: &FinetuneOptions) -> Result<(Task
 fn resume(
     ckpt: &Path,
     out: &Path,
-    model: &SequenceClassifier,
+    model: &Trainee,
     optim: &mut AdamW,
     total: usize,
 ) -> Result<State> {

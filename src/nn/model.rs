@@ -3,11 +3,13 @@
 use crate::data::fetch::{self, ModelFiles};
 use crate::nn::bert::{Config, Encoder};
 use crate::nn::weights::read_checkpoint;
+use crate::util::atomic;
 use crate::util::hash::{hex, sha256_file};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
+use std::path::Path;
 use tokenizers::{Encoding, Tokenizer, TruncationParams, TruncationStrategy};
 
 /// A loaded encoder with its tokenizer.
@@ -126,6 +128,36 @@ impl Model {
             .filter(|e| !e.get_overflowing().is_empty())
             .count();
         Ok((encodings, truncated))
+    }
+
+    /// Writes the tokenizer files into `dir` (which must exist), atomically: `tokenizer.json`
+    /// (copied, or built from `vocab.txt` when the model has only that) and whichever of
+    /// `vocab.txt`, `tokenizer_config.json` and `special_tokens_map.json` sit beside it.
+    pub(crate) fn save_tokenizer(&self, dir: &Path) -> Result<()> {
+        let tok = &self.files.tokenizer;
+        if tok.file_name().is_some_and(|n| n == "tokenizer.json") {
+            let bytes = std::fs::read(tok).with_context(|| format!("reading {}", tok.display()))?;
+            atomic::write_bytes(&dir.join("tokenizer.json"), &bytes)?;
+        } else {
+            let text = self
+                .tokenizer
+                .to_string(false)
+                .map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
+            atomic::write_bytes(&dir.join("tokenizer.json"), text.as_bytes())?;
+        }
+        if let Some(src) = tok.parent() {
+            for extra in [
+                "vocab.txt",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+            ] {
+                let p = src.join(extra);
+                if p.is_file() {
+                    atomic::write_bytes(&dir.join(extra), &std::fs::read(&p)?)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
