@@ -36,7 +36,9 @@ pub mod prelude {
     pub use crate::analysis::extract::{Embeddings, ExtractOptions, Source};
     pub use crate::analysis::layers::{compare_layers, layer_table, Measure, MeasureOptions};
     pub use crate::analysis::methods::{enhance_embeddings, method_table, Scorer};
-    pub use crate::analysis::probes::{direction_probes, split_half_accuracy};
+    pub use crate::analysis::probes::{
+        split_half_accuracy, token_direction_probes, TokenProbeOptions, TokenTarget,
+    };
     pub use crate::analysis::protocol::Protocol;
     pub use crate::analysis::spread::{bootstrap_layer, bootstrap_pair, summarise};
     pub use crate::analysis::structure::{
@@ -66,9 +68,12 @@ pub mod prelude {
     pub use crate::nn::model::Model;
     pub use crate::notebook::display::{html_table, key_number, Captioned, EvcxrDisplay};
     pub use crate::notebook::plot::{Figure, LineChart, ScatterChart};
-    pub use crate::notebook::profile::{describe_models, env_or, finetuned_for, quick};
+    pub use crate::notebook::profile::{
+        base_model, describe_models, env_or, finetuned_bi_encoder, finetuned_for, finetuned_runs,
+        quick, Profile,
+    };
     pub use crate::util::frame::{by_model, Fresh};
     pub use crate::util::matrix::Matrix;
-    pub use anyhow::Result;
-    pub use polars::prelude::{Column, DataFrame, Float64Chunked, NamedFrom, Series};
+    pub use anyhow::{anyhow, Context, Result};
+    pub use polars::prelude::{Column, DataFrame, DataType, Float64Chunked, NamedFrom, Series};
 }

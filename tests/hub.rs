@@ -10,58 +10,6 @@ use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::util::hash::sha256_file;
 use polars::prelude::*;
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use tiny_http::{Header, Response, Server};
-
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-
-/// Serves `files` (URL path → local file) until the test process ends; returns the endpoint.
-fn serve(files: HashMap<String, PathBuf>) -> String {
-    let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
-    let endpoint = format!("http://{}", server.server_addr().to_ip().unwrap());
-    std::thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let path = request.url().split('?').next().unwrap_or("").to_string();
-            let Some(file) = files.get(&path) else {
-                let _ =
-                    request.respond(Response::from_string("Entry not found").with_status_code(404));
-                continue;
-            };
-            let bytes = std::fs::read(file).unwrap();
-            let size = bytes.len();
-            let start = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Range"))
-                .and_then(|h| h.value.as_str().strip_prefix("bytes=").map(String::from))
-                .map(|r| {
-                    let (a, b) = r.split_once('-').unwrap();
-                    let a: usize = a.parse().unwrap();
-                    let b: usize = if b.is_empty() {
-                        size - 1
-                    } else {
-                        b.parse().unwrap()
-                    };
-                    (a, b.min(size - 1))
-                });
-            let sha = sha256_file(file).unwrap();
-            let h = |k: &str, v: &str| Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap();
-            let (body, range) = match start {
-                Some((a, b)) => (bytes[a..=b].to_vec(), format!("bytes {a}-{b}/{size}")),
-                None => (bytes.clone(), format!("bytes 0-{}/{size}", size - 1)),
-            };
-            let response = Response::from_data(body)
-                .with_status_code(206)
-                .with_header(h("x-repo-commit", COMMIT))
-                .with_header(h("x-linked-etag", &format!("\"{sha}\"")))
-                .with_header(h("etag", &format!("\"{sha}\"")))
-                .with_header(h("content-range", &range));
-            let _ = request.respond(response);
-        }
-    });
-    endpoint
-}
 
 fn options(endpoint: &str, cache: &std::path::Path) -> FetchOptions {
     FetchOptions {
@@ -99,7 +47,7 @@ fn model_comes_from_the_hub_then_from_its_cache() {
             src.join(name),
         );
     }
-    let endpoint = serve(files);
+    let endpoint = common::serve_hub(files);
     let cache = tempfile::tempdir().unwrap();
     let opts = options(&endpoint, cache.path());
 
@@ -167,7 +115,7 @@ fn glue_comes_from_the_hub_as_parquet() {
             path,
         );
     }
-    let endpoint = serve(files);
+    let endpoint = common::serve_hub(files);
     let cache = tempfile::tempdir().unwrap();
     let glue_dir = tempfile::tempdir().unwrap();
     let written = fetch_glue(

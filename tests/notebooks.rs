@@ -6,7 +6,8 @@
 //!
 //! The chapters compare minilm with its fine-tune on each task; here those are quick-profile
 //! fine-tunes (`isolab finetune --profile quick`, 40 steps) of SST-2, MRPC and STS-B made first,
-//! so every chapter runs the same code path as after the main job.
+//! so every chapter runs the same code path as after the main job: with the STS-B bi-encoder
+//! (`--objective cosine`) and two more SST-2 seeds.
 
 mod common;
 
@@ -24,13 +25,27 @@ fn notebooks_run_headless() {
         python.display()
     );
     let finetunes = root.join("target").join("notebook-finetunes");
-    for task in ["sst2", "mrpc", "stsb"] {
+    // Run 0 of each task, and two more seeds of SST-2 laid out as `ISOLAB_SEEDS=3` lays them
+    // out (`sst2-seed1` with seed 10, `sst2-seed2` with seed 20), for chapter 07's spread over
+    // fine-tunes.
+    let runs = [
+        ("sst2", "head", 0, "sst2"),
+        ("mrpc", "head", 0, "mrpc"),
+        ("stsb", "head", 0, "stsb"),
+        ("stsb", "cosine", 0, "stsb-cosine"),
+        ("sst2", "head", 10, "sst2-seed1"),
+        ("sst2", "head", 20, "sst2-seed2"),
+    ];
+    for (task, objective, seed, folder) in runs {
         let status = Command::new(env!("CARGO_BIN_EXE_isolab"))
-            .args(["finetune", "--profile", "quick", "--task", task, "--out"])
-            .arg(finetunes.join(task))
+            .args(["finetune", "--profile", "quick", "--task", task])
+            .args(["--objective", objective, "--seed"])
+            .arg(seed.to_string())
+            .arg("--out")
+            .arg(finetunes.join(folder))
             .status()
             .expect("running isolab finetune");
-        assert!(status.success(), "quick fine-tune of {task} failed");
+        assert!(status.success(), "quick fine-tune {folder} failed");
     }
     let out = root.join("target").join("notebook-test");
     let status = Command::new(&python)
@@ -67,6 +82,73 @@ fn notebooks_run_headless() {
             status.success(),
             "{} does not render as it should",
             page.display()
+        );
+    }
+    paper_profile_runs_chapter_01_from_the_hub(&python, &finetunes);
+}
+
+/// `ISOLAB_PROFILE=paper`: chapter 01 compares `bert-base-uncased` with TextAttack's SST-2
+/// fine-tune of it, both downloaded from the hub. Here the hub is a local server that serves
+/// minilm's files as `google-bert/bert-base-uncased` (the registry's hub id of
+/// `bert-base-uncased`) and the quick SST-2 fine-tune as `textattack/bert-base-uncased-SST-2`, into
+/// an empty Hugging Face cache. Run after the quick chapters, never beside them: the kernels
+/// share their build folder.
+fn paper_profile_runs_chapter_01_from_the_hub(
+    python: &std::path::Path,
+    finetunes: &std::path::Path,
+) {
+    let root = common::root();
+    let mut files = std::collections::HashMap::new();
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        files.insert(
+            format!("/google-bert/bert-base-uncased/resolve/main/{name}"),
+            common::minilm_dir().join(name),
+        );
+        files.insert(
+            format!("/textattack/bert-base-uncased-SST-2/resolve/main/{name}"),
+            finetunes.join("sst2").join(name),
+        );
+    }
+    let endpoint = common::serve_hub(files);
+    let hf_home = tempfile::tempdir().unwrap();
+    let out = root.join("target").join("notebook-test-paper");
+    let status = Command::new(python)
+        .env("ISOLAB_PROFILE", "paper")
+        .env("HF_ENDPOINT", &endpoint)
+        .env("HF_HOME", hf_home.path())
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("ISOLAB_PRETRAINED")
+        .env_remove("ISOLAB_FINETUNED")
+        // The profile's models, on a sample small enough for the tests.
+        .env("ISOLAB_SENTENCES", "128")
+        .arg(root.join("scripts/run_notebooks.py"))
+        .arg("--out")
+        .arg(&out)
+        .arg(root.join("notebooks/01_isotropy_by_layer.ipynb"))
+        .status()
+        .expect("running scripts/run_notebooks.py");
+    assert!(
+        status.success(),
+        "chapter 01 failed in the paper profile; see {}",
+        out.display()
+    );
+    let executed = std::fs::read_to_string(out.join("01_isotropy_by_layer.ipynb")).unwrap();
+    for says in [
+        "bert-base-uncased (12 layers, 768 dimensions), the paper's MLM-only",
+        "textattack/bert-base-uncased-SST-2, TextAttack's public fine-tune",
+    ] {
+        assert!(
+            executed.contains(says),
+            "chapter 01 does not say \"{says}\""
+        );
+    }
+    for repo in [
+        "models--google-bert--bert-base-uncased",
+        "models--textattack--bert-base-uncased-SST-2",
+    ] {
+        assert!(
+            hf_home.path().join("hub").join(repo).is_dir(),
+            "{repo} was not downloaded into the Hugging Face cache"
         );
     }
 }

@@ -1,8 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use isotropy_lab::util::hash::sha256_file;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
+use tiny_http::{Header, Response, Server};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -65,4 +68,55 @@ pub fn minilm_copy() -> tempfile::TempDir {
         std::fs::copy(src.join(name), tmp.path().join(name)).unwrap();
     }
     tmp
+}
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A local Hugging Face Hub: serves `files` (URL path → local file, in the hub's layout
+/// `/{repo}/resolve/{revision}/{file}`) with the headers hf-hub reads (`x-repo-commit`, `etag` /
+/// `x-linked-etag`, `content-range`) until the test process ends; returns the endpoint.
+pub fn serve_hub(files: HashMap<String, PathBuf>) -> String {
+    let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
+    let endpoint = format!("http://{}", server.server_addr().to_ip().unwrap());
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let path = request.url().split('?').next().unwrap_or("").to_string();
+            let Some(file) = files.get(&path) else {
+                let _ =
+                    request.respond(Response::from_string("Entry not found").with_status_code(404));
+                continue;
+            };
+            let bytes = std::fs::read(file).unwrap();
+            let size = bytes.len();
+            let start = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Range"))
+                .and_then(|h| h.value.as_str().strip_prefix("bytes=").map(String::from))
+                .map(|r| {
+                    let (a, b) = r.split_once('-').unwrap();
+                    let a: usize = a.parse().unwrap();
+                    let b: usize = if b.is_empty() {
+                        size - 1
+                    } else {
+                        b.parse().unwrap()
+                    };
+                    (a, b.min(size - 1))
+                });
+            let sha = sha256_file(file).unwrap();
+            let h = |k: &str, v: &str| Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap();
+            let (body, range) = match start {
+                Some((a, b)) => (bytes[a..=b].to_vec(), format!("bytes {a}-{b}/{size}")),
+                None => (bytes.clone(), format!("bytes 0-{}/{size}", size - 1)),
+            };
+            let response = Response::from_data(body)
+                .with_status_code(206)
+                .with_header(h("x-repo-commit", COMMIT))
+                .with_header(h("x-linked-etag", &format!("\"{sha}\"")))
+                .with_header(h("etag", &format!("\"{sha}\"")))
+                .with_header(h("content-range", &range));
+            let _ = request.respond(response);
+        }
+    });
+    endpoint
 }
