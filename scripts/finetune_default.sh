@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job's fine-tunes: all-MiniLM-L6-v2 on SST-2, MRPC, STS-B, CoLA and RTE with the default
-# budgets (FinetuneOptions::default_for), into runs/finetune/<task> (ISOLAB_FINETUNES moves it).
+# budgets (FinetuneOptions::default_for), into runs/finetune/<task> (ISOLAB_FINETUNES moves it),
+# and an STS-B bi-encoder (FinetuneOptions::bi_encoder) into runs/finetune/stsb-cosine.
 # ISOLAB_SEEDS=N (default 1) trains N runs per task: run 0 into <task>, run s into
 # <task>-seed<s> with seed 10 s (RTE's default trains two restarts per run, seeds 10 s and
 # 10 s + 1, so no two runs share a seed); the chapters read run 0, and the last lines print each
@@ -19,6 +20,9 @@ for task in sst2 mrpc stsb cola rte; do
     /usr/bin/time -f "$task run $seed (seed $((10 * seed))): %e s wall" ./target/release/isolab finetune --task "$task" --base minilm --seed "$((10 * seed))" --out "$out"
   done
 done
+# STS-B as a bi-encoder (mean pooling, cosine-similarity loss): the model chapters 05 and 07
+# compare with minilm on the cosine score.
+/usr/bin/time -f "stsb bi-encoder: %e s wall" ./target/release/isolab finetune --task stsb --objective cosine --base minilm --out "$dir/stsb-cosine"
 python3 - "$dir" "$seeds" <<'PY'
 import json, statistics, sys
 from pathlib import Path

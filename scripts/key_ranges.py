@@ -27,7 +27,9 @@ KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
 WIDE = "the main job's own fine-tunes change with their budget and seed: the measure's plausible span"
 BASE = ("the base model only, so reproducible in the default profile too, but not yet measured there "
         "under the authors' protocol: the measure's plausible span until a main-job run records it")
-# key: (quick spread rule, default range). Rules: ("sd", KEY) the spread is another key number;
+SEEDS = ("not checked: printed only when a task has several fine-tunes (ISOLAB_SEEDS >= 2), "
+         "and the main job trains one")
+# key: (quick spread rule, default range; None: not checked in the default profile). Rules: ("sd", KEY) the spread is another key number;
 # ("log_sd", KEY) a spread of log10 of the value; ("binomial", KEY) the binomial standard error of
 # an accuracy over KEY's count of sentences, or a number; ("half", KEY) half a printed noise
 # margin (the margin is twice the spread); ("none",) no sampling involved; ("sd_count", KEY) a
@@ -62,6 +64,10 @@ SPEC = {
         "ari_seed_to_seed_sd_pretrained": (("none",), [0.0, 0.6]),
         "ari_across_models": (("sd", "ari_across_models_sd"), [-0.2, 1.0]),
         "ari_across_models_sd": (("none",), [0.0, 0.6]),
+        "nmi_class_plusplus_pretrained": (("sd", "nmi_class_plusplus_sd_pretrained"), [0.05, 1.0]),
+        "nmi_class_plusplus_finetuned": (("sd", "nmi_class_plusplus_sd_finetuned"), [0.0, 1.0]),
+        "nmi_class_plusplus_sd_pretrained": (("none",), [0.0, 0.5]),
+        "nmi_class_plusplus_sd_finetuned": (("none",), [0.0, 0.5]),
     },
     "03_dominant_directions": {
         "dominant_pretrained": (("sd_count", "dominant_sd_pretrained"), [1, 76]),
@@ -72,21 +78,29 @@ SPEC = {
         "participation_ratio_finetuned": (("sd", "participation_ratio_sd_finetuned"), [1.0, 384.0]),
         "participation_ratio_sd_pretrained": (("none",), [0.0, 50.0]),
         "participation_ratio_sd_finetuned": (("none",), [0.0, 50.0]),
+        "lid_pretrained": (("none",), [3.0, 100.0]),
+        "lid_finetuned": (("none",), [1.0, 100.0]),
     },
     "04_what_directions_encode": {
         "dev_sentences": (("none",), [800, 872]),
-        "probe_full_pretrained": (("binomial", "dev_sentences"), [0.6, 1.0]),
-        "probe_full_finetuned": (("binomial", "dev_sentences"), [0.5, 1.0]),
-        "probe_top4_pretrained": (("binomial", "dev_sentences"), [0.3, 1.0]),
-        "probe_top4_finetuned": (("binomial", "dev_sentences"), [0.3, 1.0]),
-        "probe_without_top4_pretrained": (("binomial", "dev_sentences"), [0.5, 1.0]),
-        "probe_without_top4_finetuned": (("binomial", "dev_sentences"), [0.5, 1.0]),
+        # Token-level probes; the noise the verdict uses is at least the binomial error over the
+        # dev sentences (a sentence's tokens share its label).
+        **{f"probe_{target}_{what}_{role}": (("binomial", "dev_sentences"), span)
+           for target, spans in {"token": ([0.5, 1.0], [0.1, 1.0], [0.4, 1.0]),
+                                 "frequency": ([0.3, 1.0], [0.1, 1.0], [0.3, 1.0]),
+                                 "task": ([0.5, 1.0], [0.1, 1.0], [0.4, 1.0])}.items()
+           for what, span in zip(["full", "top4", "without_top4"], spans)
+           for role in ["pretrained", "finetuned"]},
     },
     "05_isotropy_enhancement": {
         "sts_untouched_pretrained": (("none",), [60.0, 100.0]),
         "sts_untouched_finetuned": (("none",), [40.0, 100.0]),
         "sts_best_enhanced_pretrained": (("none",), [0.0, 100.0]),
         "sts_best_enhanced_finetuned": (("none",), [0.0, 100.0]),
+        # The STS-B cross-encoder's own head (Spearman × 100), after the main job; the tests'
+        # quick fine-tune has one too.
+        "cross_head_untouched": (("none",), [60.0, 100.0]),
+        "cross_head_best_enhanced": (("none",), [0.0, 100.0]),
         # Split-half probes: half of the 200 (quick) SST-2 dev sentences are scored.
         "probe_untouched_pretrained": (("binomial", 100), [0.55, 1.0]),
         "probe_untouched_finetuned": (("binomial", 100), [0.4, 1.0]),
@@ -113,6 +127,15 @@ SPEC = {
         "margin_top4_probe": (("none",), [0.0, 0.5]),
         "effect_sts_gain": (("half", "margin_sts_gain"), [-100.0, 100.0]),
         "margin_sts_gain": (("none",), [0.0, 50.0]),
+        "effect_head_gain": (("half", "margin_head_gain"), [-1.0, 1.0]),
+        "margin_head_gain": (("none",), [0.0, 0.5]),
+        # Printed only where a task has several fine-tunes: the tests train three quick SST-2
+        # fine-tunes; the main job trains one per task unless ISOLAB_SEEDS says more.
+        "finetune_runs_sst2": (("none",), None),
+        "finetune_seed_sd_dev_score": (("none",), None),
+        "finetune_seed_sd_log10_isotropy_live": (("none",), None),
+        "finetune_seed_sd_dominant": (("none",), None),
+        "finetune_seed_sd_participation_ratio": (("none",), None),
     },
 }
 
@@ -170,7 +193,8 @@ def main():
             base_only = stem == "00_tour" or (name.endswith("_pretrained") and stem != "07_summary")
             out[stem][name] = {
                 "quick": quick_entry(numbers[name], rule, numbers),
-                "default": {"range": default, "why": BASE if base_only else WIDE},
+                "default": {"range": default,
+                            "why": SEEDS if default is None else BASE if base_only else WIDE},
             }
         extra = set(numbers) - set(keys)
         if extra:
