@@ -9,7 +9,7 @@ use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, 
 use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{Split, Task};
-use isotropy_lab::geometry::logistic::LogisticRegression;
+use isotropy_lab::geometry::logistic::{LogisticRegression, ProbeOptions};
 use isotropy_lab::geometry::spectrum::Pca;
 use isotropy_lab::nn::model::Model;
 use isotropy_lab::util::frame::Fresh;
@@ -51,10 +51,12 @@ fn token_probes_remove_directions_by_projection_and_find_token_classes_in_layer_
         seeds: 2,
         ..Protocol::default()
     };
+    // Fitted to 1e-6 (ProbeOptions::default()): the rotation leaves the optimum in place, not
+    // the path an optimiser stopped early takes to it.
     let opts = TokenProbeOptions {
         ks: vec![4],
         train_tokens: 800,
-        ..TokenProbeOptions::default()
+        probe: ProbeOptions::default(),
     };
     let probes =
         token_direction_probes(&train, &dev, 6, TokenTarget::Label, &opts, &protocol).unwrap();
