@@ -3,32 +3,18 @@
 
 mod common;
 
-use candle_core::Device;
-use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::extract::Embeddings;
 use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, TokenTarget};
 use isotropy_lab::analysis::protocol::Protocol;
-use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::logistic::{LogisticRegression, ProbeOptions};
 use isotropy_lab::geometry::spectrum::Pca;
-use isotropy_lab::nn::model::Model;
 use isotropy_lab::util::frame::Fresh;
 use isotropy_lab::util::matrix::Matrix;
 use isotropy_lab::util::sample::sorted_sample;
 
 fn extract(task: Task, split: Split, limit: usize) -> Embeddings {
-    common::setup();
-    let model = Model::load_files(
-        resolve_model(common::minilm_dir().to_str().unwrap()).unwrap(),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let opts = ExtractOptions {
-        limit: Some(limit),
-        layers: Some(vec![0, 6]),
-        ..ExtractOptions::default()
-    };
-    Embeddings::extract(&model, &Source::glue(task, split), &opts).unwrap()
+    common::extract_minilm(task, split, limit, 0)
 }
 
 fn column(frame: &polars::prelude::DataFrame, name: &str) -> Vec<f64> {

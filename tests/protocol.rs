@@ -4,8 +4,7 @@
 
 mod common;
 
-use candle_core::Device;
-use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::extract::Embeddings;
 use isotropy_lab::analysis::layers::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::analysis::spread::{bootstrap_layer, bootstrap_pair, summarise};
@@ -15,25 +14,11 @@ fn mean_cosine_of(m: &Matrix) -> f64 {
     isotropy_lab::geometry::similarity::mean_cosine(m).unwrap()
 }
 use isotropy_lab::analysis::structure::{clustering_agreement, structure_over_seeds};
-use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::isotropy::{dead_coordinates, isotropy};
-use isotropy_lab::nn::model::Model;
 
 fn extract(limit: usize, seed: u64) -> Embeddings {
-    common::setup();
-    let model = Model::load_files(
-        resolve_model(common::minilm_dir().to_str().unwrap()).unwrap(),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let opts = ExtractOptions {
-        limit: Some(limit),
-        seed,
-        layers: Some(vec![0, 6]),
-        ..ExtractOptions::default()
-    };
-    Embeddings::extract(&model, &Source::glue(Task::Sst2, Split::Dev), &opts).unwrap()
+    common::extract_minilm(Task::Sst2, Split::Dev, limit, seed)
 }
 
 #[test]

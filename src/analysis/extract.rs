@@ -218,6 +218,53 @@ impl Embeddings {
         Ok((order, m))
     }
 
+    /// Each sentence's label (a class index, or STS-B's score) for the sentence ids `ids`, read
+    /// from the token table; fails if a sentence has none (a test split).
+    pub fn sentence_labels(&self, ids: &[u32]) -> Result<Vec<f64>> {
+        let tokens = self.tokens.fresh();
+        let sentence = tokens.column(columns::SENTENCE_ID)?.u32()?;
+        let label = tokens.column(columns::LABEL)?.cast(&DataType::Float64)?;
+        let mut of = HashMap::new();
+        for (s, l) in sentence.iter().zip(label.f64()?.iter()) {
+            if let (Some(s), Some(l)) = (s, l) {
+                of.entry(s).or_insert(l);
+            }
+        }
+        ids.iter()
+            .map(|id| match of.get(id) {
+                Some(&l) => Ok(l),
+                None => bail!(
+                    "{}: sentence {id} has no label (a test split?)",
+                    self.describe()
+                ),
+            })
+            .collect()
+    }
+
+    /// The extraction's source and model, for messages.
+    fn describe(&self) -> String {
+        let fact = |key: &str| self.meta.get(key).map_or("?", String::as_str);
+        format!("{} from {}", fact("source"), fact("model"))
+    }
+
+    /// [`Embeddings::sentence_labels`] as class indices; fails on a label that is not one (a
+    /// regression task's score).
+    pub fn sentence_classes(&self, ids: &[u32]) -> Result<Vec<i64>> {
+        self.sentence_labels(ids)?
+            .into_iter()
+            .map(|l| {
+                if l.fract() == 0.0 {
+                    Ok(l as i64)
+                } else {
+                    bail!(
+                        "{}: label {l} is not a class index (a regression task?)",
+                        self.describe()
+                    )
+                }
+            })
+            .collect()
+    }
+
     /// Each sentence's `[CLS]` row of `m` (a layer of this extraction, or a matrix with the same
     /// rows), with the sentences' ids, in token-table order. The extraction must keep special
     /// tokens.

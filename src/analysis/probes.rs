@@ -20,28 +20,6 @@ use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-/// Each sentence's label from an extraction's token table, in `sentence_id` order (the order of
-/// [`Embeddings::sentence_means`]); fails if a sentence has no label.
-pub fn sentence_labels(emb: &Embeddings, ids: &[u32]) -> Result<Vec<i64>> {
-    let t = emb.tokens.fresh();
-    let sid = t.column(columns::SENTENCE_ID)?.u32()?;
-    let label = t.column(columns::LABEL)?.cast(&DataType::Int64)?;
-    let label = label.i64()?;
-    let mut of = HashMap::new();
-    for (s, l) in sid.iter().zip(label.iter()) {
-        if let (Some(s), Some(l)) = (s, l) {
-            of.entry(s).or_insert(l);
-        }
-    }
-    ids.iter()
-        .map(|id| {
-            of.get(id)
-                .copied()
-                .ok_or_else(|| anyhow::anyhow!("probe: sentence {id} has no label (a test split, or not a classification task?)"))
-        })
-        .collect()
-}
-
 /// A probe's accuracy on the sentence vectors of `m` (a layer of `emb`, or a transformed copy
 /// with the same rows): each sentence's tokens mean-pooled ([CLS] and [SEP] left out), the
 /// sentences split in two halves by a seeded shuffle, a logistic regression fitted on one half
@@ -54,7 +32,7 @@ pub fn split_half_accuracy(
     seed: u64,
 ) -> Result<f64> {
     let (ids, x) = emb.sentence_means(m)?;
-    let y = sentence_labels(emb, &ids)?;
+    let y = emb.sentence_classes(&ids)?;
     if ids.len() < 4 {
         bail!(
             "split-half probe: {} sentences are too few (at least 4)",

@@ -15,11 +15,10 @@ use crate::nn::batch::Batch;
 use crate::nn::bert::Mode;
 use crate::nn::dropout::Dropout;
 use crate::nn::model::{read_config, Model};
-use crate::nn::weights::read_checkpoint;
+use crate::nn::weights::{read_checkpoint, trainable};
 use crate::util::atomic;
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor, Var, D};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,21 +46,12 @@ impl SentenceEncoder {
         let files = fetch::resolve_model(base)?;
         let (_, raw) = read_config(&files)?;
         let tensors = read_checkpoint(&files.weights)?;
-        let mut names: Vec<String> = tensors
-            .keys()
-            .filter(|n| n.starts_with("bert.embeddings.") || n.starts_with("bert.encoder."))
-            .cloned()
-            .collect();
-        names.sort();
-        let mut params = Vec::with_capacity(names.len());
-        let mut view = HashMap::new();
-        for name in names {
-            let var = Var::from_tensor(&tensors[&name])?;
-            view.insert(name.clone(), var.as_tensor().clone());
-            params.push((name, var));
-        }
         let device = Device::Cpu;
-        let vb = VarBuilder::from_tensors(view, DType::F32, &device);
+        let (params, vb) = trainable(
+            &tensors,
+            |n| n.starts_with("bert.embeddings.") || n.starts_with("bert.encoder."),
+            &device,
+        )?;
         let model = Model::with_weights(files, vb, &device)?;
         Ok(Self {
             model,

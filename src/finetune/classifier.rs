@@ -1,9 +1,7 @@
 //! `BertForSequenceClassification` on candle: the encoder, a pooler ([CLS] → dense → tanh),
 //! dropout and a linear classifier, with transformers' layout, tensor names and initialisation.
 
-use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
-use crate::analysis::probes::sentence_labels;
 use crate::data::fetch::{self, ModelFiles};
 use crate::data::glue::Task;
 use crate::finetune::metrics::{argmax, score, Labels, Scores};
@@ -11,14 +9,12 @@ use crate::nn::batch::Batch;
 use crate::nn::bert::{apply_linear, Mode};
 use crate::nn::dropout::Dropout;
 use crate::nn::model::{read_config, Model};
-use crate::nn::weights::read_checkpoint;
+use crate::nn::weights::{read_checkpoint, trainable};
 use crate::util::atomic;
-use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
-use candle_nn::{Linear, VarBuilder};
-use polars::prelude::DataType;
+use candle_nn::Linear;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -192,17 +188,8 @@ impl SequenceClassifier {
         };
         fill("bert.pooler.dense", h, h, &mut tensors)?;
         fill("classifier", n, h, &mut tensors)?;
-        let mut names: Vec<String> = tensors.keys().cloned().collect();
-        names.sort();
-        let mut params = Vec::with_capacity(names.len());
-        let mut view = HashMap::new();
-        for name in names {
-            let var = Var::from_tensor(&tensors[&name])?;
-            view.insert(name.clone(), var.as_tensor().clone());
-            params.push((name, var));
-        }
         let device = Device::Cpu;
-        let vb = VarBuilder::from_tensors(view, DType::F32, &device);
+        let (params, vb) = trainable(&tensors, |_| true, &device)?;
         let pooler = candle_nn::linear(h, h, vb.pp("bert.pooler.dense"))?;
         let classifier = candle_nn::linear(h, n, vb.pp("classifier"))?;
         let model = Model::with_weights(files, vb, &device)?;
@@ -283,11 +270,11 @@ impl SequenceClassifier {
         let (predicted, gold) = match self.problem {
             Problem::Classes(_) => (
                 Labels::Classes(logits.iter().map(|l| argmax(l) as i64).collect()),
-                Labels::Classes(sentence_labels(emb, &ids)?),
+                Labels::Classes(emb.sentence_classes(&ids)?),
             ),
             Problem::Regression => (
                 Labels::Scores(logits.iter().map(|l| f64::from(l[0])).collect()),
-                Labels::Scores(sentence_scores(emb, &ids)?),
+                Labels::Scores(emb.sentence_labels(&ids)?),
             ),
         };
         score(task, &predicted, &gold)
@@ -355,26 +342,4 @@ impl SequenceClassifier {
         )?;
         self.model.save_tokenizer(dir)
     }
-}
-
-/// Each sentence's real-valued label (STS-B's score) from an extraction's token table, for the
-/// sentence ids `ids`; fails if a sentence has none.
-fn sentence_scores(emb: &Embeddings, ids: &[u32]) -> Result<Vec<f64>> {
-    let t = emb.tokens.fresh();
-    let sid = t.column(columns::SENTENCE_ID)?.u32()?;
-    let label = t.column(columns::LABEL)?.cast(&DataType::Float64)?;
-    let label = label.f64()?;
-    let mut of = HashMap::new();
-    for (s, l) in sid.iter().zip(label.iter()) {
-        if let (Some(s), Some(l)) = (s, l) {
-            of.entry(s).or_insert(l);
-        }
-    }
-    ids.iter()
-        .map(|id| {
-            of.get(id)
-                .copied()
-                .ok_or_else(|| anyhow!("head score: sentence {id} has no label (a test split?)"))
-        })
-        .collect()
 }

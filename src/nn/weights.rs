@@ -8,7 +8,8 @@
 //! classifier each read one spelling.
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -80,4 +81,23 @@ pub fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
         }
     }
     Ok(out)
+}
+
+/// Trainable variables for the tensors of `tensors` whose names `keep` accepts, sorted by name,
+/// and a builder that reads exactly those variables: a model built from it trains them in place.
+pub fn trainable(
+    tensors: &HashMap<String, Tensor>,
+    keep: impl Fn(&str) -> bool,
+    device: &Device,
+) -> Result<(Vec<(String, Var)>, VarBuilder<'static>)> {
+    let mut names: Vec<&String> = tensors.keys().filter(|n| keep(n)).collect();
+    names.sort();
+    let mut params = Vec::with_capacity(names.len());
+    let mut view = HashMap::new();
+    for name in names {
+        let var = Var::from_tensor(&tensors[name])?;
+        view.insert(name.clone(), var.as_tensor().clone());
+        params.push((name.clone(), var));
+    }
+    Ok((params, VarBuilder::from_tensors(view, DType::F32, device)))
 }

@@ -12,6 +12,28 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// minilm's embedding layer and last layer (hidden states 0 and 6) for the first `limit`
+/// sentences of `task`'s `split` in the order `seed` draws them, with the default protocol.
+pub fn extract_minilm(
+    task: isotropy_lab::data::glue::Task,
+    split: isotropy_lab::data::glue::Split,
+    limit: usize,
+    seed: u64,
+) -> isotropy_lab::analysis::extract::Embeddings {
+    use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+    setup();
+    let files = isotropy_lab::data::fetch::resolve_model(minilm_dir().to_str().unwrap()).unwrap();
+    let model =
+        isotropy_lab::nn::model::Model::load_files(files, &candle_core::Device::Cpu).unwrap();
+    let opts = ExtractOptions {
+        limit: Some(limit),
+        seed,
+        layers: Some(vec![0, 6]),
+        ..ExtractOptions::default()
+    };
+    Embeddings::extract(&model, &Source::glue(task, split), &opts).unwrap()
+}
+
 /// Points the extraction cache at a folder of the test build, once per test binary, and checks
 /// that the setup steps the tests rely on have run.
 pub fn setup() {
