@@ -74,6 +74,7 @@ pub mod prelude {
     };
     pub use crate::util::frame::{by_model, Fresh};
     pub use crate::util::matrix::Matrix;
+    pub use crate::util::paths::model_display_name;
     pub use anyhow::{anyhow, Context, Result};
     pub use polars::prelude::{Column, DataFrame, DataType, Float64Chunked, NamedFrom, Series};
 }

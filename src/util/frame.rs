@@ -23,12 +23,14 @@ impl Fresh for DataFrame {
     }
 }
 
-/// Stacks per-model tables with the same columns into one, with a first column `model`: the
-/// shape the notebooks compare models in (one line per model in a `LineChart` of the notebook layer).
+/// Stacks per-model tables with the same columns into one, with a first column `model` holding
+/// each model's short name ([`crate::util::paths::model_display_name`]): the shape the notebooks
+/// compare models in (one line per model in a `LineChart` of the notebook layer).
 pub fn by_model(tables: &[(&str, DataFrame)]) -> anyhow::Result<DataFrame> {
     let mut out: Option<DataFrame> = None;
     for (name, table) in tables {
-        let mut cols = vec![Column::new("model".into(), vec![*name; table.height()])];
+        let shown = crate::util::paths::model_display_name(name);
+        let mut cols = vec![Column::new("model".into(), vec![shown; table.height()])];
         cols.extend(table.columns().iter().cloned());
         let table = DataFrame::new_infer_height(cols)?;
         out = Some(match out {
