@@ -9,11 +9,18 @@ standard error), and at least ± 1 % of the value, which covers summation order 
 Numbers with no spread of their own (no sampling is involved) get ± 2 %. Each entry records the
 measured value and the spread beside its range.
 
-Default profile (the main job): the chapters compare with the main job's own fine-tunes, which
-change with every training budget and seed, so their ranges are the plausible span of the measure,
-stated per key below with the reason.
+Default profile (the main job): numbers of the base model alone (every `*_pretrained` key outside
+chapter 07, chapter 00's, and the sample sizes) are reproducible there too, so their ranges are
+derived the same way from a default-profile run, and kept from the previous key_numbers.json when
+no such run is given. Numbers that involve the main job's own fine-tunes change with every training
+budget and seed, so their ranges are the plausible span of the measure, stated per key below with
+the reason.
 
-Usage: python3 scripts/key_ranges.py target/notebook-test   (after `cargo test --test notebooks`)
+Paper profile (ISOLAB_PROFILE=paper): other models altogether, so every key gets the plausible span.
+
+Usage: python3 scripts/key_ranges.py target/notebook-test [out]
+  target/notebook-test: the quick profile's executed notebooks (after `cargo test --test notebooks`);
+  out: the default profile's (after `.venv/bin/python scripts/run_notebooks.py --out out`), optional.
 """
 import json
 import math
@@ -25,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
 
 WIDE = "the main job's own fine-tunes change with their budget and seed: the measure's plausible span"
-BASE = ("the base model only, so reproducible in the default profile too, but not yet measured there "
-        "under the authors' protocol: the measure's plausible span until a main-job run records it")
+BASE = ("the base model only, so reproducible in the default profile too: the value a default-profile "
+        "run measured ± twice its spread, as in the quick profile")
+PAPER = ("the paper profile measures other models (bert-base-uncased and TextAttack's fine-tunes): "
+         "the measure's plausible span")
 SEEDS = ("not checked: printed only when a task has several fine-tunes (ISOLAB_SEEDS >= 2), "
          "and the main job trains one")
 # key: (quick spread rule, default range; None: not checked in the default profile). Rules: ("sd", KEY) the spread is another key number;
@@ -82,7 +91,7 @@ SPEC = {
         "lid_finetuned": (("none",), [1.0, 100.0]),
     },
     "04_what_directions_encode": {
-        "dev_sentences": (("none",), [800, 872]),
+        "dev_sentences": (("none",), [872, 872]),
         # Token-level probes; the noise the verdict uses is at least the binomial error over the
         # dev sentences (a sentence's tokens share its label).
         **{f"probe_{target}_{what}_{role}": (("binomial", "dev_sentences"), span)
@@ -101,11 +110,12 @@ SPEC = {
         # quick fine-tune has one too.
         "cross_head_untouched": (("none",), [60.0, 100.0]),
         "cross_head_best_enhanced": (("none",), [0.0, 100.0]),
-        # Split-half probes: half of the 200 (quick) SST-2 dev sentences are scored.
-        "probe_untouched_pretrained": (("binomial", 100), [0.55, 1.0]),
-        "probe_untouched_finetuned": (("binomial", 100), [0.4, 1.0]),
-        "probe_best_enhanced_pretrained": (("binomial", 100), [0.4, 1.0]),
-        "probe_best_enhanced_finetuned": (("binomial", 100), [0.4, 1.0]),
+        # Split-half probes: half of the SST-2 dev sentences (200 quick, 872 default) are scored.
+        "probe_scored_sentences": (("none",), [436, 436]),
+        "probe_untouched_pretrained": (("binomial", "probe_scored_sentences"), [0.55, 1.0]),
+        "probe_untouched_finetuned": (("binomial", "probe_scored_sentences"), [0.4, 1.0]),
+        "probe_best_enhanced_pretrained": (("binomial", "probe_scored_sentences"), [0.4, 1.0]),
+        "probe_best_enhanced_finetuned": (("binomial", "probe_scored_sentences"), [0.4, 1.0]),
     },
     "06_finetune_live": {
         "best_dev_score": (("binomial", 200), [0.4, 1.0]),
@@ -129,6 +139,9 @@ SPEC = {
         "margin_sts_gain": (("none",), [0.0, 50.0]),
         "effect_head_gain": (("half", "margin_head_gain"), [-1.0, 1.0]),
         "margin_head_gain": (("none",), [0.0, 0.5]),
+        # Tasks whose claim-4 verdict has both halves: every classification task once the main job
+        # has fine-tuned it (its own head scores the second half).
+        "claim4_tasks_with_both_halves": (("none",), [4, 4]),
         # Printed only where a task has several fine-tunes: the tests train three quick SST-2
         # fine-tunes; the main job trains one per task unless ISOLAB_SEEDS says more.
         "finetune_runs_sst2": (("none",), None),
@@ -179,10 +192,21 @@ def quick_entry(value, rule, numbers):
     return entry
 
 
+# Counts set by the default profile's sample sizes: base-model numbers too.
+SAMPLE_SIZES = {"dev_sentences", "probe_scored_sentences"}
+PATH = ROOT / "notebooks" / "key_numbers.json"
+
+
+def base_only(stem, name):
+    return stem == "00_tour" or name in SAMPLE_SIZES or (name.endswith("_pretrained") and stem != "07_summary")
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     found = key_numbers(sys.argv[1])
+    measured_default = key_numbers(sys.argv[2]) if len(sys.argv) == 3 else {}
+    previous = json.loads(PATH.read_text()) if PATH.is_file() else {}
     out = {"_about": __doc__.split("Usage:")[0].strip()}
     for stem, keys in SPEC.items():
         numbers = found.get(stem, {})
@@ -190,17 +214,24 @@ def main():
         for name, (rule, default) in keys.items():
             if name not in numbers:
                 sys.exit(f"{stem}: key number {name} was not printed in {sys.argv[1]}")
-            base_only = stem == "00_tour" or (name.endswith("_pretrained") and stem != "07_summary")
-            out[stem][name] = {
-                "quick": quick_entry(numbers[name], rule, numbers),
-                "default": {"range": default,
-                            "why": SEEDS if default is None else BASE if base_only else WIDE},
-            }
+            if not base_only(stem, name) or default is None:
+                entry = {"range": default, "why": SEEDS if default is None else WIDE}
+            elif measured_default:
+                at_default = measured_default.get(stem, {})
+                if name not in at_default:
+                    sys.exit(f"{stem}: key number {name} was not printed in {sys.argv[2]}")
+                entry = {**quick_entry(at_default[name], rule, at_default), "why": BASE}
+            else:
+                entry = previous.get(stem, {}).get(name, {}).get("default")
+                if not entry or "measured" not in entry:
+                    sys.exit(f"{stem}: no default-profile measurement of {name}: pass the default run's folder")
+            out[stem][name] = {"quick": quick_entry(numbers[name], rule, numbers), "default": entry,
+                               "paper": {"range": default, "why": SEEDS if default is None else PAPER}}
         extra = set(numbers) - set(keys)
         if extra:
             sys.exit(f"{stem}: key numbers with no rule here: {sorted(extra)}")
-    (ROOT / "notebooks" / "key_numbers.json").write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {ROOT / 'notebooks' / 'key_numbers.json'}")
+    PATH.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {PATH}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,30 @@ impl Verdict {
             Verdict::WithinNoise
         })
     }
+
+    /// The verdict on a claim that needs every one of `parts` (claim 4: the top directions carry
+    /// the task *and* enhancement helps the fine-tuned model less): consistent when every part is,
+    /// inconsistent when any part is, within noise otherwise. `None` when `parts` is empty.
+    ///
+    /// ```
+    /// use isotropy_lab::analysis::claims::Verdict::{self, *};
+    ///
+    /// assert_eq!(Verdict::all_of(&[Consistent, Consistent]), Some(Consistent));
+    /// assert_eq!(Verdict::all_of(&[Consistent, WithinNoise]), Some(WithinNoise));
+    /// assert_eq!(Verdict::all_of(&[WithinNoise, Inconsistent]), Some(Inconsistent));
+    /// assert_eq!(Verdict::all_of(&[]), None);
+    /// ```
+    pub fn all_of(parts: &[Verdict]) -> Option<Verdict> {
+        if parts.is_empty() {
+            None
+        } else if parts.contains(&Verdict::Inconsistent) {
+            Some(Verdict::Inconsistent)
+        } else if parts.iter().all(|&v| v == Verdict::Consistent) {
+            Some(Verdict::Consistent)
+        } else {
+            Some(Verdict::WithinNoise)
+        }
+    }
 }
 
 impl fmt::Display for Verdict {

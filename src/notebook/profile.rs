@@ -53,8 +53,10 @@ pub fn base_model() -> String {
 }
 
 /// The public fine-tune of `bert-base-uncased` on `task` that the paper profile uses, by hub id:
-/// TextAttack's GLUE models (Morris et al. 2020), trained on the GLUE splits with GLUE's label
-/// order (STS-B: one regression output). `None` for tasks it has none for.
+/// TextAttack's GLUE models (Morris et al. 2020). TextAttack's registry (`textattack/model_args.py`)
+/// evaluates each on its GLUE validation split with no label remapping (it permutes only MNLI's and
+/// SNLI's), so GLUE's label order holds; the STS-B model has one output, scaled there by 5 (it
+/// predicts score / 5). `None` for tasks it has none for.
 pub fn paper_finetune(task: Task) -> Option<&'static str> {
     match task {
         Task::Sst2 => Some("textattack/bert-base-uncased-SST-2"),
