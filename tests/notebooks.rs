@@ -2,7 +2,8 @@
 //! and an SVG figure, prints its key numbers within range, and has no error output
 //! (scripts/run_notebooks.py does the checking); then each executed chapter's HTML is rendered in
 //! headless Chromium, whose figures must be decoded, visible and drawn and whose tables must have
-//! rows (scripts/check_render.py).
+//! rows (scripts/check_render.py). Then chapter 01 in the paper profile. (tests/lab.rs runs two
+//! chapters at once, in the lab.)
 //!
 //! The chapters compare minilm with its fine-tune on each task; here those are quick-profile
 //! fine-tunes (`isolab finetune --profile quick`, 40 steps) of SST-2, MRPC and STS-B made first,
@@ -91,8 +92,8 @@ fn notebooks_run_headless() {
 /// fine-tune of it, both downloaded from the hub. Here the hub is a local server that serves
 /// minilm's files as `google-bert/bert-base-uncased` (the registry's hub id of
 /// `bert-base-uncased`) and the quick SST-2 fine-tune as `textattack/bert-base-uncased-SST-2`, into
-/// an empty Hugging Face cache. Run after the quick chapters, never beside them: the kernels
-/// share their build folder.
+/// an empty Hugging Face cache. Run after the quick chapters: beside them, on two cores, it would
+/// only slow both.
 fn paper_profile_runs_chapter_01_from_the_hub(
     python: &std::path::Path,
     finetunes: &std::path::Path,

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""The lab in a real browser: start `scripts/lab.sh` on a free localhost port, drive Debian's
+Chromium through WebDriver (chromium-driver and selenium, which setup installs), open two
+chapters in two tabs, run all cells of both at the same time, and check in each page's DOM that
+every cell ran, that the chapter shows a rendered HTML table and an SVG figure, and that no cell
+wrote an error. The lab serves a copy of the chapters (OUT/notebooks), since it saves what it runs. Then edit the parameter cell of the second chapter (fewer sentences), run it and
+the code cell after it, and check that both ran again and the second shows a new output. Prints the time from
+"run" to the last output of each step (a figure for docs/timings.md, not an assertion) and keeps a
+screenshot of each tab in OUT.
+
+The lab runs the chapters in the quick profile (ISOLAB_PROFILE=quick, inherited by the kernels)
+unless ISOLAB_PROFILE is set.
+
+Usage: .venv/bin/python scripts/check_lab.py [--out DIR] [FIRST.ipynb SECOND.ipynb]
+Exit status 1 when a check fails, with what was found.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "isotropy-lab-browser-test"
+# The line added to the second chapter's parameter cell, and what the next code cell (which
+# embeds that many sentences) then prints.
+EDIT = "let sentences: usize = 48;"
+EDITED_OUTPUT = "tokens"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settings_dir():
+    """JupyterLab settings for a test: every cell rendered (no windowing, so the DOM holds every
+    output), no news or update checks."""
+    folder = Path(tempfile.mkdtemp(prefix="isolab-lab-settings-"))
+    for plugin, values in {
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }.items():
+        path = folder / (plugin + ".jupyterlab-settings")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    return folder
+
+
+def copy_of_notebooks(out):
+    """The chapters copied into OUT/notebooks, which the lab serves instead of notebooks/: the lab
+    saves the notebooks it runs (with their outputs and the test's edit), and the repository's must
+    stay as they are. Its evcxr.toml names the support crate by its absolute path."""
+    folder = out / "notebooks"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy2(notebook, folder)
+    config = (ROOT / "notebooks" / "evcxr.toml").read_text()
+    if 'path = ".."' not in config:
+        sys.exit("notebooks/evcxr.toml no longer names the crate as path = \"..\"; update check_lab.py")
+    (folder / "evcxr.toml").write_text(config.replace('path = ".."', f"path = {json.dumps(str(ROOT))}"))
+    return folder
+
+
+def start_lab(port, log, folder):
+    env = dict(os.environ, ISOLAB_LAB_PORT=str(port), ISOLAB_LAB_DIR=str(folder.resolve()),
+               JUPYTERLAB_SETTINGS_DIR=str(settings_dir()))
+    env.setdefault("ISOLAB_PROFILE", "quick")
+    lab = subprocess.Popen(["bash", str(ROOT / "scripts/lab.sh"), f"--IdentityProvider.token={TOKEN}",
+                            "--ServerApp.port_retries=0"],
+                           env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if lab.poll() is not None:
+            sys.exit(f"the lab exited with status {lab.returncode}; see {log.name}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={TOKEN}", timeout=2)
+            return lab
+        except OSError:
+            time.sleep(0.5)
+    sys.exit(f"the lab did not answer on port {port} within 120 s; see {log.name}")
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"]:
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService("/usr/bin/chromedriver"))
+
+
+def cells(driver):
+    return driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+
+
+def code_cells(driver):
+    return [c for c in cells(driver) if "jp-CodeCell" in c.get_attribute("class")]
+
+
+def prompt(cell):
+    return cell.find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text.strip()
+
+
+def wait_for_notebook(driver, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if code_cells(driver) and driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator"):
+            # The kernel is up once the toolbar's kernel name shows it.
+            names = driver.find_elements(By.CSS_SELECTOR, ".jp-KernelName")
+            if names and "isotropy-lab" in names[0].text:
+                return
+        time.sleep(0.5)
+    raise AssertionError("the notebook and its isotropy-lab kernel did not appear")
+
+
+def menu(driver, top, item):
+    for label in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel"):
+        if label.text == top:
+            label.click()
+            break
+    else:
+        raise AssertionError(f"no menu {top!r}")
+    time.sleep(0.3)
+    for label in driver.find_elements(By.CSS_SELECTOR, ".lm-Menu-itemLabel"):
+        if label.text == item:
+            label.click()
+            return
+    raise AssertionError(f"no menu item {item!r} under {top!r}")
+
+
+def running(driver):
+    return any(prompt(c) == "[*]:" for c in code_cells(driver))
+
+
+def outputs_text(cell):
+    return "\n".join(o.text for o in cell.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"))
+
+
+def problems(driver, name):
+    found = []
+    code = code_cells(driver)
+    unrun = [i for i, c in enumerate(code) if not re.fullmatch(r"\[\d+\]:", prompt(c))]
+    if unrun:
+        found.append(f"{name}: code cells {unrun} did not run")
+    errors = driver.find_elements(By.CSS_SELECTOR, '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    if errors:
+        found.append(f"{name}: {len(errors)} error outputs, the first: {errors[0].text[:500]}")
+    if not driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output.jp-RenderedHTMLCommon table"):
+        found.append(f"{name}: no rendered HTML table")
+    if not driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output.jp-RenderedSVG img, .jp-OutputArea-output.jp-RenderedSVG svg"):
+        found.append(f"{name}: no rendered SVG figure")
+    return found
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "target" / "lab-test"))
+    ap.add_argument("notebooks", nargs="*", default=["00_tour.ipynb", "01_isotropy_by_layer.ipynb"])
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    first, second = [Path(n).name for n in args.notebooks]
+    port = free_port()
+    log = open(out / "lab.log", "w")
+    lab = start_lab(port, log, copy_of_notebooks(out))
+    driver = None
+    found = []
+    try:
+        driver = browser()
+        tabs = {}
+        for i, name in enumerate([first, second]):
+            if i:
+                driver.switch_to.new_window("tab")
+            # A workspace per tab, reset, so the two tabs do not restore each other's layout.
+            driver.get(f"http://127.0.0.1:{port}/lab/workspaces/tab{i}/tree/{name}?reset&token={TOKEN}")
+            tabs[name] = driver.current_window_handle
+            wait_for_notebook(driver)
+        started = {}
+        for name, handle in tabs.items():
+            driver.switch_to.window(handle)
+            menu(driver, "Run", "Run All Cells")
+            started[name] = time.monotonic()
+        done = {}
+        deadline = time.monotonic() + 1800
+        while len(done) < len(tabs) and time.monotonic() < deadline:
+            for name, handle in tabs.items():
+                if name in done:
+                    continue
+                driver.switch_to.window(handle)
+                if not running(driver) and all(re.fullmatch(r"\[\d+\]:", prompt(c)) for c in code_cells(driver)):
+                    done[name] = time.monotonic() - started[name]
+                    print(f"{name}: every cell ran, {done[name]:.0f} s from Run All", flush=True)
+            time.sleep(2)
+        for name, handle in tabs.items():
+            driver.switch_to.window(handle)
+            driver.save_screenshot(str(out / f"{Path(name).stem}.png"))
+            if name not in done:
+                found.append(f"{name}: still running after 30 minutes")
+            found += problems(driver, name)
+        if not found:
+            found += edit_and_rerun(driver, tabs[second], second, out)
+    finally:
+        if driver is not None:
+            driver.quit()
+        os.killpg(lab.pid, signal.SIGTERM)
+        try:
+            lab.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+    if found:
+        print("\n".join(found))
+        sys.exit(1)
+    print("the lab: both chapters ran side by side in the browser, and the edited cells answered")
+
+
+def edit_and_rerun(driver, handle, name, out):
+    """Adds a line to the end of the parameter cell (the first that reads ISOLAB_SENTENCES) that
+    sets fewer sentences, runs it and the next code cell (Ctrl+Enter in each), and checks that
+    both ran again and that the next cell, which embeds the sentences, shows a new output."""
+    driver.switch_to.window(handle)
+    code = code_cells(driver)
+    index = next((i for i, c in enumerate(code) if "ISOLAB_SENTENCES" in c.text), None)
+    if index is None or index + 1 >= len(code):
+        return [f"{name}: no parameter cell reading ISOLAB_SENTENCES with a code cell after it"]
+    prompts = [prompt(c) for c in code[index:index + 2]]
+    before = outputs_text(code[index + 1])
+    start = time.monotonic()
+    editor = code[index].find_element(By.CSS_SELECTOR, ".cm-content")
+    editor.click()
+    editor.send_keys(Keys.CONTROL, Keys.END)
+    editor.send_keys(Keys.ENTER, EDIT)
+    editor.send_keys(Keys.CONTROL, Keys.ENTER)
+    after_editor = code[index + 1].find_element(By.CSS_SELECTOR, ".cm-content")
+    after_editor.click()
+    after_editor.send_keys(Keys.CONTROL, Keys.ENTER)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        code = code_cells(driver)
+        now = [prompt(c) for c in code[index:index + 2]]
+        if not running(driver) and all(re.fullmatch(r"\[\d+\]:", p) and p != q for p, q in zip(now, prompts)):
+            break
+        time.sleep(0.5)
+    took = time.monotonic() - start
+    driver.save_screenshot(str(out / f"{Path(name).stem}-edited.png"))
+    code = code_cells(driver)
+    found = []
+    now = [prompt(c) for c in code[index:index + 2]]
+    if any(p == q for p, q in zip(now, prompts)):
+        found.append(f"{name}: the edited cells did not run again (prompts {prompts} then {now})")
+    after = outputs_text(code[index + 1])
+    if after == before or EDITED_OUTPUT not in after:
+        found.append(f"{name}: the cell after the edited parameter cell shows no new output: {after[:300]!r}")
+    found += problems(driver, name)
+    if not found:
+        print(f"{name}: the edited parameter cell and the next code cell ran again and answered "
+              f"{took:.1f} s after the edit began", flush=True)
+    return found
+
+
+if __name__ == "__main__":
+    main()

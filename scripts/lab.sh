@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Opens the course: JupyterLab (from .venv, pinned in scripts/requirements-notebooks.txt) in
+# notebooks/, where every chapter runs on the isotropy-lab kernel. It listens on localhost only,
+# port ISOLAB_LAB_PORT (default 8888; Jupyter takes the next free one if it is taken), and prints
+# the URL with its token; open that URL in a browser on this machine. ISOLAB_LAB_IP=0.0.0.0 makes
+# it listen on every interface, for a machine you reach over the network (anyone who can reach the
+# port and has the token can run code as you). Any number of chapters can be open at once: each
+# kernel gets its own build folder (scripts/kernel.sh). ISOLAB_LAB_DIR serves another folder of
+# notebooks (the browser test serves a copy, since the lab saves what it runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/jupyter-lab ] || ! .venv/bin/jupyter kernelspec list | grep -qw isotropy-lab; then
+  echo "JupyterLab or the isotropy-lab kernel is missing: run 'bash scripts/setup.sh' first" >&2
+  exit 1
+fi
+if [ ! -d target/evcxr/target ]; then
+  echo "note: the kernel's build folder is cold; the first kernel start builds every dependency" \
+    "(about 16 minutes on 2 cores). 'bash scripts/setup.sh' warms it beforehand." >&2
+fi
+# Jupyter refuses to run as root without --allow-root (containers and CI machines run as root).
+as_root=()
+if [ "$(id -u)" = 0 ]; then as_root=(--allow-root); fi
+exec .venv/bin/jupyter lab --no-browser "${as_root[@]}" \
+  --ServerApp.ip="${ISOLAB_LAB_IP:-127.0.0.1}" \
+  --ServerApp.port="${ISOLAB_LAB_PORT:-8888}" \
+  --ServerApp.root_dir="${ISOLAB_LAB_DIR:-$(pwd)/notebooks}" \
+  "$@"
