@@ -105,10 +105,10 @@ pub struct FinetuneOptions {
 
 impl FinetuneOptions {
     /// The default budget for `task` from `base`, chosen so that SST-2, MRPC, CoLA, RTE and STS-B
-    /// together train in about an hour on a 2-core CPU from all-MiniLM-L6-v2 (see README).
+    /// together train in about an hour on a 2-core CPU from all-MiniLM-L6-v2 (see docs/timings.md).
     pub fn default_for(task: Task, base: &str) -> Self {
         // CoLA: batches of 16 at 1e-4 for 6 epochs reached a best MCC of 32.2 (step 2,412), where
-        // 4 epochs reached 28.9 and batches of 32 at 8e-5 28.1 (README). RTE (2,490 pairs) is
+        // 4 epochs reached 28.9 and batches of 32 at 8e-5 28.1. RTE (2,490 pairs) is
         // unstable, so it takes the better of two seeded runs on dev (BERT's random restarts),
         // each of 6 epochs of 16 at 8e-5 to fit the hour. Single runs of 8 epochs reached
         // 59.9 (seed 0) and 61.0 (seed 1); 6 epochs 57.8 and 60.6; 10 epochs at 5e-5 had not
