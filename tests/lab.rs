@@ -10,15 +10,8 @@ use std::process::Command;
 
 #[test]
 fn two_chapters_run_side_by_side_in_the_browser_and_an_edited_cell_answers() {
-    common::setup();
-    common::minilm_dir();
+    let python = common::notebook_python();
     let root = common::root();
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run `bash scripts/setup.sh`",
-        python.display()
-    );
     let out = root.join("target").join("lab-test");
     let status = Command::new(python)
         .env("ISOLAB_PROFILE", "quick")

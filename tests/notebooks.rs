@@ -16,15 +16,8 @@ use std::process::Command;
 
 #[test]
 fn notebooks_run_headless() {
-    common::setup();
-    common::minilm_dir();
+    let python = common::notebook_python();
     let root = common::root();
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run `bash scripts/setup.sh`",
-        python.display()
-    );
     let finetunes = root.join("target").join("notebook-finetunes");
     // Run 0 of each task, and two more seeds of SST-2 laid out as `ISOLAB_SEEDS=3` lays them
     // out (`sst2-seed1` with seed 10, `sst2-seed2` with seed 20), for chapter 07's spread over

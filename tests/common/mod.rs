@@ -34,6 +34,20 @@ pub fn extract_minilm(
     Embeddings::extract(&model, &Source::glue(task, split), &opts).unwrap()
 }
 
+/// The project's Python (`.venv`, with the Jupyter pieces setup installs), after [`setup`] and a
+/// check that minilm is fetched: what the tests that run notebooks start from.
+pub fn notebook_python() -> PathBuf {
+    setup();
+    minilm_dir();
+    let python = root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `bash scripts/setup.sh`",
+        python.display()
+    );
+    python
+}
+
 /// Points the extraction cache at a folder of the test build, once per test binary, and checks
 /// that the setup steps the tests rely on have run.
 pub fn setup() {
