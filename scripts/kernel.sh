@@ -26,7 +26,7 @@ mkdir -p "$slots"
 warm="$root/target/evcxr"
 seed() { # seed DIR: copy slot 0 into DIR, atomically, with no build running in slot 0
   local dir=$1 tmp="$1.partial" host="$warm/target/debug/.cargo-lock"
-  local triple="$warm/target/x86_64-unknown-linux-gnu/debug/.cargo-lock"
+  local triple="$warm/target/$(rustc -vV | sed -n 's/^host: //p')/debug/.cargo-lock"
   rm -rf "$tmp"
   if [ -e "$host" ] && [ -e "$triple" ]; then
     echo "isotropy-lab kernel: seeding $dir from $warm (once per slot)" >&2
