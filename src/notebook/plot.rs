@@ -2,7 +2,10 @@
 
 use crate::util::frame::Fresh;
 use anyhow::{bail, Context, Result};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use polars::prelude::{DataFrame, DataType};
 use std::path::Path;
 
@@ -35,6 +38,14 @@ impl Figure {
 /// Figure size in pixels.
 const SIZE: (u32, u32) = (720, 400);
 
+/// Title font size, and the width of a character at it, for wrapping (sans-serif averages a
+/// little over half the size).
+const TITLE_FONT: u32 = 17;
+const TITLE_CHAR_PX: f64 = 0.56 * TITLE_FONT as f64;
+
+/// Legend font size.
+const LEGEND_FONT: u32 = 13;
+
 /// The Okabe–Ito palette: distinguishable for colour-blind readers.
 const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
@@ -47,163 +58,205 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 0, 0),
 ];
 
-/// A line chart of one numeric column against another, one line per group.
+/// Grey: the `other` points of a scatter plot and the reference lines.
+const GREY: RGBColor = RGBColor(150, 150, 150);
+
+/// What both charts share: the columns, the grouping and the decorations.
 #[derive(Debug, Clone)]
-pub struct LineChart {
+struct Spec {
     title: String,
     x: String,
     y: String,
     by: Option<String>,
     log_y: bool,
+    ordered: bool,
+    references: Vec<Reference>,
 }
 
-impl LineChart {
-    /// A chart of column `y` against column `x`.
-    pub fn new(title: &str, x: &str, y: &str) -> Self {
+impl Spec {
+    fn new(title: &str, x: &str, y: &str) -> Self {
         Self {
             title: title.into(),
             x: x.into(),
             y: y.into(),
             by: None,
             log_y: false,
+            ordered: false,
+            references: Vec::new(),
         }
+    }
+}
+
+/// A reference line drawn dashed and grey behind the data, named in the legend.
+#[derive(Debug, Clone)]
+enum Reference {
+    /// y = x.
+    Diagonal,
+    /// y = the value, with its label.
+    Horizontal(f64, String),
+}
+
+/// A line chart of one numeric column against another, one line per group.
+///
+/// The x column may hold text (method names, say): its values are then placed in order of first
+/// appearance and named on the axis. Columns of whole numbers (layers, counts) get whole-number
+/// ticks. The legend sits to the right of the plot, outside the data.
+///
+/// ```
+/// use isotropy_lab::notebook::plot::LineChart;
+/// use polars::prelude::*;
+///
+/// let df = df!("layer" => [0, 1, 2, 0, 1, 2],
+///              "dominant" => [3, 5, 8, 2, 2, 3],
+///              "model" => ["a", "a", "a", "b", "b", "b"])?;
+/// let fig = LineChart::new("Dominant directions", "layer", "dominant").by("model").draw(&df)?;
+/// assert!(fig.svg().contains("Dominant directions"));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LineChart(Spec);
+
+impl LineChart {
+    /// A chart of column `y` against column `x`.
+    pub fn new(title: &str, x: &str, y: &str) -> Self {
+        Self(Spec::new(title, x, y))
     }
 
     /// One line per distinct value of column `by` (in order of first appearance).
     pub fn by(mut self, by: &str) -> Self {
-        self.by = Some(by.into());
+        self.0.by = Some(by.into());
+        self
+    }
+
+    /// The groups have an order (layers, steps): colours run along a sequential palette (viridis)
+    /// instead of being told apart.
+    pub fn ordered(mut self, yes: bool) -> Self {
+        self.0.ordered = yes;
         self
     }
 
     /// Plots log10(y) (the axis says so); useful for I(W), which spans orders of magnitude.
     pub fn log_y(mut self, yes: bool) -> Self {
-        self.log_y = yes;
+        self.0.log_y = yes;
+        self
+    }
+
+    /// A dashed horizontal line at `y` (in the column's units, before any log), named `label` in
+    /// the legend.
+    pub fn hline(mut self, y: f64, label: &str) -> Self {
+        self.0
+            .references
+            .push(Reference::Horizontal(y, label.into()));
         self
     }
 
     /// Draws the chart from `df`.
     pub fn draw(&self, df: &DataFrame) -> Result<Figure> {
-        let series = series(
-            df,
-            &self.x,
-            &self.y,
-            self.by.as_deref(),
-            self.log_y,
-            "line chart",
-        )?;
-        let y_desc = if self.log_y {
-            format!("log10({})", self.y)
-        } else {
-            self.y.clone()
-        };
-        draw(
-            &self.title,
-            &self.x,
-            &y_desc,
-            &series,
-            self.by.is_some(),
-            Marks::Lines,
-        )
+        draw(&self.0, df, Marks::Lines, "line chart")
     }
 }
 
 /// A scatter plot of one numeric column against another, points coloured by a category column
 /// (the first 7 categories in order of appearance get their own colour; the rest are drawn grey
-/// as `other`).
+/// as `other`). Few points are drawn large, many small and translucent.
+///
+/// ```
+/// use isotropy_lab::notebook::plot::ScatterChart;
+/// use polars::prelude::*;
+///
+/// let df = df!("before" => [4.0, 6.0], "after" => [9.0, 12.0], "task" => ["sst2", "mrpc"])?;
+/// let fig = ScatterChart::new("After against before", "before", "after")
+///     .by("task")
+///     .diagonal()
+///     .draw(&df)?;
+/// assert!(fig.svg().contains("y = x"));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct ScatterChart {
-    title: String,
-    x: String,
-    y: String,
-    by: Option<String>,
-}
+pub struct ScatterChart(Spec);
 
 impl ScatterChart {
     /// A scatter plot of column `y` against column `x`.
     pub fn new(title: &str, x: &str, y: &str) -> Self {
-        Self {
-            title: title.into(),
-            x: x.into(),
-            y: y.into(),
-            by: None,
-        }
+        Self(Spec::new(title, x, y))
     }
 
     /// Colours the points by the values of column `by`.
     pub fn by(mut self, by: &str) -> Self {
-        self.by = Some(by.into());
+        self.0.by = Some(by.into());
+        self
+    }
+
+    /// The dashed line y = x ("no change" when x and y are before and after).
+    pub fn diagonal(mut self) -> Self {
+        self.0.references.push(Reference::Diagonal);
         self
     }
 
     /// Draws the chart from `df`.
     pub fn draw(&self, df: &DataFrame) -> Result<Figure> {
-        let mut series = series(
-            df,
-            &self.x,
-            &self.y,
-            self.by.as_deref(),
-            false,
-            "scatter chart",
-        )?;
-        if series.len() > PALETTE.len() - 1 {
-            let rest: Vec<(f64, f64)> = series
-                .drain(PALETTE.len() - 1..)
-                .flat_map(|(_, pts)| pts)
-                .collect();
-            series.push(("other".into(), rest));
-        }
-        draw(
-            &self.title,
-            &self.x,
-            &self.y,
-            &series,
-            self.by.is_some(),
-            Marks::Points,
-        )
+        draw(&self.0, df, Marks::Points, "scatter chart")
     }
 }
 
+/// Named groups of (x, y) points, in order of first appearance.
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// The points of a chart, and the names of its x values when the x column holds text.
+struct Points {
+    series: Series,
+    x_names: Option<Vec<String>>,
+}
+
 /// Points of column `y` against column `x`, grouped by column `by` in order of first appearance;
-/// rows with a missing or non-finite value are skipped.
-fn series(
-    df: &DataFrame,
-    x: &str,
-    y: &str,
-    by: Option<&str>,
-    log_y: bool,
-    what: &str,
-) -> Result<Series> {
+/// rows with a missing or non-finite value are skipped. A text `x` column becomes the positions
+/// 0, 1, … of its values in order of first appearance.
+fn points(df: &DataFrame, spec: &Spec, what: &str) -> Result<Points> {
     let df = &df.fresh();
+    let column = |name: &str| {
+        df.column(name)
+            .with_context(|| format!("{what}: no column '{name}'"))
+    };
     let num = |name: &str| -> Result<Vec<Option<f64>>> {
-        let c = df
-            .column(name)
-            .with_context(|| format!("{what}: no column '{name}'"))?;
-        let c = c
+        let c = column(name)?
             .cast(&DataType::Float64)
             .with_context(|| format!("{what}: column '{name}' is not numeric"))?;
         Ok(c.f64()?.iter().collect())
     };
-    let xs = num(x)?;
-    let ys = num(y)?;
-    let groups: Vec<String> = match by {
-        Some(b) => {
-            let c = df
-                .column(b)
-                .with_context(|| format!("{what}: no column '{b}'"))?;
-            let c = c.cast(&DataType::String)?;
-            c.str()?
-                .iter()
-                .map(|v| v.unwrap_or("").to_string())
-                .collect()
-        }
-        None => vec![y.to_string(); df.height()],
+    let texts = |name: &str| -> Result<Vec<String>> {
+        let c = column(name)?.cast(&DataType::String)?;
+        Ok(c.str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
     };
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let (xs, x_names) = if column(&spec.x)?.dtype() == &DataType::String {
+        let mut names: Vec<String> = Vec::new();
+        let xs = texts(&spec.x)?
+            .into_iter()
+            .map(|v| {
+                let i = names.iter().position(|n| *n == v).unwrap_or_else(|| {
+                    names.push(v);
+                    names.len() - 1
+                });
+                Some(i as f64)
+            })
+            .collect();
+        (xs, Some(names))
+    } else {
+        (num(&spec.x)?, None)
+    };
+    let ys = num(&spec.y)?;
+    let groups = match &spec.by {
+        Some(b) => texts(b)?,
+        None => vec![spec.y.clone(); df.height()],
+    };
+    let mut series: Series = Vec::new();
     for ((x, y), g) in xs.iter().zip(&ys).zip(&groups) {
         let (Some(x), Some(mut y)) = (*x, *y) else {
             continue;
         };
-        if log_y {
+        if spec.log_y {
             if y <= 0.0 {
                 continue;
             }
@@ -220,7 +273,7 @@ fn series(
     if series.is_empty() {
         bail!("{what}: no finite points to draw");
     }
-    Ok(series)
+    Ok(Points { series, x_names })
 }
 
 /// An axis tick label: at most 4 decimals without trailing zeros, scientific when tiny or huge.
@@ -238,144 +291,273 @@ fn tick(x: f64) -> String {
     }
 }
 
-/// Named groups of (x, y) points, in order of first appearance.
-type Series = Vec<(String, Vec<(f64, f64)>)>;
+/// At most `max` evenly spaced ticks inside `lo..=hi` at a round step (1, 2, 2.5 or 5 times a
+/// power of ten); whole numbers only when `whole`.
+fn ticks(lo: f64, hi: f64, max: usize, whole: bool) -> Vec<f64> {
+    let raw = (hi - lo) / (max.max(2) - 1) as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let mut step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    if whole {
+        step = step.max(1.0).round();
+    }
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// A linear axis over `range` with ticks exactly at `ticks` (whole numbers for counts, the
+/// positions of the names on a text axis). plotters' own key-point binding loses the f64
+/// formatter the mesh needs; the labels come from the chart's formatters.
+struct Axis {
+    range: std::ops::Range<f64>,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for Axis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.range.end - self.range.start;
+        let at = if span > 0.0 {
+            (value - self.range.start) / span
+        } else {
+            0.5
+        };
+        limit.0 + (at * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.range.clone()
+    }
+}
 
 /// How a chart marks its points.
 #[derive(Clone, Copy, PartialEq)]
 enum Marks {
     /// Lines through the points, with a dot on each.
     Lines,
-    /// Small translucent dots only.
+    /// Dots only.
     Points,
 }
 
-/// Draws series on one pair of axes. Long because plotters' chart builder is one chain of
-/// settings (axes, mesh, labels, series, legend) over one drawing area.
-fn draw(
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[(String, Vec<(f64, f64)>)],
-    legend: bool,
-    marks: Marks,
-) -> Result<Figure> {
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (_, pts) in series {
-        for &(x, y) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
+/// The colour of group `i` of `n`.
+fn colour(i: usize, n: usize, name: &str, ordered: bool, marks: Marks) -> RGBColor {
+    if name == "other" && marks == Marks::Points {
+        GREY
+    } else if ordered {
+        ViridisRGB::get_color(0.85 * i as f64 / (n.max(2) - 1) as f64)
+    } else {
+        PALETTE[i % PALETTE.len()]
+    }
+}
+
+/// `text` broken at spaces into lines of at most `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
         }
     }
-    let pad = |lo: f64, hi: f64| {
-        let m = if hi > lo { (hi - lo) * 0.05 } else { 0.5 };
+    lines
+}
+
+/// Draws a chart: the title (wrapped to the figure's width), the plot, and the legend to its
+/// right. Long because plotters' chart builder is one chain of settings (axes, mesh, labels,
+/// series) over one drawing area.
+fn draw(spec: &Spec, df: &DataFrame, marks: Marks, what: &str) -> Result<Figure> {
+    let Points {
+        mut series,
+        x_names,
+    } = points(df, spec, what)?;
+    if marks == Marks::Points && series.len() > PALETTE.len() - 1 {
+        let rest: Vec<(f64, f64)> = series
+            .drain(PALETTE.len() - 1..)
+            .flat_map(|(_, pts)| pts)
+            .collect();
+        series.push(("other".into(), rest));
+    }
+    let all = || series.iter().flat_map(|(_, pts)| pts.iter().copied());
+    let n_points = all().count();
+    let whole = |v: &dyn Fn((f64, f64)) -> f64| all().all(|p| v(p).fract() == 0.0);
+    let (whole_x, whole_y) = (whole(&|p| p.0), !spec.log_y && whole(&|p| p.1));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in all() {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    for r in &spec.references {
+        if let Reference::Horizontal(y, _) = r {
+            let y = if spec.log_y { y.log10() } else { *y };
+            if y.is_finite() {
+                (y0, y1) = (y0.min(y), y1.max(y));
+            }
+        }
+    }
+    if spec
+        .references
+        .iter()
+        .any(|r| matches!(r, Reference::Diagonal))
+    {
+        (x0, x1) = (x0.min(y0), x1.max(y1));
+        (y0, y1) = (x0, x1);
+    }
+    let pad = |lo: f64, hi: f64, whole: bool| {
+        let m = if hi > lo { (hi - lo) * 0.08 } else { 0.5 };
+        let m = if whole { m.max(0.4) } else { m };
         (lo - m, hi + m)
     };
-    let (x0, x1) = pad(x0, x1);
-    let (y0, y1) = pad(y0, y1);
-    let legend_at = quietest_corner(series, (x0, x1), (y0, y1));
-    let integer_x = marks == Marks::Lines
-        && series
+    let (x0, x1) = pad(x0, x1, whole_x);
+    let (y0, y1) = pad(y0, y1, whole_y);
+    let x_ticks = match &x_names {
+        Some(names) => (0..names.len()).map(|i| i as f64).collect(),
+        None => ticks(x0, x1, 12, whole_x),
+    };
+    let y_ticks = ticks(y0, y1, 8, whole_y);
+    let y_desc = if spec.log_y {
+        format!("log10({})", spec.y)
+    } else {
+        spec.y.clone()
+    };
+
+    let mut labels: Vec<(String, RGBColor, bool)> = Vec::new(); // name, colour, is a line
+    let legend = spec.by.is_some() || !spec.references.is_empty();
+    let legend_px = if legend {
+        let longest = series
             .iter()
-            .all(|(_, pts)| pts.iter().all(|p| p.0.fract() == 0.0));
+            .map(|(name, _)| name.chars().count())
+            .chain(spec.references.iter().map(|r| match r {
+                Reference::Diagonal => 5,
+                Reference::Horizontal(_, l) => l.chars().count(),
+            }))
+            .max()
+            .unwrap_or(0);
+        (44 + longest as u32 * 7).clamp(90, 240)
+    } else {
+        0
+    };
+    let title = wrap(&spec.title, ((SIZE.0 - 24) as f64 / TITLE_CHAR_PX) as usize);
+    let title_px = 10 + title.len() as u32 * (TITLE_FONT + 5);
 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
+        let (top, rest) = root.split_vertically(title_px);
+        let title_style = TextStyle::from(("sans-serif", TITLE_FONT).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (i, line) in title.iter().enumerate() {
+            let y = 8 + i as i32 * (TITLE_FONT as i32 + 5);
+            top.draw_text(line, &title_style, (SIZE.0 as i32 / 2, y))?;
+        }
+        let (plot, key) = rest.split_horizontally(SIZE.0 - legend_px);
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        let x_fmt = |x: &f64| {
-            if integer_x {
-                format!("{x:.0}")
-            } else {
-                tick(*x)
-            }
+            .build_cartesian_2d(
+                Axis {
+                    range: x0..x1,
+                    ticks: x_ticks,
+                },
+                Axis {
+                    range: y0..y1,
+                    ticks: y_ticks,
+                },
+            )?;
+        let x_fmt = |x: &f64| match &x_names {
+            Some(names) => names.get(x.round() as usize).cloned().unwrap_or_default(),
+            None => tick(*x),
         };
         let y_fmt = |y: &f64| tick(*y);
-        let mut mesh = chart.configure_mesh();
-        mesh.x_desc(x_desc)
-            .y_desc(y_desc)
+        chart
+            .configure_mesh()
+            .x_desc(spec.x.as_str())
+            .y_desc(y_desc.as_str())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .light_line_style(WHITE.mix(0.0));
-        if integer_x {
-            mesh.x_labels(((x1 - x0).round() as usize + 1).min(12));
-        }
-        mesh.draw()?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = if name == "other" && marks == Marks::Points {
-                RGBColor(160, 160, 160)
-            } else {
-                PALETTE[i % PALETTE.len()]
+            .bold_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        for r in &spec.references {
+            let (ends, name) = match r {
+                Reference::Diagonal => {
+                    let (a, b) = (x0.max(y0), x1.min(y1));
+                    ([(a, a), (b, b)], "y = x".to_string())
+                }
+                Reference::Horizontal(y, label) => {
+                    let y = if spec.log_y { y.log10() } else { *y };
+                    ([(x0, y), (x1, y)], label.clone())
+                }
             };
-            match marks {
-                Marks::Lines => {
-                    chart
-                        .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                        });
-                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-                }
-                Marks::Points => {
-                    chart
-                        .draw_series(
-                            pts.iter()
-                                .map(|&p| Circle::new(p, 2, color.mix(0.6).filled())),
-                        )?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
-                }
+            chart.draw_series(DashedLineSeries::new(ends, 6, 4, GREY.stroke_width(2)))?;
+            labels.push((name, GREY, true));
+        }
+        let (radius, alpha) = match (marks, n_points) {
+            (Marks::Lines, _) => (3, 1.0),
+            (Marks::Points, 0..=60) => (5, 0.85),
+            (Marks::Points, 61..=600) => (3, 0.7),
+            (Marks::Points, _) => (2, 0.6),
+        };
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = colour(i, series.len(), name, spec.ordered, marks);
+            if marks == Marks::Lines {
+                chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
             }
+            chart.draw_series(
+                pts.iter()
+                    .map(|&p| Circle::new(p, radius, color.mix(alpha).filled())),
+            )?;
+            labels.push((name.clone(), color, marks == Marks::Lines));
         }
         if legend {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(legend_at)
-                .draw()?;
+            draw_legend(&key, &labels)?;
         }
         root.present()?;
     }
     Ok(Figure { svg })
 }
 
-/// The corner of the plot with the fewest points, where the legend hides the least.
-fn quietest_corner(
-    series: &[(String, Vec<(f64, f64)>)],
-    x: (f64, f64),
-    y: (f64, f64),
-) -> SeriesLabelPosition {
-    let corners = [
-        (SeriesLabelPosition::UpperRight, true, true),
-        (SeriesLabelPosition::UpperLeft, false, true),
-        (SeriesLabelPosition::LowerRight, true, false),
-        (SeriesLabelPosition::LowerLeft, false, false),
-    ];
-    let count = |right: bool, upper: bool| {
-        series
-            .iter()
-            .flat_map(|(_, pts)| pts.iter())
-            .filter(|(px, py)| {
-                let fx = (px - x.0) / (x.1 - x.0);
-                let fy = (py - y.0) / (y.1 - y.0);
-                (if right { fx > 0.6 } else { fx < 0.4 })
-                    && (if upper { fy > 0.6 } else { fy < 0.4 })
-            })
-            .count()
-    };
-    corners
-        .into_iter()
-        .min_by_key(|&(_, right, upper)| count(right, upper))
-        .map(|(pos, _, _)| pos)
-        .unwrap_or(SeriesLabelPosition::UpperRight)
+/// The legend in its own area to the right of the plot: one row per series and reference line,
+/// as many as fit (the rest counted in a last row).
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    labels: &[(String, RGBColor, bool)],
+) -> Result<()> {
+    let row = LEGEND_FONT as i32 + 7;
+    let fits = ((area.dim_in_pixel().1 as i32 - 24) / row).max(1) as usize;
+    let style = TextStyle::from(("sans-serif", LEGEND_FONT).into_font())
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, (name, color, line)) in labels.iter().enumerate() {
+        let y = 24 + i as i32 * row;
+        if i + 1 == fits && labels.len() > fits {
+            area.draw_text(&format!("… {} more", labels.len() - i), &style, (6, y))?;
+            break;
+        }
+        if *line {
+            area.draw(&PathElement::new(
+                vec![(4, y), (26, y)],
+                color.stroke_width(2),
+            ))?;
+        } else {
+            area.draw(&Circle::new((15, y), 5, color.filled()))?;
+        }
+        area.draw_text(name, &style, (32, y))?;
+    }
+    Ok(())
 }
