@@ -24,12 +24,12 @@ Usage: python3 scripts/key_ranges.py target/notebook-test [out]
 """
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
+import notebook_keys
+
 ROOT = Path(__file__).resolve().parent.parent
-KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
 
 WIDE = "the main job's own fine-tunes change with their budget and seed: the measure's plausible span"
 BASE = ("the base model only, so reproducible in the default profile too: the value a default-profile "
@@ -154,16 +154,12 @@ SPEC = {
 
 
 def key_numbers(folder):
-    found = {}
-    for path in sorted(Path(folder).glob("*.ipynb")):
-        nb = json.loads(path.read_text())
-        for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "stream":
-                    text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
-                    for name, value in KEY.findall(text):
-                        found.setdefault(path.stem, {})[name] = float(value)
-    return found
+    """Each executed chapter's key numbers, by chapter and name."""
+    return {
+        path.stem: keys
+        for path in sorted(Path(folder).glob("*.ipynb"))
+        if (keys := notebook_keys.key_numbers(json.loads(path.read_text())))
+    }
 
 
 def quick_entry(value, rule, numbers):

@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Execute the evcxr notebooks headless and check what they show.
 
-Each notebook in notebooks/ (or those named) runs in a fresh `rust` (evcxr_jupyter) kernel whose
+Each notebook in notebooks/ (or those named) runs in a fresh `isotropy-lab` kernel
+(scripts/kernel.sh: evcxr_jupyter in a build folder of its own, seeded from the warm one) whose
 working folder is notebooks/, so it picks up notebooks/evcxr.toml (the support crate as a
-dependency, its prelude, and a fixed build folder that later kernels reuse). The executed notebook
-is written to OUT/NAME.ipynb and OUT/NAME.html.
+dependency and its prelude). The executed notebook is written to OUT/NAME.ipynb and OUT/NAME.html
+(its formulas typeset by a copy of MathJax in OUT/mathjax, so the page reads offline).
 
 A notebook fails when a cell raises an error, writes anything to stderr (evcxr reports an error
 returned with `?` only there), when it shows no HTML table (text/html) or no SVG figure
-(image/svg+xml), or when a key number it prints (`key number NAME = VALUE`, from the crate's
-`key_number`) is missing, not finite, or outside its range in notebooks/key_numbers.json (one range
-for every profile, or one per profile: quick, default and paper). Exit status 1 if any notebook failed;
-the failing cell's source and error are printed.
+(image/svg+xml), or when a key number it records is missing, not finite, or outside its range in
+notebooks/key_numbers.json (one range for every profile, or one per profile: quick, default and
+paper). Exit status 1 if any notebook failed; the failing cell's source and error are printed.
+
+Key numbers: the kernels run with ISOLAB_KEY_NUMBERS=1, so the crate's `key_number` prints
+`key number NAME = VALUE`; those lines are moved from the outputs into the notebook's metadata
+(`metadata.isolab.key_numbers`) before the notebook and its page are written, so a reader of either
+never sees them (nor does a reader in the lab, where the variable is unset).
 
 Usage: run_notebooks.py [--quick] [--out DIR] [NOTEBOOK ...]
   --quick   set ISOLAB_PROFILE=quick (small samples; the tests use it)
@@ -20,7 +25,7 @@ import argparse
 import json
 import math
 import os
-import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,16 +34,14 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
+from notebook_keys import key_numbers, take_key_numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-KEY = re.compile(r"^key number (\S+) = (\S+)$", re.MULTILINE)
-
-
 def problems(nb, stem):
     """Error outputs, what is missing and key numbers out of range, as readable strings."""
-    found, mimes, keys = [], set(), {}
+    found, mimes = [], set()
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -49,14 +52,12 @@ def problems(nb, stem):
             elif out.output_type == "stream" and out.name == "stderr":
                 # evcxr reports an error returned by `?` only on stderr, not as an error output.
                 found.append(f"cell {i} wrote to stderr:\n{cell.source}\n---\n{out.text}")
-            elif out.output_type == "stream":
-                for name, value in KEY.findall(out.text):
-                    keys[name] = float(value)
             elif out.output_type in ("display_data", "execute_result"):
                 mimes.update(out.get("data", {}).keys())
     for mime, what in (("text/html", "an HTML table"), ("image/svg+xml", "an SVG figure")):
         if mime not in mimes:
             found.append(f"the notebook shows no {what} ({mime})")
+    keys = key_numbers(nb)
     expected = json.loads((ROOT / "notebooks" / "key_numbers.json").read_text()).get(stem, {})
     profile = os.environ.get("ISOLAB_PROFILE", "default")
     for name, spec in expected.items():
@@ -67,10 +68,25 @@ def problems(nb, stem):
         low, high = span
         value = keys.get(name)
         if value is None:
-            found.append(f"key number {name} was not printed")
+            found.append(f"key number {name} was not recorded")
         elif not math.isfinite(value) or not low <= value <= high:
             found.append(f"key number {name} = {value} is outside [{low}, {high}] ({profile} profile)")
     return found
+
+
+def mathjax_beside(out_dir):
+    """MathJax 2.7 (the jupyter-server-mathjax package) copied into OUT/mathjax once, so the
+    exported pages render their formulas offline; the URL the exporter loads it from."""
+    import jupyter_server_mathjax
+
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = out_dir / "mathjax"
+    if not (target / "MathJax.js").exists():
+        tmp = out_dir / ".mathjax.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        tmp.replace(target)
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
 def run(path, out_dir):
@@ -89,10 +105,11 @@ def run(path, out_dir):
     except CellExecutionError:
         pass  # reported from the outputs below
     seconds = time.monotonic() - start
+    take_key_numbers(nb)  # out of the reader's outputs, into the notebook's metadata
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = path.stem
     nbformat.write(nb, out_dir / f"{stem}.ipynb")
-    html, _ = HTMLExporter().from_notebook_node(nb)
+    html, _ = HTMLExporter(mathjax_url=mathjax_beside(out_dir)).from_notebook_node(nb)
     tmp = out_dir / f".{stem}.html.tmp"
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out_dir / f"{stem}.html")
@@ -107,6 +124,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         os.environ["ISOLAB_PROFILE"] = "quick"
+    os.environ["ISOLAB_KEY_NUMBERS"] = "1"  # inherited by the kernels
     paths = [Path(p).resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     if not paths:
         sys.exit("no notebooks found")
