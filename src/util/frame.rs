@@ -41,3 +41,79 @@ pub fn by_model(tables: &[(&str, DataFrame)]) -> anyhow::Result<DataFrame> {
     out.map(|df| df.fresh())
         .ok_or_else(|| anyhow::anyhow!("by_model: no tables given"))
 }
+
+/// One number of a per-model, per-layer table (the shape of
+/// [`crate::analysis::layers::compare_layers`]: columns `model`, `layer` and the measures): the
+/// value of `column` in the row of `model` and `layer`, as f64. `model` may be given as loaded (a
+/// folder, a registry name, a hub id): it is matched through its display name, as the table
+/// holds it. A missing column, model or layer is an error that names it and what there is.
+///
+/// ```
+/// use isotropy_lab::util::frame::value_at;
+/// use polars::prelude::*;
+///
+/// let table = df!("model" => ["minilm", "minilm", "x"], "layer" => [0u32, 6, 6],
+///                 "dominant" => [2u32, 5, 9])?;
+/// assert_eq!(value_at(&table, "minilm", 6, "dominant")?, 5.0);
+/// assert!(value_at(&table, "minilm", 7, "dominant").is_err());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn value_at(table: &DataFrame, model: &str, layer: usize, column: &str) -> anyhow::Result<f64> {
+    use anyhow::Context;
+    use polars::prelude::DataType;
+    let t = table.fresh();
+    let text = |name: &str| -> anyhow::Result<Vec<String>> {
+        let c = t
+            .column(name)
+            .with_context(|| format!("the table has no column '{name}'"))?
+            .cast(&DataType::String)?;
+        Ok(c.str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
+    };
+    let number = |name: &str| -> anyhow::Result<Vec<Option<f64>>> {
+        let c = t
+            .column(name)
+            .with_context(|| {
+                let names: Vec<String> =
+                    t.get_column_names().iter().map(|n| n.to_string()).collect();
+                format!(
+                    "the table has no column '{name}' (it has {})",
+                    names.join(", ")
+                )
+            })?
+            .cast(&DataType::Float64)
+            .with_context(|| format!("column '{name}' is not numeric"))?;
+        Ok(c.f64()?.iter().collect())
+    };
+    let shown = crate::util::paths::model_display_name(model);
+    let models = text("model")?;
+    let layers = number("layer")?;
+    let values = number(column)?;
+    let row = models
+        .iter()
+        .zip(&layers)
+        .position(|(m, l)| (*m == shown || m == model) && *l == Some(layer as f64));
+    match row {
+        Some(i) => {
+            values[i].with_context(|| format!("{column} of {shown}, layer {layer} is missing"))
+        }
+        None => {
+            let mut have: Vec<&String> = models.iter().collect();
+            have.dedup();
+            anyhow::bail!(
+                "no row for model '{shown}' and layer {layer} (models: {have:?}, layers {:?})",
+                layers
+                    .iter()
+                    .flatten()
+                    .fold(Vec::<f64>::new(), |mut v, &l| {
+                        if !v.contains(&l) {
+                            v.push(l);
+                        }
+                        v
+                    })
+            )
+        }
+    }
+}
