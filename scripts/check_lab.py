@@ -127,6 +127,20 @@ def wait_for_notebook(driver, timeout=120):
     raise AssertionError("the notebook and its isotropy-lab kernel did not appear")
 
 
+def wait_for_idle(port, name, timeout=900):
+    """Waits until the kernel of notebook `name` reports idle through the server's REST API: a
+    Run All sent while the kernel still starts (it seeds its build folder first) can be lost."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sessions?token={TOKEN}", timeout=5) as r:
+            sessions = json.load(r)
+        states = [s["kernel"]["execution_state"] for s in sessions if s.get("path", "").endswith(name)]
+        if states == ["idle"]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the kernel of {name} did not become idle within {timeout} s")
+
+
 def menu(driver, top, item):
     for label in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel"):
         if label.text == top:
@@ -163,6 +177,15 @@ def problems(driver, name):
         found.append(f"{name}: no rendered HTML table")
     if not driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output.jp-RenderedSVG img, .jp-OutputArea-output.jp-RenderedSVG svg"):
         found.append(f"{name}: no rendered SVG figure")
+    # JupyterLab typesets formulas with the MathJax it bundles: no delimiters left in the text.
+    raw = [m.text[:120] for m in driver.find_elements(By.CSS_SELECTOR, ".jp-MarkdownCell .jp-RenderedMarkdown")
+           if "$$" in m.text]
+    if raw:
+        found.append(f"{name}: formulas left as raw TeX: {raw}")
+    paths = [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output table td")
+             if re.search(r"(^|[\s(])/[^\s/]+/", c.text)]
+    if paths:
+        found.append(f"{name}: absolute paths in tables: {paths[:3]}")
     return found
 
 
@@ -189,6 +212,8 @@ def main():
             driver.get(f"http://127.0.0.1:{port}/lab/workspaces/tab{i}/tree/{name}?reset&token={TOKEN}")
             tabs[name] = driver.current_window_handle
             wait_for_notebook(driver)
+        for name in tabs:
+            wait_for_idle(port, name)
         started = {}
         for name, handle in tabs.items():
             driver.switch_to.window(handle)
