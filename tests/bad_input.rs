@@ -141,3 +141,30 @@ fn unreadable_extraction_folder_is_named() {
     let err = format!("{:#}", Embeddings::load(dir.path()).unwrap_err());
     assert!(err.contains("hidden_states.safetensors"), "{err}");
 }
+
+#[test]
+fn what_a_killed_writer_left_is_removed_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("entry");
+    // A process id that runs no process (Linux's /proc tells), and one that does (init).
+    let dead = (400_000..)
+        .find(|p| !std::path::Path::new("/proc").join(p.to_string()).exists())
+        .unwrap();
+    let stale = dir.path().join(format!(".entry.tmp-{dead}"));
+    let live = dir.path().join(".entry.tmp-1");
+    for d in [&stale, &live] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("half.bin"), b"half").unwrap();
+    }
+    isotropy_lab::util::atomic::write_dir(&target, |tmp| {
+        std::fs::write(tmp.join("whole.bin"), b"whole")?;
+        Ok(())
+    })
+    .unwrap();
+    assert!(target.join("whole.bin").is_file());
+    assert!(!stale.exists(), "a dead writer's temporary folder was kept");
+    assert!(
+        live.exists(),
+        "a running writer's temporary folder was removed"
+    );
+}

@@ -14,12 +14,50 @@ fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Removes what writers of `path` that were killed before they finished left behind: temporary
+/// siblings whose process no longer runs (Linux, where `/proc` tells; elsewhere nothing is
+/// removed). A notebook cell interrupted mid-write is such a writer.
+fn remove_stale_siblings(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    }) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .map(String::from)
+        else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| Path::new("/proc").join(p.to_string()).exists());
+        if !alive {
+            let stale = entry.path();
+            let _ = fs::remove_dir_all(&stale).or_else(|_| fs::remove_file(&stale));
+        }
+    }
+}
+
 /// Writes a file atomically: the content goes to a temporary sibling, is synced, then renamed over
 /// `path`. `write` receives the open temporary file.
 pub fn write_file(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<()>) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
+    remove_stale_siblings(path);
     let tmp = temp_sibling(path);
     let result = (|| {
         let mut file =
@@ -42,11 +80,13 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Fills a folder atomically: `fill` writes into an empty temporary sibling folder, which then
-/// replaces `dir` (an existing `dir` is removed first). On error nothing is left behind.
+/// replaces `dir` (an existing `dir` is removed first). On error nothing is left behind; what a
+/// killed writer left is removed by the next write of the same folder.
 pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
+    remove_stale_siblings(dir);
     let tmp = temp_sibling(dir);
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
