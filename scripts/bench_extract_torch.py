@@ -5,7 +5,7 @@ All 7 hidden states of all-MiniLM-L6-v2 for SST-2 dev (872 sentences), batch 32,
 copied to host numpy arrays (real tokens only). Prints real tokens per second (best of three).
 
 Needs torch, transformers, numpy (not part of CI):
-  /tmp/torchvenv/bin/python scripts/bench_extract_torch.py --model data/models/minilm --glue data/glue
+  .refvenv/bin/python scripts/bench_extract_torch.py --model data/models/minilm --glue data/glue
 """
 import argparse
 import time

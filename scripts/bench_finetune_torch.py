@@ -4,7 +4,7 @@ AdamW (weight decay 0.01, none on biases and LayerNorm), gradient clipping at 1.
 on the same batches: SST-2 dev in file order, 32 sentences per batch, padded to the batch's
 longest. Two warm-up steps, then the median of ten.
 
-Run: /tmp/torchvenv/bin/python scripts/bench_finetune_torch.py --model data/models/minilm --glue data/glue
+Run: .refvenv/bin/python scripts/bench_finetune_torch.py --model data/models/minilm --glue data/glue
 (torch and transformers from PyPI; 2 threads as on the project's machine).
 """
 import argparse

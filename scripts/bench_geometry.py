@@ -9,7 +9,7 @@ top 12 PCA components). Prints each time beside isotropy-lab's (target/bench-geo
 and the ratio numpy time / our time (above 1: we are faster).
 
 Needs numpy, scikit-learn, IsoScore, safetensors (not part of CI):
-  /tmp/torchvenv/bin/python scripts/bench_geometry.py
+  .refvenv/bin/python scripts/bench_geometry.py
 """
 import json
 import time

@@ -40,9 +40,9 @@ For blobs and sst2: NAME_kmeanspp, the inertias of KMeans(k, n_init=1, random_st
 0..20 (k-means++ seeding; k = 8 and 6).
 
 Rerun (needs numpy, scikit-learn, torch, transformers, IsoScore, safetensors; not part of CI):
-  /tmp/torchvenv/bin/pip install numpy scikit-learn torch transformers IsoScore==2.0.1 safetensors
+  bash scripts/reference_env.sh   # the pinned reference environment in .refvenv
   cargo run -- fetch minilm
-  /tmp/torchvenv/bin/python scripts/reference_geometry.py --model data/models/minilm --glue data/glue
+  .refvenv/bin/python scripts/reference_geometry.py --model data/models/minilm --glue data/glue
 """
 import argparse
 import csv

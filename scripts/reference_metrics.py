@@ -7,7 +7,7 @@ Writes tests/data/metrics_reference.json: seeded predictions and gold labels, an
   scores:     pearson, spearman (ties)        — scipy pearsonr, spearmanr
 
 Rerun (numpy, scikit-learn, scipy; not part of CI):
-  /tmp/torchvenv/bin/python scripts/reference_metrics.py > tests/data/metrics_reference.json
+  .refvenv/bin/python scripts/reference_metrics.py > tests/data/metrics_reference.json
 """
 import json
 

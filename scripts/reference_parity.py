@@ -17,9 +17,9 @@ F(u) = sum_i exp(u^T w_i), I = min F / max F), with each eigenvector oriented so
 of largest magnitude is positive (first on ties), the convention isotropy_lab documents.
 
 Rerun (needs torch, transformers, numpy, safetensors; not part of CI):
-  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch transformers numpy safetensors
+  bash scripts/reference_env.sh   # the pinned reference environment in .refvenv
   cargo run --release -- fetch minilm
-  /tmp/torchvenv/bin/python scripts/reference_parity.py --model data/models/minilm --glue data/glue
+  .refvenv/bin/python scripts/reference_parity.py --model data/models/minilm --glue data/glue
 """
 import argparse
 import json

@@ -5,8 +5,8 @@ adjusted_rand_score and normalized_mutual_info_score on seeded labellings.
 Writes tests/data/stats_reference.json: a list of cases, each {"name", "a", "b", "ari", "nmi"}.
 
 Rerun (needs numpy and scikit-learn only; not part of CI):
-  python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install numpy==2.4.6 scikit-learn==1.9.1
-  /tmp/skvenv/bin/python scripts/reference_stats.py
+  bash scripts/reference_env.sh   # the pinned reference environment in .refvenv
+  .refvenv/bin/python scripts/reference_stats.py
 """
 import json
 from pathlib import Path

@@ -7,8 +7,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Variables read under another project's name (hf-hub's, GLUE's): looked for by name.
-const FOREIGN: [&str; 4] = ["GLUE_DIR", "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE"];
+/// Variables without the `ISOLAB_` prefix (hf-hub's, GLUE's, the benchmarks' reference Python):
+/// looked for by name.
+const FOREIGN: [&str; 5] = [
+    "GLUE_DIR",
+    "HF_HOME",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "REF_PYTHON",
+];
 
 /// Every `ISOLAB_…` name in `text`, and each of [`FOREIGN`] it mentions.
 fn names_in(text: &str, into: &mut BTreeSet<String>) {
