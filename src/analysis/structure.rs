@@ -242,8 +242,10 @@ pub fn clustering_agreement(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
+    let shown = |name: &str| crate::util::paths::model_display_name(name);
     let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for (i, (name, _)) in models.iter().enumerate() {
+        let name = shown(name);
         let mut scores = Vec::new();
         for a in 0..seeds.len() {
             for b in a + 1..seeds.len() {
@@ -259,7 +261,10 @@ pub fn clustering_agreement(
             across.push((adjusted_rand_index(x, y)?, normalized_mutual_info(x, y)?));
         }
     }
-    rows.push((format!("{} vs {}", models[0].0, models[1].0), across));
+    rows.push((
+        format!("{} vs {}", shown(models[0].0), shown(models[1].0)),
+        across,
+    ));
     let spread = |v: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
         Spread::of(&v.iter().map(pick).collect::<Vec<_>>())
     };

@@ -5,13 +5,17 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A sibling path of `path` for temporary content, unique to this process.
+/// A sibling path of `path` for temporary content, unique to this write: the process id (which
+/// tells a killed writer's leftovers from a running one's) and a per-process count (threads of one
+/// process writing the same path at once do not share it).
 fn temp_sibling(path: &Path) -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
 /// Removes what writers of `path` that were killed before they finished left behind: temporary
