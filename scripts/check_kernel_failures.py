@@ -66,9 +66,24 @@ class Kernel:
             elif kind == "error":
                 err.append(f"{content['ename']}: {content['evalue']}")
             elif kind == "status" and content["execution_state"] == "idle":
-                return "".join(out), "".join(err), time.monotonic() - start
+                took = time.monotonic() - start
+                self.drain(msg_id, out, err)
+                return "".join(out), "".join(err), took
             if until is not None and until("".join(out)):
                 return "".join(out), "".join(err), time.monotonic() - start
+
+    def drain(self, msg_id, out, err, quiet=1.0):
+        """Collects the cell's streams that arrive after its idle status: evcxr_jupyter forwards
+        the child process's stdout and stderr from a thread of its own, so an error printed by `?`
+        can come after the kernel reported idle. Stops after `quiet` seconds without one."""
+        while True:
+            try:
+                msg = self.client.get_iopub_msg(timeout=quiet)
+            except queue.Empty:
+                return
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                content = msg["content"]
+                (out if content["name"] == "stdout" else err).append(content["text"])
 
     def wait_idle(self, timeout=120):
         """Reads messages until the kernel reports idle (after an interrupt)."""
