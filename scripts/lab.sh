@@ -15,7 +15,7 @@ if [ ! -x .venv/bin/jupyter-lab ] || ! .venv/bin/jupyter kernelspec list | grep 
 fi
 if [ ! -d target/evcxr/target ]; then
   echo "note: the kernel's build folder is cold; the first kernel start builds every dependency" \
-    "(about 18 minutes on 2 cores). 'bash scripts/setup.sh' warms it beforehand." >&2
+    "(about 13 minutes on 2 cores). 'bash scripts/setup.sh' warms it beforehand." >&2
 fi
 # Jupyter refuses to run as root without --allow-root (containers and CI machines run as root).
 as_root=()

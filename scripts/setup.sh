@@ -77,6 +77,6 @@ for model in minilm minilm-sre; do
   ./target/debug/isolab fetch "$model"
 done
 
-step "The kernel's build (target/evcxr; the first time every dependency: about 18 minutes on 2 cores)"
+step "The kernel's build (target/evcxr; the first time every dependency: about 13 minutes on 2 cores)"
 .venv/bin/python scripts/warm_kernel.py
 step "Done"

@@ -2,7 +2,7 @@
 """Warm the notebook kernel's build: start one isotropy-lab kernel in notebooks/ (slot 0,
 target/evcxr, unless a running kernel holds it), let it build the support crate and its
 dependencies, run one cell that uses the crate, and stop it. The first time this compiles every
-dependency (about 18 minutes on 2 cores, docs/timings.md); afterwards it takes seconds, and so does
+dependency (about 13 minutes on 2 cores, docs/timings.md); afterwards it takes seconds, and so does
 the first kernel start of a reader who opens a chapter.
 
 Usage: .venv/bin/python scripts/warm_kernel.py
