@@ -1,14 +1,16 @@
 //! Speed of the geometry toolkit on real token matrices of 20,000 rows: the last layer of
 //! all-MiniLM-L6-v2 on SST-2 dev (20,000 × 384), and that layer side by side with `minilm-sre`'s
-//! (20,000 × 768). Times I(W), PCA, k-means (k = 27, one k-means++ seeding), IsoScore and
-//! cluster-based enhancement (k = 27, D = 12), median of 3, and writes the matrices and the
+//! (20,000 × 768). Times I(W), PCA, k-means (k = 27, one k-means++ seeding), IsoScore,
+//! cluster-based enhancement (k = 27, D = 12) and chapter 05's sweep of the global method (D = 1,
+//! 2, 4, 8, 12, 16, 24, 32, each result's I(W) and IsoScore; from one PCA, and for comparison
+//! each D applied and measured on its own), median of 3, and writes the matrices and the
 //! timings to target/bench-geometry/ for scripts/bench_geometry.py, which times numpy /
 //! scikit-learn on the same matrices. scripts/bench_geometry.sh runs both and prints the ratios.
 
 use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::cluster::{kmeans, KMeansOptions};
-use isotropy_lab::geometry::enhance::Method;
+use isotropy_lab::geometry::enhance::{GlobalSweep, Method};
 use isotropy_lab::geometry::isotropy::isotropy;
 use isotropy_lab::geometry::spectrum::{Pca, Spectrum};
 use isotropy_lab::nn::model::Model;
@@ -17,6 +19,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 const ROWS: usize = 20_000;
+/// Chapter 05's sweep of the global method's D.
+const SWEEP: [usize; 8] = [1, 2, 4, 8, 12, 16, 24, 32];
 
 fn last_layer(model: &str) -> anyhow::Result<Matrix> {
     let model = Model::load(model)?;
@@ -77,6 +81,23 @@ fn main() -> anyhow::Result<()> {
             Method::ClusterBased { k: 27, d: 12 }
                 .apply(m, 0)
                 .map(|_| ())
+        })?;
+        time("global D=1..32", &mut || {
+            let sweep = GlobalSweep::fit(m)?;
+            for d in SWEEP {
+                sweep.apply(d)?;
+                sweep.isotropy(d)?;
+                sweep.spectrum(d)?.isoscore()?;
+            }
+            Ok(())
+        })?;
+        time("global D=1..32, each D measured alone", &mut || {
+            for d in SWEEP {
+                let removed = Method::Global { d }.apply(m, 0)?;
+                isotropy(&removed)?;
+                Spectrum::of(&removed)?.isoscore()?;
+            }
+            Ok(())
         })?;
     }
     let bytes: Vec<Vec<u8>> = tensors

@@ -5,7 +5,9 @@ Reads target/bench-geometry/matrices.safetensors (written by `cargo bench --benc
 converts each to float64 once, and times (median of 3): I(W) (eigh of W^T W, F(u) by log-sum-exp,
 both signs), scikit-learn PCA(svd_solver="full"), KMeans(27, n_init=1), IsoScore 2.0.1, and
 cluster-based enhancement as the authors define it (KMeans 27, per cluster centre and remove the
-top 12 PCA components). Prints each time beside isotropy-lab's (target/bench-geometry/rust.json)
+top 12 PCA components), and chapter 05's sweep of the global method: for each D in 1, 2, 4, 8,
+12, 16, 24, 32, PCA, removal of the top D components, then I(W) and IsoScore of the result, as
+a numpy pipeline measures each setting. Prints each time beside isotropy-lab's (target/bench-geometry/rust.json)
 and the ratio numpy time / our time (above 1: we are faster).
 
 Needs numpy, scikit-learn, IsoScore, safetensors (not part of CI):
@@ -44,6 +46,15 @@ def cluster_based(x, k=27, d=12):
     return out
 
 
+def global_sweep(x):
+    for d in (1, 2, 4, 8, 12, 16, 24, 32):
+        xc = x - x.mean(axis=0)
+        comp = PCA(n_components=d, svd_solver="full").fit(xc).components_
+        removed = xc - (xc @ comp.T) @ comp
+        isotropy(removed)
+        IsoScore.IsoScore(removed)
+
+
 def median_secs(f):
     times = []
     for _ in range(3):
@@ -62,6 +73,7 @@ def main():
         "k-means k=27": lambda x: KMeans(n_clusters=27, n_init=1, random_state=0).fit(x),
         "IsoScore": lambda x: IsoScore.IsoScore(x),
         "cluster-based k=27 D=12": cluster_based,
+        "global D=1..32": global_sweep,
     }
     print(f"{'work':<36}{'numpy/sklearn s':>16}{'isotropy-lab s':>16}{'ratio':>8}")
     for name in sorted(mats):

@@ -8,7 +8,7 @@ mod common;
 
 use isotropy_lab::analysis::structure::cluster_table;
 use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_from, silhouette, KMeansOptions};
-use isotropy_lab::geometry::enhance::Method;
+use isotropy_lab::geometry::enhance::{GlobalSweep, Method};
 use isotropy_lab::geometry::isotropy::isotropy;
 use isotropy_lab::geometry::lid::local_dimension;
 use isotropy_lab::geometry::similarity::{
@@ -575,6 +575,97 @@ fn enhancement_invariants() {
         .unwrap()
         .both_signs;
     assert!(after > before, "I(W) {before} → {after}");
+}
+
+/// The global method over a sweep of D from one PCA ([`GlobalSweep`]) gives what applying it and
+/// measuring the result gives, on real last-layer rows: the same matrix, I(W) (every sign
+/// variant) and spectrum.
+#[test]
+fn global_sweep_gives_what_measuring_each_removal_gives() {
+    let bytes = reference();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let m = f32_matrix(&st, "sst2");
+    let sweep = GlobalSweep::fit(&m).unwrap();
+    for d in [0, 1, 4, 12, 32] {
+        let removed = Method::Global { d }.apply(&m, 0).unwrap();
+        assert_eq!(sweep.apply(d).unwrap(), removed, "d={d}: matrices differ");
+        let (got, want) = (sweep.isotropy(d).unwrap(), isotropy(&removed).unwrap());
+        for (what, a, b) in [
+            ("I(W)", got.value, want.value),
+            ("both signs", got.both_signs, want.both_signs),
+            ("sign min", got.sign_min, want.sign_min),
+            ("sign max", got.sign_max, want.sign_max),
+        ] {
+            assert!(rel(a, b) < 1e-5, "d={d} {what}: sweep {a} vs measured {b}");
+        }
+        let (got, want) = (sweep.spectrum(d).unwrap(), Spectrum::of(&removed).unwrap());
+        let top = want.variances[0];
+        for (i, (a, b)) in got.variances.iter().zip(&want.variances).enumerate() {
+            assert!((a - b).abs() < 1e-5 * top, "d={d} variance {i}: {a} vs {b}");
+        }
+        let (a, b) = (got.isoscore().unwrap(), want.isoscore().unwrap());
+        assert!(
+            (a - b).abs() < 1e-6,
+            "d={d} IsoScore: sweep {a} vs measured {b}"
+        );
+    }
+    assert!(
+        sweep.apply(m.cols()).is_err(),
+        "D = dimension must be refused"
+    );
+}
+
+/// The enhancement table shares work between its methods (one PCA for every global D, one
+/// k-means per k); each row is still what applying that method alone and measuring it gives.
+#[test]
+fn method_table_rows_are_each_method_applied_and_measured_alone() {
+    use isotropy_lab::analysis::methods::method_table;
+    use isotropy_lab::data::glue::{Split, Task};
+    let emb = common::extract_minilm(Task::Sst2, Split::Dev, 120, 0);
+    let layer = 6;
+    let methods = [
+        Method::ZeroMean,
+        Method::ClusterZeroMean { k: 5 },
+        Method::Global { d: 3 },
+        Method::Global { d: 12 },
+        Method::ClusterBased { k: 5, d: 4 },
+    ];
+    let norm = |m: &Matrix| -> anyhow::Result<f64> {
+        Ok(m.data()
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt())
+    };
+    let table = method_table(&emb, layer, &methods, 7, &[("norm", &norm)]).unwrap();
+    assert_eq!(table.height(), methods.len() + 1);
+    let column = |name: &str| -> Vec<f64> {
+        let c = table.column(name).unwrap().f64().unwrap();
+        c.into_no_null_iter().collect()
+    };
+    let (iso, score, cos, norms) = (
+        column("isotropy_both_signs"),
+        column("isoscore"),
+        column("mean_cosine"),
+        column("norm"),
+    );
+    let original = emb.layer(layer).unwrap();
+    let alone: Vec<Matrix> = std::iter::once(original.clone())
+        .chain(methods.iter().map(|m| m.apply(original, 7).unwrap()))
+        .collect();
+    for (row, m) in alone.iter().enumerate() {
+        let want_iso = isotropy(m).unwrap().both_signs;
+        assert!(
+            rel(iso[row], want_iso) < 1e-5,
+            "row {row} I(W): {} vs {want_iso}",
+            iso[row]
+        );
+        let want_score = Spectrum::of(m).unwrap().isoscore().unwrap();
+        assert!((score[row] - want_score).abs() < 1e-6, "row {row} IsoScore");
+        let want_cos = mean_cosine(m).unwrap();
+        assert!((cos[row] - want_cos).abs() < 1e-6, "row {row} mean cosine");
+        assert!(rel(norms[row], norm(m).unwrap()) < 1e-9, "row {row} scorer");
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! enhancement table: each method's effect on isotropy and on a task score, for one layer.
 
 use crate::analysis::extract::Embeddings;
-use crate::geometry::enhance::Method;
+use crate::geometry::cluster::{kmeans, KMeansOptions};
+use crate::geometry::enhance::{GlobalSweep, Method};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::Spectrum;
@@ -10,6 +11,7 @@ use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
 use anyhow::Result;
 use polars::prelude::{Column, DataFrame};
+use std::collections::hash_map::{Entry, HashMap};
 
 /// Applies `method` to the listed hidden states of an extraction (`None`: all), seeded. The
 /// result has only those layers, the same token table, and `enhancement` in its metadata.
@@ -52,7 +54,9 @@ pub type Scorer<'a> = (&'a str, &'a dyn Fn(&Matrix) -> Result<f64>);
 
 /// The paper's enhancement table for one layer: one row for the untouched layer (`none`), then
 /// one per method, with `method`, `k`, `d` (0 where a method has none), `isotropy_both_signs`,
-/// `isoscore`, `mean_cosine`, and a column per scorer.
+/// `isoscore`, `mean_cosine`, and a column per scorer. Every global D is read off one PCA
+/// ([`GlobalSweep`]) and the clustered methods with the same k share one k-means (seeded by
+/// `seed`, as [`Method::apply`] runs it), so a sweep over D costs about one method.
 pub fn method_table(
     emb: &Embeddings,
     layer: usize,
@@ -63,7 +67,18 @@ pub fn method_table(
     let original = emb.layer(layer)?;
     let mut names = vec!["none".to_string()];
     let (mut ks, mut ds) = (vec![0u32], vec![0u32]);
+    let (mut iso, mut score) = (Vec::new(), Vec::new());
     let mut matrices = vec![original.clone()];
+    iso.push(isotropy(original)?.both_signs);
+    score.push(Spectrum::of(original)?.isoscore().unwrap_or(f64::NAN));
+    // Work the methods share is done once: one PCA for every global D (whose I(W) and spectrum
+    // it also gives), one k-means per k for the clustered methods.
+    let sweep = if methods.iter().any(|m| matches!(m, Method::Global { .. })) {
+        Some(GlobalSweep::fit(original)?)
+    } else {
+        None
+    };
+    let mut clusterings: HashMap<usize, Vec<usize>> = HashMap::new();
     for m in methods {
         names.push(m.label());
         let (k, d) = match *m {
@@ -74,15 +89,38 @@ pub fn method_table(
         };
         ks.push(k as u32);
         ds.push(d as u32);
-        matrices.push(m.apply(original, seed)?);
+        let out = match (m, &sweep) {
+            (Method::Global { d }, Some(sweep)) => {
+                iso.push(sweep.isotropy(*d)?.both_signs);
+                score.push(sweep.spectrum(*d)?.isoscore().unwrap_or(f64::NAN));
+                sweep.apply(*d)?
+            }
+            _ => {
+                let out = if k > 0 {
+                    let labels = match clusterings.entry(k) {
+                        Entry::Occupied(known) => known.into_mut(),
+                        Entry::Vacant(new) => {
+                            let opts = KMeansOptions {
+                                seed,
+                                ..KMeansOptions::authors(k)
+                            };
+                            new.insert(kmeans(original, &opts)?.labels)
+                        }
+                    };
+                    Matrix::from_faer(m.apply_f64(original, Some(labels), seed)?.as_ref())
+                } else {
+                    m.apply(original, seed)?
+                };
+                iso.push(isotropy(&out)?.both_signs);
+                score.push(Spectrum::of(&out)?.isoscore().unwrap_or(f64::NAN));
+                out
+            }
+        };
+        matrices.push(out);
     }
-    let mut iso = Vec::new();
-    let mut score = Vec::new();
     let mut cos = Vec::new();
     let mut extra: Vec<Vec<f64>> = vec![Vec::new(); scorers.len()];
     for m in &matrices {
-        iso.push(isotropy(m)?.both_signs);
-        score.push(Spectrum::of(m)?.isoscore().unwrap_or(f64::NAN));
         cos.push(mean_cosine(m).unwrap_or(f64::NAN));
         for (col, (_, f)) in extra.iter_mut().zip(scorers) {
             col.push(f(m)?);

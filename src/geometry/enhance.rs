@@ -18,7 +18,8 @@
 //! so a clustering (not the method) differs from any one run of theirs.
 
 use crate::geometry::cluster::{kmeans, members, KMeansOptions};
-use crate::geometry::spectrum::{centred, Pca};
+use crate::geometry::isotropy::{log_f_both_signs, Isotropy};
+use crate::geometry::spectrum::{centred, Pca, Spectrum};
 use crate::util::matrix::Matrix;
 use anyhow::{anyhow, bail, Result};
 use faer::{Mat, MatRef};
@@ -249,6 +250,96 @@ impl fmt::Display for Method {
     /// The label, such as `cluster-based k=27 d=12` ([`Method::label`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label())
+    }
+}
+
+/// The global method (all-but-the-top) for many D at once, with the I(W) and the spectrum of each
+/// result read off one PCA of the input instead of measured again.
+///
+/// Once the centred rows lose their top D principal components, the covariance (and WᵀW, the
+/// rows being centred) keeps the remaining principal axes with their variances λ_{D+1}, …, and
+/// gives the D removed axes variance 0; a row's projection on a remaining axis is its PCA score,
+/// unchanged, and on a removed axis 0, so F(±u) = N there. One product (the scores) thus gives
+/// every D's I(W) and IsoScore, where measuring each result costs two or three products: a sweep
+/// over D costs about one measurement. The results are those of [`Method::Global`]`.apply` and
+/// of measuring them (the tests compare both on real rows).
+///
+/// ```
+/// use isotropy_lab::geometry::enhance::{GlobalSweep, Method};
+/// use isotropy_lab::geometry::isotropy::isotropy;
+/// use isotropy_lab::geometry::spectrum::Spectrum;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Eight points of a plane tilted in 3-d, around a mean far from the origin.
+/// let w = Matrix::new(8, 3, vec![
+///     5.0, 1.0, 0.2, 6.0, 2.0, 0.1, 4.0, 0.5, -0.3, 5.5, 1.5, 0.4,
+///     4.5, 0.2, -0.1, 6.5, 2.5, 0.3, 5.2, 0.8, -0.2, 4.8, 1.9, 0.0,
+/// ])?;
+/// let sweep = GlobalSweep::fit(&w)?;
+/// for d in 0..3 {
+///     let removed = Method::Global { d }.apply(&w, 0)?;
+///     assert_eq!(sweep.apply(d)?, removed);
+///     let direct = isotropy(&removed)?.both_signs;
+///     assert!((sweep.isotropy(d)?.both_signs - direct).abs() < 1e-5 * direct);
+///     let isoscore = Spectrum::of(&removed)?.isoscore()?;
+///     assert!((sweep.spectrum(d)?.isoscore()? - isoscore).abs() < 1e-5);
+/// }
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub struct GlobalSweep {
+    x: Mat<f64>,
+    pca: Pca,
+    /// (log F(u), log F(−u)) on each principal axis of the input, in the PCA's order.
+    log_f: Vec<(f64, f64)>,
+}
+
+impl GlobalSweep {
+    /// Fits the principal axes of `w`'s rows (2 rows or more, finite values) and projects the
+    /// centred rows on all of them.
+    pub fn fit(w: &Matrix) -> Result<GlobalSweep> {
+        w.check_finite("enhancement global")?;
+        let x = w.to_faer();
+        let pca = Pca::fit_f64(x.as_ref())?;
+        let (_, c) = centred(x.as_ref());
+        let zt = pca.components.transpose() * c.transpose();
+        let log_f = log_f_both_signs(zt.as_ref());
+        Ok(GlobalSweep { x, pca, log_f })
+    }
+
+    /// The number of directions removed for a requested `d`: at most rows − 1 (the centred rows
+    /// span no more); `d` must be below the dimension, as [`Method::Global`] requires.
+    fn removed(&self, d: usize) -> Result<usize> {
+        let dim = self.x.ncols();
+        if d >= dim {
+            bail!("global d={d}: D = {d} directions to remove, but the vectors have only {dim} dimensions");
+        }
+        Ok(d.min(self.x.nrows() - 1))
+    }
+
+    /// The rows with the top `d` directions removed: what [`Method::Global`]`.apply` returns.
+    pub fn apply(&self, d: usize) -> Result<Matrix> {
+        let d = self.removed(d)?;
+        Ok(Matrix::from_faer(
+            self.pca.remove_top(self.x.as_ref(), d)?.as_ref(),
+        ))
+    }
+
+    /// I(W) of [`GlobalSweep::apply`]`(d)`, from the scores on the remaining axes.
+    pub fn isotropy(&self, d: usize) -> Result<Isotropy> {
+        let d = self.removed(d)?;
+        let log_n = (self.x.nrows() as f64).ln();
+        let mut log_f = vec![(log_n, log_n); d];
+        log_f.extend_from_slice(&self.log_f[d..]);
+        Ok(Isotropy::from_log_f(&log_f))
+    }
+
+    /// The variance spectrum of [`GlobalSweep::apply`]`(d)`: the input's without its top `d`
+    /// variances, and `d` zeros.
+    pub fn spectrum(&self, d: usize) -> Result<Spectrum> {
+        let d = self.removed(d)?;
+        let mut variances = self.pca.spectrum.variances[d..].to_vec();
+        variances.resize(self.pca.spectrum.variances.len(), 0.0);
+        Ok(Spectrum { variances })
     }
 }
 

@@ -84,7 +84,13 @@ pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
     }
     // zᵀ = Uᵀ Wᵀ (d × n, one column per row of W): then every pass below reads memory in order.
     let zt = u.transpose() * m.transpose();
-    let n = zt.ncols();
+    Ok(Isotropy::from_log_f(&log_f_both_signs(zt.as_ref())))
+}
+
+/// (log F(u), log F(−u)) of every direction u, from the projections of the rows on them: `zt` has
+/// one row per direction and one column per point (zᵀ = Uᵀ Wᵀ). In log space (log-sum-exp).
+pub(crate) fn log_f_both_signs(zt: MatRef<'_, f64>) -> Vec<(f64, f64)> {
+    let (d, n) = (zt.nrows(), zt.ncols());
     let (mut max, mut min) = (vec![f64::NEG_INFINITY; d], vec![f64::INFINITY; d]);
     for i in 0..n {
         for (j, &v) in zt.col(i).iter().enumerate() {
@@ -100,27 +106,35 @@ pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
             minus[j] += (min[j] - v).exp();
         }
     }
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut lo2, mut hi2) = (f64::INFINITY, f64::NEG_INFINITY);
-    // Per eigenvector, log F over its two signs, smaller first.
-    let mut pairs = Vec::with_capacity(d);
-    for j in 0..d {
-        let p = max[j] + plus[j].ln();
-        let q = -min[j] + minus[j].ln();
-        lo = lo.min(p);
-        hi = hi.max(p);
-        lo2 = lo2.min(p.min(q));
-        hi2 = hi2.max(p.max(q));
-        pairs.push((p.min(q), p.max(q)));
+    (0..d)
+        .map(|j| (max[j] + plus[j].ln(), -min[j] + minus[j].ln()))
+        .collect()
+}
+
+impl Isotropy {
+    /// I(W) from (log F(u), log F(−u)) of every eigenvector u of WᵀW, each oriented by the sign
+    /// convention of [`isotropy`].
+    pub(crate) fn from_log_f(log_f: &[(f64, f64)]) -> Isotropy {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut lo2, mut hi2) = (f64::INFINITY, f64::NEG_INFINITY);
+        // Per eigenvector, log F over its two signs, smaller first.
+        let mut pairs = Vec::with_capacity(log_f.len());
+        for &(p, q) in log_f {
+            lo = lo.min(p);
+            hi = hi.max(p);
+            lo2 = lo2.min(p.min(q));
+            hi2 = hi2.max(p.max(q));
+            pairs.push((p.min(q), p.max(q)));
+        }
+        Isotropy {
+            value: (lo - hi).exp(),
+            both_signs: (lo2 - hi2).exp(),
+            sign_min: worst_sign_choice(&pairs).exp(),
+            sign_max: best_sign_choice(&pairs).exp(),
+            log_min_f: lo,
+            log_max_f: hi,
+        }
     }
-    Ok(Isotropy {
-        value: (lo - hi).exp(),
-        both_signs: (lo2 - hi2).exp(),
-        sign_min: worst_sign_choice(&pairs).exp(),
-        sign_max: best_sign_choice(&pairs).exp(),
-        log_min_f: lo,
-        log_max_f: hi,
-    })
 }
 
 /// The least log(min F / max F) over every choice of one value per pair (smaller first): the
