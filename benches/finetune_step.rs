@@ -1,5 +1,6 @@
 //! Fine-tuning speed: seconds per training step (forward with dropout, cross-entropy, backward,
-//! gradient clipping, AdamW update) of all-MiniLM-L6-v2 with a classification head, on the same
+//! gradient clipping, AdamW update) of a model (`ISOLAB_BENCH_MODEL`: a registry name, hub id or
+//! folder; all-MiniLM-L6-v2 by default) with a classification head, on the same
 //! batches as scripts/bench_finetune_torch.py: SST-2 dev in file order, 32 sentences per batch,
 //! padded to the batch's longest (41–60 tokens). Two warm-up steps, then the median of ten.
 //! scripts/bench_finetune.sh runs both and prints the ratio.
@@ -16,7 +17,8 @@ fn main() -> anyhow::Result<()> {
     // As `isolab finetune` runs.
     elementwise_on_calling_thread();
     keep_freed_memory();
-    let model = SequenceClassifier::for_task("minilm", Task::Sst2, 0)?;
+    let spec = std::env::var("ISOLAB_BENCH_MODEL").unwrap_or_else(|_| String::from("minilm"));
+    let model = SequenceClassifier::for_task(&spec, Task::Sst2, 0)?;
     let df = glue::load(Task::Sst2, Split::Dev)?;
     let data = TaskData::new(&model.model, Task::Sst2, &df, 128, "SST-2 dev")?;
     let mut optim = AdamW::new(

@@ -3,12 +3,20 @@
 # ratio (PyTorch time / ours: above 1 means we are faster).
 # REF_PYTHON: a Python with torch and transformers (default .refvenv/bin/python, which
 # scripts/reference_env.sh builds).
+# Usage: bash scripts/bench_finetune.sh [MODEL_FOLDER | bert-base]
+#   default data/models/minilm; bert-base: a stand-in of bert-base-uncased's exact shape with
+#   random weights (scripts/paper_standin.py; speed does not depend on the weights' values).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${REF_PYTHON:-.refvenv/bin/python}
 [ -x "$py" ] || { echo "no reference Python at $py: run bash scripts/reference_env.sh" >&2; exit 1; }
-ours=$(cargo bench --quiet --bench finetune_step 2>/dev/null | grep s/step)
-theirs=$("$py" scripts/bench_finetune_torch.py --model data/models/minilm --glue data/glue 2>/dev/null | grep s/step)
+model=${1:-data/models/minilm}
+if [ "$model" = bert-base ]; then
+  "$py" scripts/paper_standin.py target/paper-cost/hf data/models/minilm/tokenizer.json >/dev/null
+  model=target/paper-cost/hf/hub/models--google-bert--bert-base-uncased/snapshots/$(cat target/paper-cost/hf/hub/models--google-bert--bert-base-uncased/refs/main)
+fi
+ours=$(ISOLAB_BENCH_MODEL="$model" cargo bench --quiet --bench finetune_step 2>/dev/null | grep s/step)
+theirs=$("$py" scripts/bench_finetune_torch.py --model "$model" --glue data/glue 2>/dev/null | grep s/step)
 echo "$ours"
 echo "$theirs"
 a=$(sed -E 's/.*median ([0-9.]+) s\/step.*/\1/' <<<"$ours")

@@ -1,5 +1,5 @@
 """PyTorch baseline for benches/finetune_step.rs: seconds per training step of
-all-MiniLM-L6-v2 + a classification head (transformers' AutoModelForSequenceClassification),
+a model (--model: all-MiniLM-L6-v2's folder, or the BERT-base stand-in's) + a classification head (transformers' AutoModelForSequenceClassification),
 AdamW (weight decay 0.01, none on biases and LayerNorm), gradient clipping at 1.0, dropout on,
 on the same batches: SST-2 dev in file order, 32 sentences per batch, padded to the batch's
 longest. Two warm-up steps, then the median of ten.
