@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 /// A probe's accuracy on the sentence vectors of `m` (a layer of `emb`, or a transformed copy
-/// with the same rows): each sentence's tokens mean-pooled ([CLS] and [SEP] left out), the
+/// with the same rows): each sentence's tokens mean-pooled (`[CLS]` and `[SEP]` left out), the
 /// sentences split in two halves by a seeded shuffle, a logistic regression fitted on one half
 /// (standardised features) and scored on the other. Needs labelled sentences (a classification
 /// task's train or dev split). Used to score the enhancement methods on classification tasks.

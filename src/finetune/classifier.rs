@@ -1,4 +1,4 @@
-//! `BertForSequenceClassification` on candle: the encoder, a pooler ([CLS] → dense → tanh),
+//! `BertForSequenceClassification` on candle: the encoder, a pooler (`[CLS]` → dense → tanh),
 //! dropout and a linear classifier, with transformers' layout, tensor names and initialisation.
 
 use crate::analysis::extract::Embeddings;
@@ -324,7 +324,7 @@ impl SequenceClassifier {
 
     /// Writes the model in the Hugging Face layout into `dir` (which must exist): `config.json`,
     /// `model.safetensors` (transformers' tensor names) and the tokenizer files of the base
-    /// ([`Model::save_tokenizer`]). Each file is written atomically.
+    /// (`Model::save_tokenizer`). Each file is written atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tensors: Vec<(String, Tensor)> = self
             .params
