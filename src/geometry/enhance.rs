@@ -148,12 +148,7 @@ impl Method {
         w.check_finite(&format!("enhancement {}", self.label()))?;
         let dim = w.cols();
         if let Method::Global { d } | Method::ClusterBased { d, .. } = *self {
-            if d >= dim {
-                bail!(
-                    "{}: D = {d} directions to remove, but the vectors have only {dim} dimensions",
-                    self.label()
-                );
-            }
+            check_removable(self, d, dim)?;
         }
         let x = w.to_faer();
         let groups = match (self.clusters(), labels) {
@@ -309,10 +304,7 @@ impl GlobalSweep {
     /// The number of directions removed for a requested `d`: at most rows − 1 (the centred rows
     /// span no more); `d` must be below the dimension, as [`Method::Global`] requires.
     fn removed(&self, d: usize) -> Result<usize> {
-        let dim = self.x.ncols();
-        if d >= dim {
-            bail!("global d={d}: D = {d} directions to remove, but the vectors have only {dim} dimensions");
-        }
+        check_removable(&Method::Global { d }, d, self.x.ncols())?;
         Ok(d.min(self.x.nrows() - 1))
     }
 
@@ -341,6 +333,17 @@ impl GlobalSweep {
         variances.resize(self.pca.spectrum.variances.len(), 0.0);
         Ok(Spectrum { variances })
     }
+}
+
+/// A method may remove `d` directions of `dim`-wide vectors only when `d` is below `dim`.
+fn check_removable(method: &Method, d: usize, dim: usize) -> Result<()> {
+    if d >= dim {
+        bail!(
+            "{}: D = {d} directions to remove, but the vectors have only {dim} dimensions",
+            method.label()
+        );
+    }
+    Ok(())
 }
 
 /// Subtracts the column means of `x`, then removes the projections on its top `d` principal
