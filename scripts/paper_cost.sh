@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${REF_PYTHON:-.refvenv/bin/python}"
+[ -x "$python" ] || { echo "no reference Python at $python: run bash scripts/reference_env.sh" >&2; exit 1; }
 out="$(pwd)/target/paper-cost"  # absolute: the kernels run in notebooks/
 tokenizer="${ISOLAB_MODELS:-data/models}/minilm/tokenizer.json"
 "$python" scripts/paper_standin.py "$out/hf" "$tokenizer"
