@@ -10,6 +10,7 @@ use isotropy_lab::data::fetch::{resolve_model_with, FetchOptions};
 use isotropy_lab::data::glue::{self, fetch_glue, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
+use isotropy_lab::finetune::isotropy_reg::{IsotropyReg, Penalty, RegLayer};
 use isotropy_lab::finetune::train::{
     evaluate, finetune, logits_all, Budget, FinetuneOptions, Objective,
 };
@@ -201,11 +202,23 @@ struct FinetuneArgs {
     /// Evaluate on a seeded sample of N dev examples.
     #[arg(long)]
     dev_limit: Option<usize>,
+    /// Add an isotropy regulariser to the task loss: `isoscore-star:λ` (I-STAR, λ (1 −
+    /// IsoScore⋆)) or `cosine:λ` (CosReg, λ × mean cosine); λ > 0 pushes toward isotropy, λ < 0
+    /// away from it. On the tokens of the batch, [CLS]/[SEP] and padding left out.
+    #[arg(long, allow_hyphen_values = true)]
+    isotropy_reg: Option<Penalty>,
+    /// The regularised hidden state: `last` or an index (0 = the embedding output).
+    #[arg(long, default_value = "last", requires = "isotropy_reg")]
+    reg_layer: RegLayer,
+    /// I-STAR's shrinkage of the batch covariance toward a reference covariance of 25,000
+    /// training tokens, recomputed every epoch (0: none; default 0.2, as I-STAR trains).
+    #[arg(long, requires = "isotropy_reg")]
+    reg_zeta: Option<f64>,
 }
 
 impl FinetuneArgs {
     /// The options of the run: the profile's, with each flag given overriding its value.
-    fn options(&self) -> FinetuneOptions {
+    fn options(&self) -> Result<FinetuneOptions> {
         let quick = match self.profile {
             Some(p) => p == Profile::Quick,
             None => isotropy_lab::notebook::profile::quick(),
@@ -242,7 +255,22 @@ impl FinetuneArgs {
         if self.dev_limit.is_some() {
             opts.dev_limit = self.dev_limit;
         }
-        opts
+        opts.isotropy_reg = match (self.isotropy_reg, self.reg_zeta) {
+            (Some(Penalty::Cosine { .. }), Some(_)) => {
+                bail!("--reg-zeta: CosReg has no shrinkage (it is I-STAR's, isoscore-star:λ)")
+            }
+            (Some(mut penalty), z) => {
+                if let (Penalty::IsoscoreStar { zeta, .. }, Some(z)) = (&mut penalty, z) {
+                    *zeta = z;
+                }
+                Some(IsotropyReg {
+                    penalty,
+                    layer: self.reg_layer,
+                })
+            }
+            (None, _) => None,
+        };
+        Ok(opts)
     }
 }
 
@@ -345,7 +373,7 @@ fn main() -> Result<()> {
             out,
         } => enhance(&input, method.with_params(k, d), &layers, seed, &out),
         Command::Finetune(args) => {
-            let opts = args.options();
+            let opts = args.options()?;
             // Before candle's first operation and before any other thread starts.
             elementwise_on_calling_thread();
             let report = finetune(&opts, &args.out)?;

@@ -220,15 +220,26 @@ impl SequenceClassifier {
 
     /// Logits (batch × labels) in inference mode.
     pub fn logits(&self, batch: &Batch) -> Result<Tensor> {
-        self.forward(batch, &mut Mode::Eval)
+        Ok(self.forward(batch, &mut Mode::Eval)?.0)
     }
 
     /// Logits in training mode: dropout from `dropout`, differentiable kernels.
     pub fn logits_train(&self, batch: &Batch, dropout: &mut Dropout) -> Result<Tensor> {
+        Ok(self.forward(batch, &mut Mode::Train(dropout))?.0)
+    }
+
+    /// Logits in training mode and every hidden state they came from (batch × seq × hidden,
+    /// 0 = the embedding output), all in one graph: a loss on a hidden state trains the weights
+    /// below it.
+    pub fn logits_and_states_train(
+        &self,
+        batch: &Batch,
+        dropout: &mut Dropout,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         self.forward(batch, &mut Mode::Train(dropout))
     }
 
-    fn forward(&self, batch: &Batch, mode: &mut Mode) -> Result<Tensor> {
+    fn forward(&self, batch: &Batch, mode: &mut Mode) -> Result<(Tensor, Vec<Tensor>)> {
         let layers = self.model.encoder.num_hidden_states() - 1;
         let states = self
             .model
@@ -241,7 +252,7 @@ impl SequenceClassifier {
             Mode::Eval => pooled,
             Mode::Train(d) => d.apply(&pooled, self.classifier_dropout)?,
         };
-        Ok(apply_linear(&self.classifier, &pooled, mode)?)
+        Ok((apply_linear(&self.classifier, &pooled, mode)?, states))
     }
 
     /// The head alone (pooler, tanh, classifier; inference mode) on last-layer `[CLS]` vectors

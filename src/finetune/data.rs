@@ -121,6 +121,27 @@ impl TaskData {
         self.encodings.is_empty()
     }
 
+    /// The positions of example `i`'s tokens other than `[CLS]` and `[SEP]` (the authors'
+    /// protocol measures these), ascending.
+    pub fn content_positions(&self, i: usize) -> Vec<usize> {
+        let special = self.encodings[i].get_special_tokens_mask();
+        (0..special.len()).filter(|&p| special[p] == 0).collect()
+    }
+
+    /// The flat indices (example's place in `rows` × `len` + position) of the tokens other than
+    /// `[CLS]` and `[SEP]` of the examples `rows` padded to `len` tokens, in order: the rows of a
+    /// batch's hidden state (flattened to tokens) that hold its content.
+    pub fn content_indices(&self, rows: &[usize], len: usize) -> Vec<u32> {
+        rows.iter()
+            .enumerate()
+            .flat_map(|(b, &i)| {
+                self.content_positions(i)
+                    .into_iter()
+                    .map(move |p| (b * len + p) as u32)
+            })
+            .collect()
+    }
+
     /// Pads the examples `rows` into a batch.
     pub fn batch(&self, rows: &[usize], pad_id: u32, device: &Device) -> Result<Batch> {
         Batch::pad(&self.encodings, rows, pad_id, device)

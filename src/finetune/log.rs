@@ -19,8 +19,12 @@ pub struct TrainLine {
     pub step: usize,
     /// Epochs done (fractional).
     pub epoch: f64,
-    /// The batch's loss.
+    /// The batch's task loss (without a regulariser's term).
     pub loss: f64,
+    /// With an isotropy regulariser: the regularised quantity on the batch's tokens (IsoScore⋆
+    /// for I-STAR, the mean cosine for CosReg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg: Option<f64>,
     /// The learning rate of the step.
     pub lr: f64,
     /// The gradient's global norm before clipping.
@@ -105,8 +109,9 @@ impl LogWriter {
 
 /// A run's log as three tables.
 pub struct TrainingLog {
-    /// One row per step: `step`, `epoch`, `loss`, `lr`, `grad_norm`, `tokens` (real tokens in the
-    /// batch), `padded` (batch × length), `seconds` (since the run began).
+    /// One row per step: `step`, `epoch`, `loss` (the task's), `reg` (the regularised quantity;
+    /// null without a regulariser), `lr`, `grad_norm`, `tokens` (real tokens in the batch),
+    /// `padded` (batch × length), `seconds` (since the run began).
     pub train: DataFrame,
     /// One row per evaluation: `step`, `seconds`, and every metric of the task (`accuracy`, `f1`,
     /// `mcc`, `pearson`, `spearman`, as the task has them).
@@ -148,6 +153,10 @@ impl TrainingLog {
             u64_col("step", train.iter().map(|t| t.step)),
             f64_col("epoch", train.iter().map(|t| t.epoch)),
             f64_col("loss", train.iter().map(|t| t.loss)),
+            Column::new(
+                "reg".into(),
+                train.iter().map(|t| t.reg).collect::<Vec<Option<f64>>>(),
+            ),
             f64_col("lr", train.iter().map(|t| t.lr)),
             f64_col("grad_norm", train.iter().map(|t| t.grad_norm)),
             u64_col("tokens", train.iter().map(|t| t.tokens)),

@@ -8,6 +8,7 @@
 //! - [`optim`]: AdamW (no decay on biases and LayerNorm), linear warmup and decay, clipping;
 //! - [`train`]: the seeded, resumable loop that keeps the best model by dev score;
 //! - [`metrics`]: GLUE's metrics per task;
+//! - [`isotropy_reg`]: isotropy as a training signal, I-STAR's IsoScore⋆ penalty and CosReg;
 //! - [`trace`] and [`log`]: the geometry of every layer recorded while training, written as typed
 //!   log lines and read back as DataFrames.
 //!
@@ -16,6 +17,7 @@
 pub mod biencoder;
 pub mod classifier;
 pub mod data;
+pub mod isotropy_reg;
 pub mod log;
 pub mod metrics;
 pub mod optim;

@@ -62,8 +62,7 @@ pub fn measure(
     sorted.sort_by_key(|&i| data.encodings[i].len());
     let mut kept = vec![Vec::new(); data.len()];
     for &i in rows {
-        let special = data.encodings[i].get_special_tokens_mask();
-        kept[i] = (0..special.len()).filter(|&p| special[p] == 0).collect();
+        kept[i] = data.content_positions(i);
     }
     let token_rows = TokenRows::new(kept, &sorted)?;
     let matrices = embed_tokens(

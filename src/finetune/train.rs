@@ -17,6 +17,9 @@ use crate::data::glue::{self, Split, Task};
 use crate::finetune::biencoder::SentenceEncoder;
 use crate::finetune::classifier::{Problem, SequenceClassifier};
 use crate::finetune::data::TaskData;
+use crate::finetune::isotropy_reg::{
+    reference_covariance, BatchPenalty, IsotropyReg, Reference, REFERENCE_TOKENS,
+};
 use crate::finetune::log::{EvalLine, LogLine, LogWriter, TrainLine};
 use crate::finetune::metrics::{argmax, main_metric, score, Labels, Scores};
 use crate::finetune::optim::{AdamW, AdamWOptions, StepReport};
@@ -101,6 +104,10 @@ pub struct FinetuneOptions {
     pub train_limit: Option<usize>,
     /// Evaluate on a seeded sample of this many dev examples (`None`: all).
     pub dev_limit: Option<usize>,
+    /// An isotropy regulariser added to the task loss (`None`: the task loss alone; runs saved
+    /// before it existed had none). Head objective only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isotropy_reg: Option<IsotropyReg>,
 }
 
 impl FinetuneOptions {
@@ -140,6 +147,7 @@ impl FinetuneOptions {
             trace_examples: 256,
             train_limit: None,
             dev_limit: None,
+            isotropy_reg: None,
         }
     }
 
@@ -185,6 +193,9 @@ struct State {
     best_score: Option<f64>,
     best_step: Option<usize>,
     seconds: f64,
+    /// The epoch whose I-STAR reference covariance the checkpoint holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reference_epoch: Option<usize>,
 }
 
 /// `best.json`: the step and dev scores of the model in a run's folder.
@@ -321,6 +332,29 @@ pub fn train_step(
     apply_loss(&model.loss(&logits, targets)?, optim, lr)
 }
 
+/// [`train_step`] with an isotropy regulariser: the loss is the task's plus `penalty`'s term on
+/// the step's own hidden states (one forward pass, one backward through both). Returns the task
+/// loss, the regularised quantity (IsoScore⋆ or the mean cosine of the batch's tokens) and the
+/// optimiser's report.
+pub fn train_step_regularised(
+    model: &SequenceClassifier,
+    optim: &mut AdamW,
+    batch: &Batch,
+    targets: &Tensor,
+    penalty: &BatchPenalty,
+    dropout_seed: u64,
+    lr: f64,
+) -> Result<(f64, f64, StepReport)> {
+    let mut dropout = Dropout::new(dropout_seed);
+    let (logits, states) = model.logits_and_states_train(batch, &mut dropout)?;
+    let task = model.loss(&logits, targets)?;
+    let (value, term) = penalty.apply(&states)?;
+    let task_value = task.to_scalar::<f32>()? as f64;
+    let value = value.to_scalar::<f32>()? as f64;
+    let (_, report) = apply_loss(&(task + term)?, optim, lr)?;
+    Ok((task_value, value, report))
+}
+
 /// Backward from `loss` and one AdamW update at learning rate `lr`; returns the loss's value.
 /// Stops with an error, before changing any weight, when the loss or the gradient is not finite.
 fn apply_loss(loss: &Tensor, optim: &mut AdamW, lr: f64) -> Result<(f64, StepReport)> {
@@ -353,6 +387,21 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
     if let Budget::Epochs(e) = opts.budget {
         if !(e > 0.0 && e.is_finite()) {
             bail!("a budget of {e} epochs trains nothing");
+        }
+    }
+    if let (Some(reg), Objective::Cosine) = (&opts.isotropy_reg, opts.objective) {
+        bail!(
+            "--isotropy-reg {:?}: the isotropy regulariser trains a head (--objective head), not a bi-encoder",
+            reg.penalty
+        );
+    }
+    if let Some(IsotropyReg {
+        penalty: crate::finetune::isotropy_reg::Penalty::IsoscoreStar { zeta, .. },
+        ..
+    }) = opts.isotropy_reg
+    {
+        if !(0.0..=1.0).contains(&zeta) {
+            bail!("--reg-zeta {zeta}: the shrinkage weight must be in [0, 1]");
         }
     }
     if opts.objective == Objective::Cosine && opts.task != Task::Stsb {
@@ -490,6 +539,10 @@ fn claim_folder(opts: &FinetuneOptions, out: &Path) -> Result<()> {
     atomic::write_bytes(&run_path, serde_json::to_string_pretty(opts)?.as_bytes())
 }
 
+/// The checkpoint's copy of I-STAR's reference covariance (a run resumed inside an epoch uses
+/// the one the epoch began with).
+const REFERENCE_FILE: &str = "reference_cov.safetensors";
+
 /// Dev examples per batch when a run scores itself.
 const EVAL_BATCH: usize = 64;
 
@@ -549,29 +602,70 @@ impl Trainee {
         }
     }
 
-    /// One optimizer step on the examples `rows` of `data` ([`train_step`] for a head): the loss,
-    /// the optimiser's report and the real and padded tokens of the step's batches.
+    /// One optimizer step on the examples `rows` of `data` ([`train_step`] for a head,
+    /// [`train_step_regularised`] with a regulariser on hidden state `reg.1`).
     fn train_step(
         &self,
         data: &TaskData,
         rows: &[usize],
         optim: &mut AdamW,
+        reg: Option<(&IsotropyReg, usize, Option<&Reference>)>,
         dropout_seed: u64,
         lr: f64,
-    ) -> Result<(f64, StepReport, usize, usize)> {
+    ) -> Result<StepDone> {
         match self {
             Trainee::Head(m) => {
                 let device = &m.model.device;
                 let batch = data.batch(rows, m.model.config().pad_token_id as u32, device)?;
                 let targets = data.targets(rows, device)?;
-                let (loss, report) = train_step(m, optim, &batch, &targets, dropout_seed, lr)?;
-                Ok((loss, report, batch.tokens, batch.ids.elem_count()))
+                let (loss, reg_value, report) = match reg {
+                    None => {
+                        let (loss, report) =
+                            train_step(m, optim, &batch, &targets, dropout_seed, lr)?;
+                        (loss, None, report)
+                    }
+                    Some((reg, layer, reference)) => {
+                        let indices = data.content_indices(rows, batch.ids.dim(1)?);
+                        let penalty = BatchPenalty {
+                            reg,
+                            layer,
+                            indices: &indices,
+                            reference,
+                        };
+                        let (loss, value, report) = train_step_regularised(
+                            m,
+                            optim,
+                            &batch,
+                            &targets,
+                            &penalty,
+                            dropout_seed,
+                            lr,
+                        )?;
+                        (loss, Some(value), report)
+                    }
+                };
+                Ok(StepDone {
+                    loss,
+                    reg: reg_value,
+                    report,
+                    tokens: batch.tokens,
+                    padded: batch.ids.elem_count(),
+                })
             }
             Trainee::Cosine(m) => {
+                if reg.is_some() {
+                    bail!("the isotropy regulariser trains a head, not a bi-encoder");
+                }
                 let mut dropout = Dropout::new(dropout_seed);
                 let (loss, tokens, padded) = m.loss(data, rows, &mut dropout)?;
                 let (loss, report) = apply_loss(&loss, optim, lr)?;
-                Ok((loss, report, tokens, padded))
+                Ok(StepDone {
+                    loss,
+                    reg: None,
+                    report,
+                    tokens,
+                    padded,
+                })
             }
         }
     }
@@ -591,6 +685,16 @@ impl Trainee {
     }
 }
 
+/// What one step did: the task loss, the regularised quantity (with a regulariser), the
+/// optimiser's report, and the real and padded tokens of the step's batches.
+struct StepDone {
+    loss: f64,
+    reg: Option<f64>,
+    report: StepReport,
+    tokens: usize,
+    padded: usize,
+}
+
 /// A run being trained: the model, its data, the optimiser and where it stands.
 struct Run<'a> {
     opts: &'a FinetuneOptions,
@@ -608,6 +712,10 @@ struct Run<'a> {
     optim: AdamW,
     state: State,
     log: LogWriter,
+    /// The regularised hidden state (with a regulariser).
+    reg_layer: Option<usize>,
+    /// I-STAR's reference covariance and the epoch it was computed for.
+    reference: Option<(usize, Reference)>,
 }
 
 impl<'a> Run<'a> {
@@ -628,6 +736,21 @@ impl<'a> Run<'a> {
         let mut optim = AdamW::new(model.params(), opts.optimizer)?;
         let state = resume(&ckpt, out, &model, &mut optim, total)?;
         let log = LogWriter::open(&out.join("log.jsonl"), state.step)?;
+        let reg_layer = opts
+            .isotropy_reg
+            .map(|r| r.layer.resolve(model.encoder().encoder.num_hidden_states()))
+            .transpose()?;
+        let reference = match (opts.isotropy_reg, state.reference_epoch) {
+            (Some(reg), Some(epoch)) if state.step < total && reg.needs_reference() => {
+                let path = ckpt.join(REFERENCE_FILE);
+                let zeta = reg.zeta();
+                Some((
+                    epoch,
+                    Reference::load(&path, zeta, &model.encoder().device)?,
+                ))
+            }
+            _ => None,
+        };
         Ok(Run {
             opts,
             out,
@@ -641,7 +764,38 @@ impl<'a> Run<'a> {
             optim,
             state,
             log,
+            reg_layer,
+            reference,
         })
+    }
+
+    /// Makes sure I-STAR's reference covariance is the one of `epoch`: computed from the model
+    /// as it is now at the start of an epoch (or kept from the checkpoint when resuming inside
+    /// one).
+    fn refresh_reference(&mut self, epoch: usize) -> Result<()> {
+        let (Some(reg), Some(layer)) = (self.opts.isotropy_reg, self.reg_layer) else {
+            return Ok(());
+        };
+        if !reg.needs_reference() || self.reference.as_ref().is_some_and(|(e, _)| *e == epoch) {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let reference = reference_covariance(
+            self.model.encoder(),
+            &self.train,
+            layer,
+            REFERENCE_TOKENS,
+            self.opts.seed,
+            epoch as u64,
+            reg.zeta(),
+        )?;
+        println!(
+            "I-STAR reference covariance of hidden state {layer} for epoch {}: {:.1} s",
+            epoch + 1,
+            start.elapsed().as_secs_f64()
+        );
+        self.reference = Some((epoch, reference));
+        Ok(())
     }
 
     /// Records the geometry of every layer at the current step.
@@ -689,8 +843,9 @@ impl<'a> Run<'a> {
                         .training_batches(opts.batch_size, opts.seed, epoch as u64),
                 ));
             }
-            let rows = &epoch_batches.as_ref().expect("set above").1[s % self.per_epoch];
-            let line = self.step(rows)?;
+            self.refresh_reference(epoch)?;
+            let rows = epoch_batches.as_ref().expect("set above").1[s % self.per_epoch].clone();
+            let line = self.step(&rows)?;
             self.state.step += 1;
             self.state.seconds = start_seconds + session.elapsed().as_secs_f64();
             self.log.write(&LogLine::Train(TrainLine {
@@ -738,9 +893,13 @@ impl<'a> Run<'a> {
             .seed
             .wrapping_mul(DROPOUT_SEED_SALT)
             .wrapping_add(s as u64);
-        let (loss, report, tokens, padded) = self
+        let reg = match (&self.opts.isotropy_reg, self.reg_layer) {
+            (Some(reg), Some(layer)) => Some((reg, layer, self.reference.as_ref().map(|r| &r.1))),
+            _ => None,
+        };
+        let done = self
             .model
-            .train_step(&self.train, rows, &mut self.optim, dropout_seed, lr)
+            .train_step(&self.train, rows, &mut self.optim, reg, dropout_seed, lr)
             .with_context(|| {
                 let kept = match self.state.best_step {
                     Some(_) => format!(
@@ -757,11 +916,12 @@ impl<'a> Run<'a> {
         Ok(TrainLine {
             step: s + 1,
             epoch: (s as f64 + 1.0) / self.per_epoch as f64,
-            loss,
-            lr: report.lr,
-            grad_norm: report.grad_norm,
-            tokens,
-            padded,
+            loss: done.loss,
+            reg: done.reg,
+            lr: done.report.lr,
+            grad_norm: done.report.grad_norm,
+            tokens: done.tokens,
+            padded: done.padded,
             seconds: 0.0,
         })
     }
@@ -790,11 +950,16 @@ impl<'a> Run<'a> {
                 serde_json::to_string_pretty(&best)?.as_bytes(),
             )?;
         }
+        self.state.reference_epoch = self.reference.as_ref().map(|(e, _)| *e);
         let (model, optim, state) = (&self.model, &self.optim, &self.state);
+        let reference = self.reference.as_ref().map(|(_, r)| r);
         atomic::write_dir(&self.ckpt, |dir| {
             if state.step < total {
                 model.save(dir)?;
                 optim.save(&dir.join("optimizer.safetensors"))?;
+                if let Some(r) = reference {
+                    r.save(&dir.join(REFERENCE_FILE))?;
+                }
             }
             atomic::write_bytes(
                 &dir.join("base_fingerprint"),
@@ -862,6 +1027,7 @@ fn resume(
         best_score: None,
         best_step: None,
         seconds: 0.0,
+        reference_epoch: None,
     };
     if ckpt.join("state.json").exists() {
         state = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json"))?)

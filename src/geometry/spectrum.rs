@@ -28,6 +28,19 @@ fn centred_covariance(x: MatRef<'_, f64>, what: &str) -> Result<(Vec<f64>, Mat<f
     Ok((means, cov))
 }
 
+/// The sample covariance of `w`'s rows (divided by N − 1, as `np.cov`), both triangles, f64.
+pub(crate) fn covariance(w: &Matrix) -> Result<Mat<f64>> {
+    let (_, lower) = centred_covariance(w.to_faer().as_ref(), "covariance")?;
+    let d = lower.nrows();
+    Ok(Mat::from_fn(d, d, |i, j| {
+        if i >= j {
+            lower[(i, j)]
+        } else {
+            lower[(j, i)]
+        }
+    }))
+}
+
 /// Principal component analysis of a matrix's rows (centred), on faer in f64: what
 /// scikit-learn's `PCA(svd_solver="full")` computes, from the eigen-decomposition of the
 /// covariance. Fit, then [`Pca::transform`] or [`Pca::remove_top`].

@@ -1,0 +1,387 @@
+//! Isotropy as a training signal: a penalty on one hidden state's token vectors, added to the
+//! task loss with a weight λ, that pushes the space toward isotropy (λ > 0) or away from it
+//! (λ < 0).
+//!
+//! - **I-STAR** (Rudman & Eickhoff, "Stable Anisotropic Regularization", ICLR 2024; their code,
+//!   GitHub bcbi-edu/p_eickhoff_isoscore, `I-STAR/`): `loss = task + λ (1 − IsoScore⋆)`, where
+//!   IsoScore⋆ is IsoScore of the mini-batch covariance shrunk toward a covariance `C0` estimated
+//!   on a larger sample of training tokens: `Σ = (1 − ζ) C + ζ C0`.
+//! - **CosReg** (Gao et al. 2019, the baseline I-STAR compares with): `loss = task + λ · c`, `c`
+//!   the mean cosine over ordered pairs of distinct rows, `(Σᵢⱼ cos(xᵢ, xⱼ) − N) / N²` as their
+//!   code writes it.
+//!
+//! IsoScore needs no eigenvalues: with `λ̂ = √n λ / ‖λ‖` the eigenvalues normalised to length
+//! √n, `‖λ̂ − 1‖² = 2n − 2√n Σλ/‖λ‖`, and IsoScore's rescaling of that distance simplifies to
+//! `((tr Σ)² / ‖Σ‖²_F − 1) / (n − 1)` (Σλ = tr Σ, ‖λ‖ = ‖Σ‖_F for a covariance). The
+//! traces are matrix products, so the penalty is differentiable with candle's own backward.
+//!
+//! What we take from their code and what we change:
+//! - ζ = 0.2 (their training default; `--reg-zeta`), `C0` recomputed at the start of every epoch
+//!   with the model in inference mode, as their `get_ci` does;
+//! - the point cloud is one hidden state's real tokens, `[CLS]`/`[SEP]` and padding left out
+//!   (their code flattens every position of all hidden states but the embeddings, padding
+//!   included); `--reg-layer` chooses the hidden state;
+//! - `C0` comes from [`REFERENCE_TOKENS`] token vectors of a seeded sample of the training split
+//!   (their code stops after 250,000 rows of all 12 layers, about 21,000 tokens of one layer).
+
+use crate::finetune::data::TaskData;
+use crate::geometry::spectrum::covariance;
+use crate::nn::batch::{embed_tokens, TokenRows};
+use crate::nn::model::Model;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// I-STAR's shrinkage toward the reference covariance in training (their `--zeta` default).
+pub const DEFAULT_ZETA: f64 = 0.2;
+
+/// Token vectors of the training split behind the reference covariance `C0`.
+pub const REFERENCE_TOKENS: usize = 25_000;
+
+/// Which penalty, with its weight λ.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Penalty {
+    /// I-STAR: `λ (1 − IsoScore⋆)` with shrinkage ζ toward the reference covariance.
+    IsoscoreStar {
+        /// The weight (λ > 0: toward isotropy).
+        lambda: f64,
+        /// The shrinkage toward `C0` (0: the mini-batch covariance alone, plain IsoScore).
+        zeta: f64,
+    },
+    /// CosReg: `λ` times the mean cosine of distinct pairs.
+    Cosine {
+        /// The weight (λ > 0: lower mean cosine).
+        lambda: f64,
+    },
+}
+
+impl Penalty {
+    /// The weight λ.
+    pub fn lambda(&self) -> f64 {
+        match *self {
+            Penalty::IsoscoreStar { lambda, .. } | Penalty::Cosine { lambda } => lambda,
+        }
+    }
+}
+
+impl std::str::FromStr for Penalty {
+    type Err = anyhow::Error;
+
+    /// `isoscore-star:λ` (ζ = [`DEFAULT_ZETA`]) or `cosine:λ`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (kind, weight) = s.split_once(':').with_context(|| {
+            format!("--isotropy-reg '{s}': expected isoscore-star:λ or cosine:λ (for example isoscore-star:-5)")
+        })?;
+        let lambda: f64 = weight
+            .trim()
+            .parse()
+            .ok()
+            .filter(|l: &f64| l.is_finite())
+            .with_context(|| {
+                format!("--isotropy-reg '{s}': λ '{weight}' is not a finite number")
+            })?;
+        match kind.trim() {
+            "isoscore-star" => Ok(Penalty::IsoscoreStar {
+                lambda,
+                zeta: DEFAULT_ZETA,
+            }),
+            "cosine" => Ok(Penalty::Cosine { lambda }),
+            other => bail!(
+                "--isotropy-reg '{s}': unknown regulariser '{other}' (isoscore-star or cosine)"
+            ),
+        }
+    }
+}
+
+/// The hidden state a penalty is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegLayer {
+    /// The last layer's output.
+    Last,
+    /// Hidden state `N` (0 = the embedding output).
+    Index(usize),
+}
+
+impl RegLayer {
+    /// The hidden state's index in a model with `states` hidden states (layers + 1).
+    pub fn resolve(self, states: usize) -> Result<usize> {
+        match self {
+            RegLayer::Last => Ok(states - 1),
+            RegLayer::Index(n) if n < states => Ok(n),
+            RegLayer::Index(n) => bail!(
+                "--reg-layer {n}: the model has hidden states 0..={} (0 is the embedding output)",
+                states - 1
+            ),
+        }
+    }
+}
+
+impl std::str::FromStr for RegLayer {
+    type Err = anyhow::Error;
+
+    /// `last` or a hidden-state index.
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "last" {
+            return Ok(RegLayer::Last);
+        }
+        s.parse().map(RegLayer::Index).map_err(|_| {
+            anyhow::anyhow!("--reg-layer '{s}': expected 'last' or a hidden-state index")
+        })
+    }
+}
+
+/// A fine-tune's isotropy regulariser: the penalty and the hidden state it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IsotropyReg {
+    /// The penalty and its weight.
+    pub penalty: Penalty,
+    /// The regularised hidden state.
+    pub layer: RegLayer,
+}
+
+/// The shrinkage target of IsoScore⋆: a reference covariance `C0` (n × n) with its trace and
+/// squared Frobenius norm, and the weight ζ it gets.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// `C0`, f32 on the model's device.
+    pub cov: Tensor,
+    /// ζ.
+    pub zeta: f64,
+    trace: f64,
+    sq_norm: f64,
+}
+
+impl Reference {
+    /// The reference `cov` (square, f32) with shrinkage weight `zeta` in [0, 1].
+    pub fn new(cov: Tensor, zeta: f64) -> Result<Reference> {
+        let (n, m) = cov.dims2().context("reference covariance")?;
+        if n != m {
+            bail!("reference covariance: {n} × {m} is not square");
+        }
+        if !(0.0..=1.0).contains(&zeta) {
+            bail!("--reg-zeta {zeta}: the shrinkage weight must be in [0, 1]");
+        }
+        let values: Vec<f32> = cov.flatten_all()?.to_vec1()?;
+        let trace = (0..n).map(|i| f64::from(values[i * n + i])).sum();
+        let sq_norm = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        Ok(Reference {
+            cov,
+            zeta,
+            trace,
+            sq_norm,
+        })
+    }
+
+    /// Writes `C0` to `path` (safetensors, tensor `cov`).
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+        let cov = self.cov.to_device(&Device::Cpu)?;
+        let bytes = safetensors::serialize([("cov", &cov)], None)?;
+        crate::util::atomic::write_bytes(path, &bytes)
+    }
+
+    /// Reads a `C0` written by [`Reference::save`] onto `device`.
+    pub(crate) fn load(path: &Path, zeta: f64, device: &Device) -> Result<Reference> {
+        let mut saved = candle_core::safetensors::load(path, device)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let cov = saved
+            .remove("cov")
+            .with_context(|| format!("{}: no tensor 'cov'", path.display()))?;
+        Reference::new(cov, zeta).with_context(|| path.display().to_string())
+    }
+}
+
+/// IsoScore⋆ of the rows of `points` (N × n, N ≥ 2): IsoScore of the covariance
+/// `(1 − ζ) C + ζ C0`, C the rows' sample covariance (divided by N − 1), `C0` and ζ from
+/// `reference` (none: ζ = 0, plain IsoScore). A scalar tensor, differentiable in `points`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use isotropy_lab::finetune::isotropy_reg::isoscore_star;
+///
+/// // Points spread along one axis only: IsoScore 0; on the 4 corners of a square: 1.
+/// let line = Tensor::new(&[[1f64, 0.0], [2.0, 0.0], [3.0, 0.0]], &Device::Cpu)?;
+/// assert!(isoscore_star(&line, None)?.to_scalar::<f64>()?.abs() < 1e-12);
+/// let square = Tensor::new(&[[1f64, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], &Device::Cpu)?;
+/// assert!((isoscore_star(&square, None)?.to_scalar::<f64>()? - 1.0).abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn isoscore_star(points: &Tensor, reference: Option<&Reference>) -> Result<Tensor> {
+    let (rows, n) = points.dims2().context("IsoScore⋆ points")?;
+    if rows < 2 || n < 2 {
+        bail!("IsoScore⋆ needs at least 2 points of at least 2 dimensions, got {rows} × {n}");
+    }
+    let centred = points.broadcast_sub(&points.mean_keepdim(0)?)?;
+    let scale = 1.0 / (rows as f64 - 1.0);
+    // tr C and ‖C‖²_F, through the smaller of the two Gram matrices.
+    let trace_c = (centred.sqr()?.sum_all()? * scale)?;
+    let gram = if rows <= n {
+        centred.matmul(&centred.t()?)?
+    } else {
+        centred.t()?.matmul(&centred)?
+    };
+    let sq_norm_c = (gram.sqr()?.sum_all()? * (scale * scale))?;
+    let (trace, sq_norm) = match reference {
+        Some(r) if r.zeta > 0.0 => {
+            let (z, keep) = (r.zeta, 1.0 - r.zeta);
+            let c0 = r.cov.to_dtype(points.dtype())?;
+            // ⟨C, C0⟩ = Σᵢ xᵢᵀ C0 xᵢ / (N − 1) over the centred rows.
+            let inner = (centred.matmul(&c0)?.mul(&centred)?.sum_all()? * scale)?;
+            let trace = trace_c.affine(keep, z * r.trace)?;
+            let sq_norm = ((sq_norm_c * (keep * keep))? + (inner * (2.0 * z * keep))?)?
+                .affine(1.0, z * z * r.sq_norm)?;
+            (trace, sq_norm)
+        }
+        _ => (trace_c, sq_norm_c),
+    };
+    let ratio = trace.sqr()?.div(&sq_norm)?;
+    Ok(ratio.affine(1.0 / (n as f64 - 1.0), -1.0 / (n as f64 - 1.0))?)
+}
+
+/// CosReg's mean cosine of `points` (N × n): `(Σᵢⱼ cos(xᵢ, xⱼ) − N) / N²` over all ordered
+/// pairs, computed as `(‖Σᵢ xᵢ/‖xᵢ‖‖² − N) / N²`. A scalar tensor, differentiable in `points`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use isotropy_lab::finetune::isotropy_reg::mean_cosine_penalty;
+///
+/// // Two orthogonal rows and one opposite the first: pair cosines 0, −1, 0 (each twice).
+/// let x = Tensor::new(&[[2f64, 0.0], [0.0, 3.0], [-1.0, 0.0]], &Device::Cpu)?;
+/// let c = mean_cosine_penalty(&x)?.to_scalar::<f64>()?;
+/// assert!((c - (-2.0 / 9.0)).abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn mean_cosine_penalty(points: &Tensor) -> Result<Tensor> {
+    let (rows, _) = points.dims2().context("mean cosine points")?;
+    if rows < 2 {
+        bail!("the mean cosine needs at least 2 points, got {rows}");
+    }
+    let norms = points.sqr()?.sum_keepdim(1)?.sqrt()?;
+    let summed = points.broadcast_div(&norms)?.sum(0)?;
+    let n = rows as f64;
+    Ok(summed.sqr()?.sum_all()?.affine(1.0 / (n * n), -1.0 / n)?)
+}
+
+impl IsotropyReg {
+    /// The regularised quantity of `points` (IsoScore⋆ or the mean cosine) and the term added to
+    /// the loss (`λ (1 − IsoScore⋆)` or `λ · mean cosine`).
+    pub fn term(&self, points: &Tensor, reference: Option<&Reference>) -> Result<(Tensor, Tensor)> {
+        Ok(match self.penalty {
+            Penalty::IsoscoreStar { lambda, .. } => {
+                let score = isoscore_star(points, reference)?;
+                let term = score.affine(-lambda, lambda)?;
+                (score, term)
+            }
+            Penalty::Cosine { lambda } => {
+                let c = mean_cosine_penalty(points)?;
+                let term = (&c * lambda)?;
+                (c, term)
+            }
+        })
+    }
+
+    /// ζ (0 for CosReg).
+    pub fn zeta(&self) -> f64 {
+        match self.penalty {
+            Penalty::IsoscoreStar { zeta, .. } => zeta,
+            Penalty::Cosine { .. } => 0.0,
+        }
+    }
+
+    /// Whether the penalty needs a reference covariance (I-STAR with ζ > 0).
+    pub fn needs_reference(&self) -> bool {
+        matches!(self.penalty, Penalty::IsoscoreStar { zeta, .. } if zeta > 0.0)
+    }
+}
+
+/// A regulariser as one training step applies it: on the hidden state `layer` of a batch, the
+/// token rows `indices` (flat, example × padded length + position; see
+/// [`TaskData::content_indices`]), with I-STAR's reference covariance.
+pub struct BatchPenalty<'a> {
+    /// The regulariser.
+    pub reg: &'a IsotropyReg,
+    /// The hidden state it is on (resolved: 0 = the embedding output).
+    pub layer: usize,
+    /// The batch's token rows it measures.
+    pub indices: &'a [u32],
+    /// `C0` and ζ (I-STAR with ζ > 0).
+    pub reference: Option<&'a Reference>,
+}
+
+impl BatchPenalty<'_> {
+    /// The regularised quantity and the loss term ([`IsotropyReg::term`]) on the batch's
+    /// `states` (every hidden state, batch × seq × hidden).
+    pub fn apply(&self, states: &[Tensor]) -> Result<(Tensor, Tensor)> {
+        let state = states.get(self.layer).with_context(|| {
+            format!(
+                "regularised hidden state {} of {}",
+                self.layer,
+                states.len()
+            )
+        })?;
+        let (b, s, h) = state.dims3()?;
+        let idx = Tensor::from_slice(self.indices, self.indices.len(), state.device())?;
+        let points = state.reshape((b * s, h))?.index_select(&idx, 0)?;
+        if self.reg.needs_reference() && self.reference.is_none() {
+            bail!("I-STAR with ζ > 0 needs a reference covariance");
+        }
+        self.reg.term(&points, self.reference)
+    }
+}
+
+/// Inputs per batch when the reference covariance's sample is embedded.
+const REFERENCE_BATCH: usize = 64;
+
+/// I-STAR's reference covariance for one epoch: the covariance (f32, on the model's device) of
+/// hidden state `layer`'s token vectors (`[CLS]`/`[SEP]` left out) over training examples of
+/// `data` in a shuffled order seeded by `seed` and `epoch`, taken until they hold at least
+/// `max_tokens` tokens (or all of them), the model in inference mode.
+pub fn reference_covariance(
+    model: &Model,
+    data: &TaskData,
+    layer: usize,
+    max_tokens: usize,
+    seed: u64,
+    epoch: u64,
+    zeta: f64,
+) -> Result<Reference> {
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(
+        seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    ));
+    let mut kept = vec![Vec::new(); data.len()];
+    let (mut taken, mut tokens) = (Vec::new(), 0);
+    for i in order {
+        if tokens >= max_tokens {
+            break;
+        }
+        kept[i] = data.content_positions(i);
+        tokens += kept[i].len();
+        taken.push(i);
+    }
+    if tokens < 2 {
+        bail!("reference covariance: the training split has {tokens} tokens besides [CLS]/[SEP]");
+    }
+    taken.sort_by_key(|&i| data.encodings[i].len());
+    let rows = TokenRows::new(kept, &taken)?;
+    let w = embed_tokens(
+        model,
+        &data.encodings,
+        &taken,
+        REFERENCE_BATCH,
+        &[layer],
+        &rows,
+        |_| {},
+    )?
+    .remove(0);
+    let cov = covariance(&w)?;
+    let n = cov.nrows();
+    let values: Vec<f32> = (0..n * n).map(|k| cov[(k / n, k % n)] as f32).collect();
+    let cov = Tensor::from_vec(values, (n, n), &model.device)?.to_dtype(DType::F32)?;
+    Reference::new(cov, zeta)
+}
