@@ -4,12 +4,20 @@
 //! batches as scripts/bench_finetune_torch.py: SST-2 dev in file order, 32 sentences per batch,
 //! padded to the batch's longest (41–60 tokens). Two warm-up steps, then the median of ten.
 //! scripts/bench_finetune.sh runs both and prints the ratio.
+//!
+//! Then the regulariser's overhead: batches 2–11 twice, each once plain and once with I-STAR on
+//! the last layer (λ = −5, ζ = 0.2, the reference covariance of the SST-2 dev tokens), one after
+//! the other; the median of the 20 time ratios.
 
 use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
+use isotropy_lab::finetune::isotropy_reg::{
+    reference_covariance, BatchPenalty, IsotropyReg, Penalty, RegLayer, DEFAULT_ZETA,
+    REFERENCE_TOKENS,
+};
 use isotropy_lab::finetune::optim::{AdamW, AdamWOptions};
-use isotropy_lab::finetune::train::train_step;
+use isotropy_lab::finetune::train::{train_step, train_step_regularised};
 use isotropy_lab::util::process::{elementwise_on_calling_thread, keep_freed_memory};
 use std::time::Instant;
 
@@ -29,24 +37,76 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let pad = model.model.config().pad_token_id as u32;
-    let mut times = Vec::new();
-    let mut tokens = Vec::new();
-    for b in 0..12 {
+    let reg = IsotropyReg {
+        penalty: Penalty::IsoscoreStar {
+            lambda: -5.0,
+            zeta: DEFAULT_ZETA,
+        },
+        layer: RegLayer::Last,
+    };
+    let last = model.model.encoder.num_hidden_states() - 1;
+    let reference = reference_covariance(
+        &model.model,
+        &data,
+        last,
+        REFERENCE_TOKENS,
+        0,
+        0,
+        DEFAULT_ZETA,
+    )?;
+    let step = |b: usize, regularised: bool, optim: &mut AdamW| -> anyhow::Result<(f64, usize)> {
         let rows: Vec<usize> = (b * 32..(b + 1) * 32).collect();
         let batch = data.batch(&rows, pad, &model.model.device)?;
         let targets = data.targets(&rows, &model.model.device)?;
+        let indices = data.content_indices(&rows, batch.ids.dim(1)?);
+        let penalty = BatchPenalty {
+            reg: &reg,
+            layer: last,
+            indices: &indices,
+            reference: Some(&reference),
+        };
         let start = Instant::now();
-        train_step(&model, &mut optim, &batch, &targets, b as u64, 2e-5)?;
+        if regularised {
+            train_step_regularised(&model, optim, &batch, &targets, &penalty, b as u64, 2e-5)?;
+        } else {
+            train_step(&model, optim, &batch, &targets, b as u64, 2e-5)?;
+        }
+        Ok((start.elapsed().as_secs_f64(), batch.ids.elem_count()))
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
+    };
+    // The plain step as scripts/bench_finetune_torch.py times it.
+    let (mut times, mut tokens) = (Vec::new(), Vec::new());
+    for b in 0..12 {
+        let (t, padded) = step(b, false, &mut optim)?;
         if b >= 2 {
-            times.push(start.elapsed().as_secs_f64());
-            tokens.push(batch.ids.elem_count());
+            times.push(t);
+            tokens.push(padded);
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median = (times[4] + times[5]) / 2.0;
+    let plain = median(times);
     println!(
-        "isotropy-lab training step, batch 32, {} padded tokens per batch on average: median {median:.3} s/step",
+        "isotropy-lab training step, batch 32, {} padded tokens per batch on average: median {plain:.3} s/step",
         tokens.iter().sum::<usize>() / tokens.len()
+    );
+    // The regulariser's overhead: each batch with and without it, one after the other (so that
+    // the machine's drift falls on both alike), batches 2–11 twice.
+    let mut ratios = Vec::new();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for b in (2..12).chain(2..12) {
+        let (a, _) = step(b, false, &mut optim)?;
+        let (r, _) = step(b, true, &mut optim)?;
+        ratios.push(r / a);
+        without.push(a);
+        with.push(r);
+    }
+    println!(
+        "isotropy-lab training step with I-STAR on the last layer (λ -5, ζ 0.2): median {:.3} s against {:.3} s without, each batch both ways: overhead {:+.1} % (median of the 20 ratios)",
+        median(with),
+        median(without),
+        100.0 * (median(ratios) - 1.0)
     );
     Ok(())
 }

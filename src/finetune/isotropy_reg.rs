@@ -67,6 +67,22 @@ impl Penalty {
             Penalty::IsoscoreStar { lambda, .. } | Penalty::Cosine { lambda } => lambda,
         }
     }
+
+    /// The same penalty with weight `lambda`.
+    pub fn with_lambda(self, lambda: f64) -> Penalty {
+        match self {
+            Penalty::IsoscoreStar { zeta, .. } => Penalty::IsoscoreStar { lambda, zeta },
+            Penalty::Cosine { .. } => Penalty::Cosine { lambda },
+        }
+    }
+
+    /// `isoscore-star` or `cosine`, as `--isotropy-reg` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Penalty::IsoscoreStar { .. } => "isoscore-star",
+            Penalty::Cosine { .. } => "cosine",
+        }
+    }
 }
 
 impl std::str::FromStr for Penalty {
@@ -145,8 +161,8 @@ pub struct IsotropyReg {
     pub layer: RegLayer,
 }
 
-/// The shrinkage target of IsoScore⋆: a reference covariance `C0` (n × n) with its trace and
-/// squared Frobenius norm, and the weight ζ it gets.
+/// The shrinkage target of IsoScore⋆: a reference covariance `C0` (n × n) with its trace, and
+/// the weight ζ it gets.
 #[derive(Debug, Clone)]
 pub struct Reference {
     /// `C0`, f32 on the model's device.
@@ -154,7 +170,6 @@ pub struct Reference {
     /// ζ.
     pub zeta: f64,
     trace: f64,
-    sq_norm: f64,
 }
 
 impl Reference {
@@ -169,13 +184,7 @@ impl Reference {
         }
         let values: Vec<f32> = cov.flatten_all()?.to_vec1()?;
         let trace = (0..n).map(|i| f64::from(values[i * n + i])).sum();
-        let sq_norm = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-        Ok(Reference {
-            cov,
-            zeta,
-            trace,
-            sq_norm,
-        })
+        Ok(Reference { cov, zeta, trace })
     }
 
     /// Writes `C0` to `path` (safetensors, tensor `cov`).
@@ -198,7 +207,9 @@ impl Reference {
 
 /// IsoScore⋆ of the rows of `points` (N × n, N ≥ 2): IsoScore of the covariance
 /// `(1 − ζ) C + ζ C0`, C the rows' sample covariance (divided by N − 1), `C0` and ζ from
-/// `reference` (none: ζ = 0, plain IsoScore). A scalar tensor, differentiable in `points`.
+/// `reference` (none: ζ = 0, plain IsoScore). A scalar tensor, differentiable in `points`: its
+/// gradient is written out (two matrix products in all, where candle's backward through the
+/// same formula took five and as many element-wise passes).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -216,31 +227,43 @@ pub fn isoscore_star(points: &Tensor, reference: Option<&Reference>) -> Result<T
     if rows < 2 || n < 2 {
         bail!("IsoScore⋆ needs at least 2 points of at least 2 dimensions, got {rows} × {n}");
     }
-    let centred = points.broadcast_sub(&points.mean_keepdim(0)?)?;
+    let host = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
+    let x = points.detach();
+    let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
     let scale = 1.0 / (rows as f64 - 1.0);
-    // tr C and ‖C‖²_F, through the smaller of the two Gram matrices.
-    let trace_c = (centred.sqr()?.sum_all()? * scale)?;
-    let gram = if rows <= n {
-        centred.matmul(&centred.t()?)?
-    } else {
-        centred.t()?.matmul(&centred)?
-    };
-    let sq_norm_c = (gram.sqr()?.sum_all()? * (scale * scale))?;
-    let (trace, sq_norm) = match reference {
-        Some(r) if r.zeta > 0.0 => {
-            let (z, keep) = (r.zeta, 1.0 - r.zeta);
-            let c0 = r.cov.to_dtype(points.dtype())?;
-            // ⟨C, C0⟩ = Σᵢ xᵢᵀ C0 xᵢ / (N − 1) over the centred rows.
-            let inner = (centred.matmul(&c0)?.mul(&centred)?.sum_all()? * scale)?;
-            let trace = trace_c.affine(keep, z * r.trace)?;
-            let sq_norm = ((sq_norm_c * (keep * keep))? + (inner * (2.0 * z * keep))?)?
-                .affine(1.0, z * z * r.sq_norm)?;
-            (trace, sq_norm)
+    let shrink = reference.filter(|r| r.zeta > 0.0);
+    let (z, keep) = shrink.map_or((0.0, 1.0), |r| (r.zeta, 1.0 - r.zeta));
+    // s = tr Σ, q = ‖Σ‖²_F, and the centred rows times Σ (for the gradient), from one Gram
+    // matrix: XᵀX (n × n) = (N − 1) C, or without shrinkage XXᵀ (N × N) when it is smaller
+    // (‖XᵀX‖_F = ‖XXᵀ‖_F, X Xᵀ X = X (XᵀX)).
+    let trace_c = host(&centred.sqr()?.sum_all()?)? * scale;
+    let (s, q, times_sigma) = if shrink.is_some() || rows > n {
+        let mut sigma = (centred.t()?.matmul(&centred)? * (keep * scale))?;
+        let mut s = keep * trace_c;
+        if let Some(r) = shrink {
+            sigma = (sigma + (r.cov.to_dtype(x.dtype())? * z)?)?;
+            s += z * r.trace;
         }
-        _ => (trace_c, sq_norm_c),
+        let q = host(&sigma.sqr()?.sum_all()?)?;
+        (s, q, centred.matmul(&sigma)?)
+    } else {
+        let inner = centred.matmul(&centred.t()?)?;
+        let q = host(&inner.sqr()?.sum_all()?)? * scale * scale;
+        (trace_c, q, (inner.matmul(&centred)? * scale)?)
     };
-    let ratio = trace.sqr()?.div(&sq_norm)?;
-    Ok(ratio.affine(1.0 / (n as f64 - 1.0), -1.0 / (n as f64 - 1.0))?)
+    if q.is_nan() || q <= 0.0 {
+        bail!("IsoScore⋆: the points have no variance");
+    }
+    let value = (s * s / q - 1.0) / (n as f64 - 1.0);
+    // ∂/∂X of (s²/q − 1)/(n − 1), with ∂s/∂X = 2(1 − ζ)X/(N − 1) and
+    // ∂q/∂X = 4(1 − ζ)XΣ/(N − 1) on the centred rows (centring passes it through unchanged: its
+    // columns already sum to 0).
+    let c = 4.0 * keep * s / ((n as f64 - 1.0) * (rows as f64 - 1.0) * q);
+    let grad = ((centred * c)? - (times_sigma * (c * s / q))?)?;
+    // The value, with the gradient attached: Σ X ⊙ G minus itself is 0, its derivative G.
+    let linear = points.mul(&grad)?.sum_all()?;
+    let attached = (&linear - linear.detach())?;
+    Ok(attached.affine(1.0, value)?)
 }
 
 /// CosReg's mean cosine of `points` (N × n): `(Σᵢⱼ cos(xᵢ, xⱼ) − N) / N²` over all ordered
