@@ -10,6 +10,7 @@ use isotropy_lab::data::fetch::{resolve_model_with, FetchOptions};
 use isotropy_lab::data::glue::{self, fetch_glue, Split, Task};
 use isotropy_lab::finetune::classifier::SequenceClassifier;
 use isotropy_lab::finetune::data::TaskData;
+use isotropy_lab::finetune::experiment::{spread_over_seeds, RegExperiment};
 use isotropy_lab::finetune::isotropy_reg::{IsotropyReg, Penalty, RegLayer};
 use isotropy_lab::finetune::train::{
     evaluate, finetune, logits_all, Budget, FinetuneOptions, Objective,
@@ -121,6 +122,44 @@ enum Command {
     /// Fine-tune a BERT encoder on a GLUE task (sequence classification); resumes an interrupted
     /// run in the same folder. The folder then holds the best model in the Hugging Face layout.
     Finetune(FinetuneArgs),
+    /// Fine-tune with an isotropy regulariser on the last layer over tasks × λ × seeds, each
+    /// with the same budget, into OUT/<task>/<penalty>_<λ>/seed<s>, and write OUT/summary.json
+    /// (dev score and the layer's IsoScore, I(W), participation ratio per run); resumes
+    /// interrupted runs and skips finished ones.
+    RegExperiment {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Base model: registry name, hub id or folder.
+        #[arg(long, default_value = "minilm")]
+        base: String,
+        /// Comma-separated GLUE tasks.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "sst2,mrpc,cola"
+        )]
+        tasks: Vec<Task>,
+        /// Comma-separated weights λ (λ < 0 lowers isotropy, λ > 0 raises it).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            allow_hyphen_values = true,
+            default_value = "-5,0,5"
+        )]
+        lambdas: Vec<f64>,
+        /// `isoscore-star` (I-STAR, ζ = 0.2) or `cosine` (CosReg).
+        #[arg(long, default_value = "isoscore-star")]
+        penalty: String,
+        /// Seeds per task and λ (default: ISOLAB_SEEDS, else 1).
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// `default` (the experiment's budget) or `quick` (40 steps on samples);
+        /// `ISOLAB_PROFILE=quick` selects quick too.
+        #[arg(long, value_enum)]
+        profile: Option<Profile>,
+    },
     /// Score a fine-tuned model on a GLUE split or a labelled file in the task's GLUE format;
     /// prints the metrics as JSON.
     Evaluate {
@@ -314,6 +353,42 @@ impl ValueEnum for Metric {
     }
 }
 
+/// One line per task and λ: the dev score and the last layer's geometry, mean ± sd over seeds.
+fn print_spread(spread: &polars::prelude::DataFrame) -> Result<()> {
+    let text = |c: &str| -> Result<Vec<String>> {
+        Ok(spread
+            .column(c)?
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
+    };
+    let num = |c: &str| -> Result<Vec<f64>> {
+        Ok(spread
+            .column(c)?
+            .cast(&polars::prelude::DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let (task, penalty, lambda, n) = (text("task")?, text("penalty")?, num("lambda")?, num("n")?);
+    let (dev, dev_sd) = (num("dev_mean")?, num("dev_sd")?);
+    let (iso, iso_sd) = (num("isoscore_mean")?, num("isoscore_sd")?);
+    let (iw, iw_sd) = (num("isotropy_mean")?, num("isotropy_sd")?);
+    let (pr, pr_sd) = (
+        num("participation_ratio_mean")?,
+        num("participation_ratio_sd")?,
+    );
+    for i in 0..spread.height() {
+        println!(
+            "{} {} λ = {}: dev {:.4} ± {:.4}, last layer IsoScore {:.4} ± {:.4}, I(W) {:.2e} ± {:.1e}, participation ratio {:.1} ± {:.1} ({} seed(s))",
+            task[i], penalty[i], lambda[i], dev[i], dev_sd[i], iso[i], iso_sd[i], iw[i], iw_sd[i], pr[i], pr_sd[i], n[i]
+        );
+    }
+    Ok(())
+}
+
 fn parse_layers(spec: &str) -> Result<Option<Vec<usize>>> {
     if spec == "all" {
         return Ok(None);
@@ -378,6 +453,39 @@ fn main() -> Result<()> {
             elementwise_on_calling_thread();
             let report = finetune(&opts, &args.out)?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::RegExperiment {
+            out,
+            base,
+            tasks,
+            lambdas,
+            penalty,
+            seeds,
+            profile,
+        } => {
+            let penalty: Penalty = format!("{penalty}:0")
+                .parse()
+                .with_context(|| format!("--penalty '{penalty}'"))?;
+            let experiment = RegExperiment {
+                tasks,
+                penalty,
+                lambdas,
+                quick: match profile {
+                    Some(p) => p == Profile::Quick,
+                    None => isotropy_lab::notebook::profile::quick(),
+                },
+                ..RegExperiment::new(
+                    &base,
+                    seeds.unwrap_or_else(|| {
+                        isotropy_lab::notebook::profile::env_or("ISOLAB_SEEDS", 1)
+                    }),
+                )
+            };
+            elementwise_on_calling_thread();
+            let runs = experiment.run(&out)?;
+            print_spread(&spread_over_seeds(&runs)?)?;
+            println!("per run: {}", out.join("summary.json").display());
             Ok(())
         }
         Command::Evaluate {

@@ -7,12 +7,13 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
+use isotropy_lab::finetune::experiment::read_summary;
 use isotropy_lab::finetune::isotropy_reg::{
     isoscore_star, mean_cosine_penalty, IsotropyReg, Penalty, Reference,
 };
 use isotropy_lab::finetune::log::TrainingLog;
 use safetensors::SafeTensors;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -209,35 +210,71 @@ fn last_trace(run: &Path, layer: u64, column: &str) -> f64 {
     c.into_no_null_iter().last().unwrap()
 }
 
-/// Quick SST-2 fine-tunes (40 steps of 16) with I-STAR at λ = −5, 0 and 5 on the last layer
-/// (hidden state 6): after training, the dev probe set's IsoScore of that layer is lowest for
-/// λ < 0 and highest for λ > 0; CosReg at λ = 5 lowers its mean cosine. The log has the
-/// regularised value of every step, `run.json` the regulariser.
+/// The experiment runner on quick SST-2 fine-tunes (40 steps of 16) with I-STAR at λ = −5, 0
+/// and 5 on the last layer (hidden state 6): after training, the dev probe set's IsoScore of that
+/// layer is lowest for λ < 0 and highest for λ > 0; the summary holds each run's kept model and
+/// its trace; run again, it trains nothing. CosReg at λ = 5 lowers the mean cosine. The log has
+/// the regularised value of every step, `run.json` the regulariser.
 #[test]
 fn the_regulariser_moves_the_layers_isotropy_with_the_sign_of_lambda() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |reg: &str| {
-        let out = dir.path().join(reg.replace(':', "_"));
-        ok(isolab(&[
-            "finetune",
-            "--task",
-            "sst2",
-            "--profile",
-            "quick",
-            "--trace-every",
-            "40",
-            "--isotropy-reg",
-            reg,
-            "--out",
-            out.to_str().unwrap(),
-        ]));
-        out
-    };
-    let (down, zero, up) = (
-        run("isoscore-star:-5"),
-        run("isoscore-star:0"),
-        run("isoscore-star:5"),
+    let grid = dir.path().join("grid");
+    let args = [
+        "reg-experiment",
+        "--profile",
+        "quick",
+        "--tasks",
+        "sst2",
+        "--lambdas=-5,0,5",
+        "--seeds",
+        "1",
+        "--out",
+        grid.to_str().unwrap(),
+    ];
+    let said = ok(isolab(&args));
+    assert!(
+        (1..=3).all(|k| said.contains(&format!("run {k} of 3: SST-2"))),
+        "{said}"
     );
+    let rows = read_summary(&grid).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.lambda).collect::<Vec<_>>(),
+        [-5.0, 0.0, 5.0]
+    );
+    let folder = |i: usize| PathBuf::from(&rows[i].folder);
+    let (down, zero, up) = (folder(0), folder(1), folder(2));
+    for r in &rows {
+        let best = isotropy_lab::finetune::train::read_best(Path::new(&r.folder)).unwrap();
+        assert_eq!((r.best_step, r.dev), (best.step, best.scores.main_value()));
+        let t = TrainingLog::read(Path::new(&r.folder))
+            .unwrap()
+            .layer_trace(6)
+            .unwrap();
+        let steps: Vec<u64> = t
+            .column("step")
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let at = steps.iter().position(|&s| s == best.step as u64).unwrap();
+        let iso = t
+            .column("isoscore")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(at)
+            .unwrap();
+        assert_eq!(r.isoscore, iso);
+        assert!(r.participation_ratio > 1.0 && r.participation_ratio < 384.0);
+    }
+    let again = ok(isolab(&args));
+    assert!(!again.contains("run 1 of"), "{again}");
+    assert_eq!(
+        serde_json::to_string(&read_summary(&grid).unwrap()).unwrap(),
+        serde_json::to_string(&rows).unwrap()
+    );
+
     let score = |r: &Path| last_trace(r, 6, "isoscore");
     let (d, z, u) = (score(&down), score(&zero), score(&up));
     assert!(d < z && z < u, "IsoScore after λ = −5, 0, 5: {d}, {z}, {u}");
@@ -259,7 +296,20 @@ fn the_regulariser_moves_the_layers_isotropy_with_the_sign_of_lambda() {
     assert_eq!(opts["isotropy_reg"]["penalty"]["zeta"], 0.2);
     assert_eq!(opts["isotropy_reg"]["layer"], "last");
 
-    let cos = run("cosine:5");
+    let cos = dir.path().join("cosine");
+    ok(isolab(&[
+        "finetune",
+        "--task",
+        "sst2",
+        "--profile",
+        "quick",
+        "--trace-every",
+        "20",
+        "--isotropy-reg",
+        "cosine:5",
+        "--out",
+        cos.to_str().unwrap(),
+    ]));
     let (c, z) = (
         last_trace(&cos, 6, "mean_cosine"),
         last_trace(&zero, 6, "mean_cosine"),

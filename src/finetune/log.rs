@@ -117,7 +117,8 @@ pub struct TrainingLog {
     /// `mcc`, `pearson`, `spearman`, as the task has them).
     pub eval: DataFrame,
     /// One row per traced layer and step: `step`, `layer`, `tokens`, `isotropy`,
-    /// `isotropy_both_signs`, `mean_cosine`, `isoscore`, `dominant`, and `evr_1` … `evr_8`
+    /// `isotropy_both_signs`, `mean_cosine`, `isoscore`, `participation_ratio` (null in logs
+    /// written before it was recorded), `dominant`, and `evr_1` … `evr_8`
     /// (the largest explained-variance ratios).
     pub trace: DataFrame,
 }
@@ -188,6 +189,13 @@ impl TrainingLog {
             ),
             f64_col("mean_cosine", trace.iter().map(|t| t.mean_cosine)),
             f64_col("isoscore", trace.iter().map(|t| t.isoscore)),
+            Column::new(
+                "participation_ratio".into(),
+                trace
+                    .iter()
+                    .map(|t| t.participation_ratio)
+                    .collect::<Vec<Option<f64>>>(),
+            ),
             u64_col("dominant", trace.iter().map(|t| t.dominant)),
         ];
         for i in 0..SPECTRUM_HEAD {

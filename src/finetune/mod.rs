@@ -9,6 +9,7 @@
 //! - [`train`]: the seeded, resumable loop that keeps the best model by dev score;
 //! - [`metrics`]: GLUE's metrics per task;
 //! - [`isotropy_reg`]: isotropy as a training signal, I-STAR's IsoScore⋆ penalty and CosReg;
+//! - [`experiment`]: the regularised fine-tunes over tasks × λ × seeds, and their summary;
 //! - [`trace`] and [`log`]: the geometry of every layer recorded while training, written as typed
 //!   log lines and read back as DataFrames.
 //!
@@ -17,6 +18,7 @@
 pub mod biencoder;
 pub mod classifier;
 pub mod data;
+pub mod experiment;
 pub mod isotropy_reg;
 pub mod log;
 pub mod metrics;

@@ -33,6 +33,10 @@ pub struct TracePoint {
     pub mean_cosine: f64,
     /// IsoScore.
     pub isoscore: f64,
+    /// The participation ratio (Σλ)² / Σλ² of the covariance's eigenvalues (logs written before
+    /// it was recorded have none).
+    #[serde(default)]
+    pub participation_ratio: Option<f64>,
     /// Directions with variance above [`DOMINANT_FACTOR`] × the mean variance.
     pub dominant: usize,
     /// The largest explained-variance ratios, in decreasing order.
@@ -89,6 +93,7 @@ pub fn measure(
                 isotropy_both_signs: iso.both_signs,
                 mean_cosine: mean_cosine(&w)?,
                 isoscore: spectrum.isoscore()?,
+                participation_ratio: Some(spectrum.participation_ratio()),
                 dominant: spectrum.dominant(DOMINANT_FACTOR),
                 explained: spectrum.ratios().into_iter().take(SPECTRUM_HEAD).collect(),
             })
