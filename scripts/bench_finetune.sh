@@ -18,7 +18,7 @@ if [ "$model" = bert-base ]; then
 fi
 bench=$(ISOLAB_BENCH_MODEL="$model" cargo bench --quiet --bench finetune_step 2>/dev/null)
 ours=$(grep s/step <<<"$bench")
-istar=$(grep I-STAR <<<"$bench")
+istar=$(grep "I-STAR" <<<"$bench")
 theirs=$("$py" scripts/bench_finetune_torch.py --model "$model" --glue data/glue 2>/dev/null | grep s/step)
 echo "$ours"
 echo "$theirs"

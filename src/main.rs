@@ -464,9 +464,13 @@ fn main() -> Result<()> {
             seeds,
             profile,
         } => {
-            let penalty: Penalty = format!("{penalty}:0")
-                .parse()
-                .with_context(|| format!("--penalty '{penalty}'"))?;
+            let penalty = match penalty.as_str() {
+                "isoscore-star" | "cosine" => format!("{penalty}:0").parse::<Penalty>()?,
+                other => bail!("--penalty '{other}': expected isoscore-star or cosine"),
+            };
+            if let Some(bad) = lambdas.iter().find(|l| !l.is_finite()) {
+                bail!("--lambdas: {bad} is not a finite number");
+            }
             let experiment = RegExperiment {
                 tasks,
                 penalty,

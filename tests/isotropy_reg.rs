@@ -12,6 +12,8 @@ use isotropy_lab::finetune::isotropy_reg::{
     isoscore_star, mean_cosine_penalty, IsotropyReg, Penalty, Reference,
 };
 use isotropy_lab::finetune::log::TrainingLog;
+use isotropy_lab::geometry::spectrum::Spectrum;
+use isotropy_lab::util::matrix::Matrix;
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -49,15 +51,15 @@ fn flat(t: &Tensor) -> Vec<f64> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
-/// The batch (real minilm rows) and I-STAR's reference covariance (ζ) of the reference file.
-fn batch_and_reference(zeta: f64) -> (Tensor, Reference) {
+/// The batch (real minilm rows) and I-STAR's reference covariance of the reference file.
+fn batch_and_reference() -> (Tensor, Reference) {
     let geometry = read("geometry_reference.safetensors");
     let istar = read("istar_reference.safetensors");
     let g = SafeTensors::deserialize(&geometry).unwrap();
     let st = SafeTensors::deserialize(&istar).unwrap();
     let points = tensor(&g, "real");
     let c0 = tensor(&st, "c0").to_dtype(DType::F32).unwrap();
-    (points, Reference::new(c0, zeta).unwrap())
+    (points, Reference::new(c0).unwrap())
 }
 
 #[test]
@@ -65,9 +67,10 @@ fn isoscore_from_traces_equals_the_isoscore_package() {
     let bytes = read("geometry_reference.safetensors");
     let st = SafeTensors::deserialize(&bytes).unwrap();
     // Real all-MiniLM-L6-v2 rows: last-layer tokens of SST-2 sentences and of the parity probes.
+    // Fewer rows than dimensions: through the N × N Gram matrix.
     for case in ["sst2", "real"] {
         let points = tensor(&st, case);
-        let ours = scalar(&isoscore_star(&points, None).unwrap());
+        let ours = scalar(&isoscore_star(&points, None, 0.0).unwrap());
         // [the IsoScore package (float32 constants), its formula in numpy float64]
         let want = flat(&tensor(&st, &format!("{case}_isoscore")));
         assert!(
@@ -81,6 +84,17 @@ fn isoscore_from_traces_equals_the_isoscore_package() {
             want[1]
         );
     }
+    // More rows than dimensions (the first 48 of 384): through XᵀX, against the spectrum's
+    // IsoScore (which the test above holds to the package).
+    let rows = tensor(&st, "sst2").narrow(1, 0, 48).unwrap();
+    let values: Vec<f32> = flat(&rows).into_iter().map(|v| v as f32).collect();
+    let m = Matrix::new(rows.dim(0).unwrap(), 48, values).unwrap();
+    let want = Spectrum::of(&m).unwrap().isoscore().unwrap();
+    let ours = scalar(&isoscore_star(&rows, None, 0.0).unwrap());
+    assert!(
+        (ours - want).abs() <= 1e-9 * want,
+        "48 wide: {ours} vs {want}"
+    );
 }
 
 #[test]
@@ -88,19 +102,18 @@ fn istar_and_cosreg_match_the_authors_definitions_and_torch() {
     let bytes = read("istar_reference.safetensors");
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let want = flat(&tensor(&st, "istar"));
-    let (points, reference) = batch_and_reference(0.2);
+    let (points, reference) = batch_and_reference();
     let var = Var::from_tensor(&points).unwrap();
 
     // IsoScore⋆ with ζ = 0.2 (I-STAR's training value), and with ζ = 0.
-    let star = isoscore_star(var.as_tensor(), Some(&reference)).unwrap();
+    let star = isoscore_star(var.as_tensor(), Some(&reference), 0.2).unwrap();
     assert!(
         (scalar(&star) - want[0]).abs() <= 1e-9,
         "IsoScore⋆ {} vs torch {}",
         scalar(&star),
         want[0]
     );
-    let (_, plain) = batch_and_reference(0.0);
-    let s0 = scalar(&isoscore_star(&points, Some(&plain)).unwrap());
+    let s0 = scalar(&isoscore_star(&points, Some(&reference), 0.0).unwrap());
     assert!((s0 - want[1]).abs() <= 1e-9, "ζ = 0: {s0} vs {}", want[1]);
     // Shrinking toward a larger sample's covariance changes the value: the test sees ζ.
     assert!((want[0] - want[1]).abs() > 1e-3);
@@ -135,35 +148,33 @@ fn istar_and_cosreg_match_the_authors_definitions_and_torch() {
 
 #[test]
 fn penalty_gradients_match_finite_differences() {
-    let (points, reference) = batch_and_reference(0.2);
-    // 40 real rows, f64.
-    let points = points.narrow(0, 0, 40).unwrap();
-    let regs = [
-        Penalty::IsoscoreStar {
-            lambda: -5.0,
-            zeta: 0.2,
-        },
-        Penalty::IsoscoreStar {
-            lambda: 3.0,
-            zeta: 0.0,
-        },
-        Penalty::Cosine { lambda: 2.0 },
+    let (points, reference) = batch_and_reference();
+    // 40 real rows (f64), all 384 columns, and the first 16 columns: without shrinkage IsoScore
+    // goes through the N × N Gram matrix when N is the smaller, else through XᵀX.
+    let wide = points.narrow(0, 0, 40).unwrap();
+    let narrow = wide.narrow(1, 0, 16).unwrap().contiguous().unwrap();
+    let star = |lambda, zeta| Penalty::IsoscoreStar { lambda, zeta };
+    let cases = [
+        (star(-5.0, 0.2), &wide),
+        (star(3.0, 0.0), &wide),
+        (star(3.0, 0.0), &narrow),
+        (Penalty::Cosine { lambda: 2.0 }, &wide),
     ];
-    for penalty in regs {
+    for (penalty, points) in cases {
         let reg = IsotropyReg {
             penalty,
             layer: isotropy_lab::finetune::isotropy_reg::RegLayer::Last,
         };
         let term = |p: &Tensor| scalar(&reg.term(p, Some(&reference)).unwrap().1);
-        let var = Var::from_tensor(&points).unwrap();
+        let var = Var::from_tensor(points).unwrap();
         let (_, t) = reg.term(var.as_tensor(), Some(&reference)).unwrap();
         let g = flat(t.backward().unwrap().get(var.as_tensor()).unwrap());
-        let base = flat(&points);
+        let base = flat(points);
         // The largest entry of the gradient and a few others.
         let top = (0..g.len())
             .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
             .unwrap();
-        for k in [top, 7, 1_000, 5_555, 15_359] {
+        for k in [top, 7, 300, 555, g.len() - 1] {
             let at = |delta: f64| {
                 let mut v = base.clone();
                 v[k] += delta;
@@ -270,6 +281,11 @@ fn the_regulariser_moves_the_layers_isotropy_with_the_sign_of_lambda() {
     }
     let again = ok(isolab(&args));
     assert!(!again.contains("run 1 of"), "{again}");
+    // The same folders with the default budget: refused, not mixed in.
+    let mut default = args;
+    default[2] = "default";
+    let e = err(isolab(&default));
+    assert!(e.contains("other options than this experiment's"), "{e}");
     assert_eq!(
         serde_json::to_string(&read_summary(&grid).unwrap()).unwrap(),
         serde_json::to_string(&rows).unwrap()
@@ -317,10 +333,11 @@ fn the_regulariser_moves_the_layers_isotropy_with_the_sign_of_lambda() {
     assert!(c < z, "mean cosine after CosReg λ = 5: {c}, λ = 0: {z}");
 }
 
-/// An I-STAR run killed after its first checkpoint (step 5, inside the first epoch, so the
-/// reference covariance comes back from the checkpoint) and started again ends with the same
-/// model and the same loss and regularised value at every step as an uninterrupted run; it
-/// crosses two epoch boundaries, where the reference is computed again.
+/// An I-STAR run (10 steps per epoch, a checkpoint every 5) killed after its first checkpoint
+/// (step 5, inside the first epoch, so the reference covariance comes back from the
+/// checkpoint), started again and killed after a later one (at step 10 the resumed run computes
+/// the next epoch's reference), then run to the end, has the same model and the same loss and
+/// regularised value at every step as an uninterrupted run.
 #[test]
 fn a_killed_regularised_run_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,34 +382,43 @@ fn a_killed_regularised_run_resumes_to_the_same_result() {
         "{said}"
     );
 
+    // Killed twice: once after its first checkpoint (step 5, inside the first epoch), once after
+    // a checkpoint at step 10 or later (at step 10, an epoch's end).
     let killed = dir.path().join("killed");
-    common::setup();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_isolab"))
-        .args(args(&killed))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let state = killed.join("checkpoint").join("state.json");
-    let start = Instant::now();
-    while !state.is_file() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        std::thread::sleep(Duration::from_millis(20));
+    let step_now = || -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()
+    };
+    let mut kills = Vec::new();
+    for after in [5, 10] {
+        common::setup();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isolab"))
+            .args(args(&killed))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while step_now().is_none_or(|s| s["step"].as_u64().unwrap() < after) {
+            assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint");
+            assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let at = step_now().unwrap();
+        let step = at["step"].as_u64().unwrap();
+        assert!(step < 30, "killed too late: {at}");
+        // Inside an epoch, the checkpoint holds the reference covariance the epoch began with.
+        if !step.is_multiple_of(10) {
+            assert_eq!(at["reference_epoch"].as_u64(), Some(step / 10), "{at}");
+            assert!(killed
+                .join("checkpoint")
+                .join("reference_cov.safetensors")
+                .is_file());
+        }
+        kills.push(step);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let at: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    let step = at["step"].as_u64().unwrap();
-    assert!(step < 30, "killed too late: {at}");
-    // Inside an epoch: the checkpoint holds the reference covariance the epoch began with.
-    if !step.is_multiple_of(10) {
-        assert_eq!(at["reference_epoch"].as_u64(), Some(step / 10), "{at}");
-        assert!(killed
-            .join("checkpoint")
-            .join("reference_cov.safetensors")
-            .is_file());
-    }
+    assert_eq!(kills[0], 5, "the first kill came late: {kills:?}");
     let resumed = ok(run(&killed));
     assert!(resumed.contains("resuming"), "{resumed}");
 
@@ -458,4 +484,12 @@ fn bad_regulariser_options_are_refused_with_a_clear_message() {
         o,
     ]));
     assert!(e.contains("trains a head"), "{e}");
+    let experiment = ["reg-experiment", "--profile", "quick", "--out", o];
+    let e = err(isolab(&[&experiment[..], &["--penalty", "isoscore"]].concat()));
+    assert!(
+        e.contains("--penalty 'isoscore': expected isoscore-star or cosine"),
+        "{e}"
+    );
+    let e = err(isolab(&[&experiment[..], &["--lambdas=-5,NaN"]].concat()));
+    assert!(e.contains("--lambdas: NaN is not a finite number"), "{e}");
 }

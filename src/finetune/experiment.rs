@@ -132,7 +132,8 @@ impl RegExperiment {
     }
 
     /// Trains every run not finished yet (resuming interrupted ones), then writes
-    /// `<out>/summary.json` and returns the summary ([`RegExperiment::summary`]).
+    /// `<out>/summary.json` ([`summary`]: every finished run in `out`, this experiment's and any
+    /// other's) and returns it as a table.
     pub fn run(&self, out: &Path) -> Result<DataFrame> {
         if self.tasks.is_empty() || self.lambdas.is_empty() || self.seeds == 0 {
             bail!("the experiment needs at least one task, one λ and one seed");
@@ -140,7 +141,15 @@ impl RegExperiment {
         let runs = self.runs();
         for (k, &(task, lambda, seed)) in runs.iter().enumerate() {
             let dir = self.folder(out, task, lambda, seed);
+            let opts = self.options(task, lambda, seed);
             if finished(&dir) {
+                let saved = read_options(&dir)?;
+                if saved != opts {
+                    bail!(
+                        "{} holds a finished run with other options than this experiment's (another profile or budget?): choose another --out",
+                        dir.display()
+                    );
+                }
                 continue;
             }
             println!(
@@ -149,36 +158,82 @@ impl RegExperiment {
                 runs.len(),
                 self.penalty.name()
             );
-            finetune(&self.options(task, lambda, seed), &dir)
-                .with_context(|| format!("training {}", dir.display()))?;
+            finetune(&opts, &dir).with_context(|| format!("training {}", dir.display()))?;
         }
-        let rows = self.summary(out)?;
+        let rows = summary(out)?;
         atomic::write_bytes(
             &out.join("summary.json"),
             serde_json::to_string_pretty(&rows)?.as_bytes(),
         )?;
         runs_frame(&rows)
     }
-
-    /// One [`RegRun`] per finished run under `out`, in the order the experiment trains them.
-    pub fn summary(&self, out: &Path) -> Result<Vec<RegRun>> {
-        self.runs()
-            .into_iter()
-            .map(|(task, lambda, seed)| (task, lambda, seed, self.folder(out, task, lambda, seed)))
-            .filter(|(.., dir)| finished(dir))
-            .map(|(task, lambda, seed, dir)| {
-                read_run(&dir, task, self.penalty.name(), lambda, seed)
-            })
-            .collect()
-    }
 }
 
-/// The summary line of a finished run.
-fn read_run(dir: &Path, task: Task, penalty: &str, lambda: f64, seed: u64) -> Result<RegRun> {
+/// Every finished regularised run in `out/<task>/<penalty>_<λ>/seed<s>`, read from its own
+/// `run.json`, ordered by task, penalty, λ and seed.
+pub fn summary(out: &Path) -> Result<Vec<RegRun>> {
+    let mut runs = Vec::new();
+    for dir in subfolders(out)?
+        .iter()
+        .map(|t| subfolders(t))
+        .collect::<Result<Vec<_>>>()?
+        .concat()
+        .iter()
+        .map(|p| subfolders(p))
+        .collect::<Result<Vec<_>>>()?
+        .concat()
+    {
+        if !finished(&dir) {
+            continue;
+        }
+        let opts = read_options(&dir)?;
+        let Some(reg) = opts.isotropy_reg else {
+            continue;
+        };
+        runs.push(read_run(&dir, &opts, &reg)?);
+    }
+    runs.sort_by(|a, b| {
+        (&a.task, &a.penalty)
+            .cmp(&(&b.task, &b.penalty))
+            .then(a.lambda.total_cmp(&b.lambda))
+            .then(a.seed.cmp(&b.seed))
+    });
+    Ok(runs)
+}
+
+/// A run's options, from its `run.json`.
+fn read_options(dir: &Path) -> Result<FinetuneOptions> {
+    let path = dir.join("run.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a fine-tuning run's options", path.display()))
+}
+
+/// The folders in `dir`, sorted (none when `dir` does not exist).
+fn subfolders(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The summary line of a finished run trained with `opts` and its regulariser `reg`.
+fn read_run(dir: &Path, opts: &FinetuneOptions, reg: &IsotropyReg) -> Result<RegRun> {
+    let task = opts.task;
     let best = read_best(dir)?;
     let log = TrainingLog::read(dir)?;
-    let layer = log.last_layer();
-    let trace = log.layer_trace(layer)?;
+    // The trace covers every hidden state: the last traced is the last layer.
+    let layer = reg.layer.resolve(log.last_layer() as usize + 1)?;
+    let trace = log.layer_trace(layer as u64)?;
     let steps: Vec<u64> = trace.column("step")?.u64()?.into_no_null_iter().collect();
     let Some(row) = steps.iter().position(|&s| s == best.step as u64) else {
         bail!(
@@ -203,13 +258,13 @@ fn read_run(dir: &Path, task: Task, penalty: &str, lambda: f64, seed: u64) -> Re
         .unwrap_or(0.0);
     Ok(RegRun {
         task: task.hub_config().to_string(),
-        penalty: penalty.to_string(),
-        lambda,
-        seed,
+        penalty: reg.penalty.name().to_string(),
+        lambda: reg.penalty.lambda(),
+        seed: opts.seed,
         metric: main_metric(task).to_string(),
         dev: best.scores.main_value(),
         best_step: best.step,
-        layer: layer as usize,
+        layer,
         isoscore: at("isoscore")?,
         isotropy: at("isotropy")?,
         participation_ratio: at("participation_ratio")?,

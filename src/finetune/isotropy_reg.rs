@@ -7,13 +7,13 @@
 //!   IsoScore⋆ is IsoScore of the mini-batch covariance shrunk toward a covariance `C0` estimated
 //!   on a larger sample of training tokens: `Σ = (1 − ζ) C + ζ C0`.
 //! - **CosReg** (Gao et al. 2019, the baseline I-STAR compares with): `loss = task + λ · c`, `c`
-//!   the mean cosine over ordered pairs of distinct rows, `(Σᵢⱼ cos(xᵢ, xⱼ) − N) / N²` as their
-//!   code writes it.
+//!   the cosines of all ordered pairs of distinct rows summed and divided by N² (not N(N − 1)),
+//!   `(Σᵢⱼ cos(xᵢ, xⱼ) − N) / N²`, as I-STAR's code normalises it.
 //!
 //! IsoScore needs no eigenvalues: with `λ̂ = √n λ / ‖λ‖` the eigenvalues normalised to length
 //! √n, `‖λ̂ − 1‖² = 2n − 2√n Σλ/‖λ‖`, and IsoScore's rescaling of that distance simplifies to
 //! `((tr Σ)² / ‖Σ‖²_F − 1) / (n − 1)` (Σλ = tr Σ, ‖λ‖ = ‖Σ‖_F for a covariance). The
-//! traces are matrix products, so the penalty is differentiable with candle's own backward.
+//! traces are matrix products, and so is the gradient, which [`isoscore_star`] writes out.
 //!
 //! What we take from their code and what we change:
 //! - ζ = 0.2 (their training default; `--reg-zeta`), `C0` recomputed at the start of every epoch
@@ -22,7 +22,11 @@
 //!   (their code flattens every position of all hidden states but the embeddings, padding
 //!   included); `--reg-layer` chooses the hidden state;
 //! - `C0` comes from [`REFERENCE_TOKENS`] token vectors of a seeded sample of the training split
-//!   (their code stops after 250,000 rows of all 12 layers, about 21,000 tokens of one layer).
+//!   (their code stops after 250,000 rows: with the penalty on all 12 layers, as their paper
+//!   trains, about 21,000 tokens; on one layer, 250,000 tokens).
+//!
+//! IsoScore is a function of the participation ratio PR = (tr Σ)² / ‖Σ‖²_F alone:
+//! IsoScore = (PR − 1) / (n − 1).
 
 use crate::finetune::data::TaskData;
 use crate::geometry::spectrum::covariance;
@@ -53,7 +57,7 @@ pub enum Penalty {
         /// The shrinkage toward `C0` (0: the mini-batch covariance alone, plain IsoScore).
         zeta: f64,
     },
-    /// CosReg: `λ` times the mean cosine of distinct pairs.
+    /// CosReg: `λ` times the summed cosines of distinct pairs over N².
     Cosine {
         /// The weight (λ > 0: lower mean cosine).
         lambda: f64,
@@ -81,6 +85,19 @@ impl Penalty {
         match self {
             Penalty::IsoscoreStar { .. } => "isoscore-star",
             Penalty::Cosine { .. } => "cosine",
+        }
+    }
+}
+
+impl std::fmt::Display for Penalty {
+    /// As `--isotropy-reg` takes it (`isoscore-star:-5`), with a ζ other than 0.2 after it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name(), self.lambda())?;
+        match *self {
+            Penalty::IsoscoreStar { zeta, .. } if zeta != DEFAULT_ZETA => {
+                write!(f, " (ζ = {zeta})")
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -161,30 +178,24 @@ pub struct IsotropyReg {
     pub layer: RegLayer,
 }
 
-/// The shrinkage target of IsoScore⋆: a reference covariance `C0` (n × n) with its trace, and
-/// the weight ζ it gets.
+/// The shrinkage target of IsoScore⋆: a reference covariance `C0` (n × n) with its trace.
 #[derive(Debug, Clone)]
 pub struct Reference {
     /// `C0`, f32 on the model's device.
     pub cov: Tensor,
-    /// ζ.
-    pub zeta: f64,
     trace: f64,
 }
 
 impl Reference {
-    /// The reference `cov` (square, f32) with shrinkage weight `zeta` in [0, 1].
-    pub fn new(cov: Tensor, zeta: f64) -> Result<Reference> {
+    /// The reference `cov` (square, f32).
+    pub fn new(cov: Tensor) -> Result<Reference> {
         let (n, m) = cov.dims2().context("reference covariance")?;
         if n != m {
             bail!("reference covariance: {n} × {m} is not square");
         }
-        if !(0.0..=1.0).contains(&zeta) {
-            bail!("--reg-zeta {zeta}: the shrinkage weight must be in [0, 1]");
-        }
         let values: Vec<f32> = cov.flatten_all()?.to_vec1()?;
         let trace = (0..n).map(|i| f64::from(values[i * n + i])).sum();
-        Ok(Reference { cov, zeta, trace })
+        Ok(Reference { cov, trace })
     }
 
     /// Writes `C0` to `path` (safetensors, tensor `cov`).
@@ -195,19 +206,19 @@ impl Reference {
     }
 
     /// Reads a `C0` written by [`Reference::save`] onto `device`.
-    pub(crate) fn load(path: &Path, zeta: f64, device: &Device) -> Result<Reference> {
+    pub(crate) fn load(path: &Path, device: &Device) -> Result<Reference> {
         let mut saved = candle_core::safetensors::load(path, device)
             .with_context(|| format!("reading {}", path.display()))?;
         let cov = saved
             .remove("cov")
             .with_context(|| format!("{}: no tensor 'cov'", path.display()))?;
-        Reference::new(cov, zeta).with_context(|| path.display().to_string())
+        Reference::new(cov).with_context(|| path.display().to_string())
     }
 }
 
 /// IsoScore⋆ of the rows of `points` (N × n, N ≥ 2): IsoScore of the covariance
-/// `(1 − ζ) C + ζ C0`, C the rows' sample covariance (divided by N − 1), `C0` and ζ from
-/// `reference` (none: ζ = 0, plain IsoScore). A scalar tensor, differentiable in `points`: its
+/// `(1 − ζ) C + ζ C0`, C the rows' sample covariance (divided by N − 1), `C0` from `reference`
+/// (needed when ζ > 0; ζ = 0 is plain IsoScore). A scalar tensor, differentiable in `points`: its
 /// gradient is written out (two matrix products in all, where candle's backward through the
 /// same formula took five and as many element-wise passes).
 ///
@@ -217,22 +228,29 @@ impl Reference {
 ///
 /// // Points spread along one axis only: IsoScore 0; on the 4 corners of a square: 1.
 /// let line = Tensor::new(&[[1f64, 0.0], [2.0, 0.0], [3.0, 0.0]], &Device::Cpu)?;
-/// assert!(isoscore_star(&line, None)?.to_scalar::<f64>()?.abs() < 1e-12);
+/// assert!(isoscore_star(&line, None, 0.0)?.to_scalar::<f64>()?.abs() < 1e-12);
 /// let square = Tensor::new(&[[1f64, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], &Device::Cpu)?;
-/// assert!((isoscore_star(&square, None)?.to_scalar::<f64>()? - 1.0).abs() < 1e-12);
+/// assert!((isoscore_star(&square, None, 0.0)?.to_scalar::<f64>()? - 1.0).abs() < 1e-12);
 /// # Ok::<(), anyhow::Error>(())
 /// ```
-pub fn isoscore_star(points: &Tensor, reference: Option<&Reference>) -> Result<Tensor> {
+pub fn isoscore_star(points: &Tensor, reference: Option<&Reference>, zeta: f64) -> Result<Tensor> {
     let (rows, n) = points.dims2().context("IsoScore⋆ points")?;
     if rows < 2 || n < 2 {
         bail!("IsoScore⋆ needs at least 2 points of at least 2 dimensions, got {rows} × {n}");
     }
+    if !(0.0..=1.0).contains(&zeta) {
+        bail!("IsoScore⋆: the shrinkage weight ζ = {zeta} is not in [0, 1]");
+    }
+    let shrink = match reference {
+        _ if zeta == 0.0 => None,
+        Some(r) => Some(r),
+        None => bail!("IsoScore⋆ with ζ = {zeta} needs a reference covariance"),
+    };
     let host = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
     let x = points.detach();
     let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
     let scale = 1.0 / (rows as f64 - 1.0);
-    let shrink = reference.filter(|r| r.zeta > 0.0);
-    let (z, keep) = shrink.map_or((0.0, 1.0), |r| (r.zeta, 1.0 - r.zeta));
+    let (z, keep) = (zeta, 1.0 - zeta);
     // s = tr Σ, q = ‖Σ‖²_F, and the centred rows times Σ (for the gradient), from one Gram
     // matrix: XᵀX (n × n) = (N − 1) C, or without shrinkage XXᵀ (N × N) when it is smaller
     // (‖XᵀX‖_F = ‖XXᵀ‖_F, X Xᵀ X = X (XᵀX)).
@@ -295,8 +313,8 @@ impl IsotropyReg {
     /// the loss (`λ (1 − IsoScore⋆)` or `λ · mean cosine`).
     pub fn term(&self, points: &Tensor, reference: Option<&Reference>) -> Result<(Tensor, Tensor)> {
         Ok(match self.penalty {
-            Penalty::IsoscoreStar { lambda, .. } => {
-                let score = isoscore_star(points, reference)?;
+            Penalty::IsoscoreStar { lambda, zeta } => {
+                let score = isoscore_star(points, reference, zeta)?;
                 let term = score.affine(-lambda, lambda)?;
                 (score, term)
             }
@@ -306,14 +324,6 @@ impl IsotropyReg {
                 (c, term)
             }
         })
-    }
-
-    /// ζ (0 for CosReg).
-    pub fn zeta(&self) -> f64 {
-        match self.penalty {
-            Penalty::IsoscoreStar { zeta, .. } => zeta,
-            Penalty::Cosine { .. } => 0.0,
-        }
     }
 
     /// Whether the penalty needs a reference covariance (I-STAR with ζ > 0).
@@ -350,12 +360,14 @@ impl BatchPenalty<'_> {
         let (b, s, h) = state.dims3()?;
         let idx = Tensor::from_slice(self.indices, self.indices.len(), state.device())?;
         let points = state.reshape((b * s, h))?.index_select(&idx, 0)?;
-        if self.reg.needs_reference() && self.reference.is_none() {
-            bail!("I-STAR with ζ > 0 needs a reference covariance");
-        }
         self.reg.term(&points, self.reference)
     }
 }
+
+/// The reference sample's shuffle is seeded by `seed ^ epoch · REFERENCE_EPOCH_SALT` (an odd
+/// constant that spreads consecutive epochs over the seed range; in epoch 0 the sample follows
+/// the order the training batches are drawn from).
+const REFERENCE_EPOCH_SALT: u64 = 0xD1B5_4A32_D192_ED03;
 
 /// Inputs per batch when the reference covariance's sample is embedded.
 const REFERENCE_BATCH: usize = 64;
@@ -371,11 +383,10 @@ pub fn reference_covariance(
     max_tokens: usize,
     seed: u64,
     epoch: u64,
-    zeta: f64,
 ) -> Result<Reference> {
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.shuffle(&mut StdRng::seed_from_u64(
-        seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03),
+        seed ^ epoch.wrapping_mul(REFERENCE_EPOCH_SALT),
     ));
     let mut kept = vec![Vec::new(); data.len()];
     let (mut taken, mut tokens) = (Vec::new(), 0);
@@ -406,5 +417,5 @@ pub fn reference_covariance(
     let n = cov.nrows();
     let values: Vec<f32> = (0..n * n).map(|k| cov[(k / n, k % n)] as f32).collect();
     let cov = Tensor::from_vec(values, (n, n), &model.device)?.to_dtype(DType::F32)?;
-    Reference::new(cov, zeta)
+    Reference::new(cov)
 }

@@ -391,7 +391,7 @@ pub fn finetune(opts: &FinetuneOptions, out: &Path) -> Result<FinetuneReport> {
     }
     if let (Some(reg), Objective::Cosine) = (&opts.isotropy_reg, opts.objective) {
         bail!(
-            "--isotropy-reg {:?}: the isotropy regulariser trains a head (--objective head), not a bi-encoder",
+            "--isotropy-reg {}: the isotropy regulariser trains a head (--objective head), not a bi-encoder",
             reg.penalty
         );
     }
@@ -618,14 +618,14 @@ impl Trainee {
                 let device = &m.model.device;
                 let batch = data.batch(rows, m.model.config().pad_token_id as u32, device)?;
                 let targets = data.targets(rows, device)?;
+                let indices = match reg {
+                    Some(_) => data.content_indices(rows, batch.ids.dim(1)?),
+                    None => Vec::new(),
+                };
                 let (loss, reg_value, report) = match reg {
-                    None => {
-                        let (loss, report) =
-                            train_step(m, optim, &batch, &targets, dropout_seed, lr)?;
-                        (loss, None, report)
-                    }
-                    Some((reg, layer, reference)) => {
-                        let indices = data.content_indices(rows, batch.ids.dim(1)?);
+                    // A batch with fewer than 2 tokens besides [CLS]/[SEP] has no point cloud:
+                    // it trains on the task loss alone.
+                    Some((reg, layer, reference)) if indices.len() >= 2 => {
                         let penalty = BatchPenalty {
                             reg,
                             layer,
@@ -643,6 +643,11 @@ impl Trainee {
                         )?;
                         (loss, Some(value), report)
                     }
+                    _ => {
+                        let (loss, report) =
+                            train_step(m, optim, &batch, &targets, dropout_seed, lr)?;
+                        (loss, None, report)
+                    }
                 };
                 Ok(StepDone {
                     loss,
@@ -652,10 +657,8 @@ impl Trainee {
                     padded: batch.ids.elem_count(),
                 })
             }
+            // `finetune` refuses a regulariser for a bi-encoder.
             Trainee::Cosine(m) => {
-                if reg.is_some() {
-                    bail!("the isotropy regulariser trains a head, not a bi-encoder");
-                }
                 let mut dropout = Dropout::new(dropout_seed);
                 let (loss, tokens, padded) = m.loss(data, rows, &mut dropout)?;
                 let (loss, report) = apply_loss(&loss, optim, lr)?;
@@ -743,11 +746,7 @@ impl<'a> Run<'a> {
         let reference = match (opts.isotropy_reg, state.reference_epoch) {
             (Some(reg), Some(epoch)) if state.step < total && reg.needs_reference() => {
                 let path = ckpt.join(REFERENCE_FILE);
-                let zeta = reg.zeta();
-                Some((
-                    epoch,
-                    Reference::load(&path, zeta, &model.encoder().device)?,
-                ))
+                Some((epoch, Reference::load(&path, &model.encoder().device)?))
             }
             _ => None,
         };
@@ -787,7 +786,6 @@ impl<'a> Run<'a> {
             REFERENCE_TOKENS,
             self.opts.seed,
             epoch as u64,
-            reg.zeta(),
         )?;
         println!(
             "I-STAR reference covariance of hidden state {layer} for epoch {}: {:.1} s",
@@ -950,7 +948,12 @@ impl<'a> Run<'a> {
                 serde_json::to_string_pretty(&best)?.as_bytes(),
             )?;
         }
-        self.state.reference_epoch = self.reference.as_ref().map(|(e, _)| *e);
+        // The finished run's checkpoint keeps no reference covariance (nothing left to resume).
+        self.state.reference_epoch = self
+            .reference
+            .as_ref()
+            .filter(|_| self.state.step < total)
+            .map(|(e, _)| *e);
         let (model, optim, state) = (&self.model, &self.optim, &self.state);
         let reference = self.reference.as_ref().map(|(_, r)| r);
         atomic::write_dir(&self.ckpt, |dir| {
