@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -118,11 +119,14 @@ def prompt(cell):
 def wait_for_notebook(driver, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if code_cells(driver) and driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator"):
-            # The kernel is up once the toolbar's kernel name shows it.
-            names = driver.find_elements(By.CSS_SELECTOR, ".jp-KernelName")
-            if names and "isotropy-lab" in names[0].text:
-                return
+        try:
+            if code_cells(driver) and driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator"):
+                # The kernel is up once the toolbar's kernel name shows it.
+                names = driver.find_elements(By.CSS_SELECTOR, ".jp-KernelName")
+                if names and "isotropy-lab" in names[0].text:
+                    return
+        except StaleElementReferenceException:
+            pass  # the notebook re-rendered a cell while we read it: it is still loading
         time.sleep(0.5)
     raise AssertionError("the notebook and its isotropy-lab kernel did not appear")
 
