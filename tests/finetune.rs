@@ -5,6 +5,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
+use common::{err, isolab, ok};
 use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::analysis::probes::split_half_accuracy;
 use isotropy_lab::data::glue::{self, Split, Task};
@@ -18,35 +19,6 @@ use isotropy_lab::nn::dropout::Dropout;
 use isotropy_lab::nn::model::Model;
 use polars::prelude::{Column, DataFrame};
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-fn isolab(args: &[&str]) -> Output {
-    common::setup();
-    Command::new(env!("CARGO_BIN_EXE_isolab"))
-        .args(args)
-        .env(
-            "ISOLAB_CACHE",
-            common::root().join("target").join("test-cache"),
-        )
-        .output()
-        .expect("isolab runs")
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "isolab failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn err(out: Output) -> String {
-    assert!(!out.status.success(), "isolab should have failed");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
 
 #[test]
 fn gradients_match_finite_differences() {
@@ -429,29 +401,7 @@ fn killed_run_resumes_to_the_same_result() {
     ));
 
     let killed = dir.path().join("killed");
-    common::setup();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_isolab"))
-        .args(args(&killed))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = killed.join("checkpoint").join("state.json");
-    let start = Instant::now();
-    while !state.is_file() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint after 5 minutes"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let at: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let at = common::kill_after_checkpoint(&args(&killed), &killed, 1);
     assert!(at["step"].as_u64().unwrap() < 30, "killed too late: {at}");
     let resumed = ok(isolab(
         &args(&killed).iter().map(|s| s.as_str()).collect::<Vec<_>>(),

@@ -7,6 +7,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
+use common::{err, isolab, ok};
 use isotropy_lab::finetune::experiment::read_summary;
 use isotropy_lab::finetune::isotropy_reg::{
     isoscore_star, mean_cosine_penalty, IsotropyReg, Penalty, Reference,
@@ -16,8 +17,6 @@ use isotropy_lab::geometry::spectrum::Spectrum;
 use isotropy_lab::util::matrix::Matrix;
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn read(name: &str) -> Vec<u8> {
     std::fs::read(common::root().join("tests/data").join(name)).unwrap()
@@ -191,29 +190,6 @@ fn penalty_gradients_match_finite_differences() {
     }
 }
 
-fn isolab(args: &[&str]) -> Output {
-    common::setup();
-    Command::new(env!("CARGO_BIN_EXE_isolab"))
-        .args(args)
-        .output()
-        .expect("isolab runs")
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "isolab failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn err(out: Output) -> String {
-    assert!(!out.status.success(), "isolab should have failed");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 /// The last traced value of `column` (the trace's dev probe set) for hidden state `layer`.
 fn last_trace(run: &Path, layer: u64, column: &str) -> f64 {
     let t = TrainingLog::read(run).unwrap().layer_trace(layer).unwrap();
@@ -385,27 +361,9 @@ fn a_killed_regularised_run_resumes_to_the_same_result() {
     // Killed twice: once after its first checkpoint (step 5, inside the first epoch), once after
     // a checkpoint at step 10 or later (at step 10, an epoch's end).
     let killed = dir.path().join("killed");
-    let state = killed.join("checkpoint").join("state.json");
-    let step_now = || -> Option<serde_json::Value> {
-        serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()
-    };
     let mut kills = Vec::new();
     for after in [5, 10] {
-        common::setup();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_isolab"))
-            .args(args(&killed))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while step_now().is_none_or(|s| s["step"].as_u64().unwrap() < after) {
-            assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint");
-            assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let at = step_now().unwrap();
+        let at = common::kill_after_checkpoint(&args(&killed), &killed, after);
         let step = at["step"].as_u64().unwrap();
         assert!(step < 30, "killed too late: {at}");
         // Inside an epoch, the checkpoint holds the reference covariance the epoch began with.
@@ -485,7 +443,9 @@ fn bad_regulariser_options_are_refused_with_a_clear_message() {
     ]));
     assert!(e.contains("trains a head"), "{e}");
     let experiment = ["reg-experiment", "--profile", "quick", "--out", o];
-    let e = err(isolab(&[&experiment[..], &["--penalty", "isoscore"]].concat()));
+    let e = err(isolab(
+        &[&experiment[..], &["--penalty", "isoscore"]].concat(),
+    ));
     assert!(
         e.contains("--penalty 'isoscore': expected isoscore-star or cosine"),
         "{e}"

@@ -4,6 +4,7 @@
 use isotropy_lab::util::hash::sha256_file;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::sync::{Arc, Once};
 use tiny_http::{Header, Response, Server};
 
@@ -155,4 +156,69 @@ pub fn serve_hub(files: HashMap<String, PathBuf>) -> String {
         }
     });
     endpoint
+}
+
+/// Runs the `isolab` binary with `args` (models and GLUE set up; the cache in
+/// `target/test-cache`).
+pub fn isolab(args: &[&str]) -> Output {
+    setup();
+    Command::new(env!("CARGO_BIN_EXE_isolab"))
+        .args(args)
+        .env("ISOLAB_CACHE", root().join("target").join("test-cache"))
+        .output()
+        .expect("isolab runs")
+}
+
+/// The stdout of a run that must succeed (its stdout and stderr shown when it did not).
+pub fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "isolab failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The stderr of a run that must fail.
+pub fn err(out: Output) -> String {
+    assert!(!out.status.success(), "isolab should have failed");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Starts `isolab finetune` with `args` (whose output folder is `out`), kills it once its
+/// checkpoint (`out/checkpoint/state.json`) records `at_least` steps, and returns that state.
+pub fn kill_after_checkpoint(
+    args: &[String],
+    out: &std::path::Path,
+    at_least: u64,
+) -> serde_json::Value {
+    use std::time::{Duration, Instant};
+    let state = out.join("checkpoint").join("state.json");
+    // A checkpoint being replaced is briefly absent: read as not there yet.
+    let read = || -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()
+    };
+    setup();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isolab"))
+        .args(args)
+        .env("ISOLAB_CACHE", root().join("target").join("test-cache"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("isolab starts");
+    let start = Instant::now();
+    while read().is_none_or(|s| s["step"].as_u64().unwrap_or(0) < at_least) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint of step {at_least} after 5 minutes"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    read().expect("the checkpoint is there")
 }
