@@ -4,8 +4,9 @@
 
 use crate::data::glue::Task;
 use crate::finetune::metrics::Labels;
-use crate::nn::batch::Batch;
+use crate::nn::batch::{embed_tokens, Batch, TokenRows};
 use crate::nn::model::Model;
+use crate::util::matrix::Matrix;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use polars::prelude::{DataFrame, DataType};
@@ -140,6 +141,35 @@ impl TaskData {
                     .map(move |p| (b * len + p) as u32)
             })
             .collect()
+    }
+
+    /// The hidden states `layers` (ascending) of every token of the examples `rows` but `[CLS]`
+    /// and `[SEP]`, embedded by `model` in inference mode in batches of `batch_size`: one matrix
+    /// per layer, the examples in order of length. What the training trace and I-STAR's
+    /// reference covariance measure.
+    pub(crate) fn embed_content(
+        &self,
+        model: &Model,
+        rows: &[usize],
+        layers: &[usize],
+        batch_size: usize,
+    ) -> Result<Vec<Matrix>> {
+        let mut sorted = rows.to_vec();
+        sorted.sort_by_key(|&i| self.encodings[i].len());
+        let mut kept = vec![Vec::new(); self.len()];
+        for &i in rows {
+            kept[i] = self.content_positions(i);
+        }
+        let token_rows = TokenRows::new(kept, &sorted)?;
+        embed_tokens(
+            model,
+            &self.encodings,
+            &sorted,
+            batch_size,
+            layers,
+            &token_rows,
+            |_| {},
+        )
     }
 
     /// Pads the examples `rows` into a batch.

@@ -30,7 +30,6 @@
 
 use crate::finetune::data::TaskData;
 use crate::geometry::spectrum::covariance;
-use crate::nn::batch::{embed_tokens, TokenRows};
 use crate::nn::model::Model;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -388,34 +387,23 @@ pub fn reference_covariance(
     order.shuffle(&mut StdRng::seed_from_u64(
         seed ^ epoch.wrapping_mul(REFERENCE_EPOCH_SALT),
     ));
-    let mut kept = vec![Vec::new(); data.len()];
     let (mut taken, mut tokens) = (Vec::new(), 0);
     for i in order {
         if tokens >= max_tokens {
             break;
         }
-        kept[i] = data.content_positions(i);
-        tokens += kept[i].len();
+        tokens += data.content_positions(i).len();
         taken.push(i);
     }
     if tokens < 2 {
         bail!("reference covariance: the training split has {tokens} tokens besides [CLS]/[SEP]");
     }
-    taken.sort_by_key(|&i| data.encodings[i].len());
-    let rows = TokenRows::new(kept, &taken)?;
-    let w = embed_tokens(
-        model,
-        &data.encodings,
-        &taken,
-        REFERENCE_BATCH,
-        &[layer],
-        &rows,
-        |_| {},
-    )?
-    .remove(0);
+    let w = data
+        .embed_content(model, &taken, &[layer], REFERENCE_BATCH)?
+        .remove(0);
     let cov = covariance(&w)?;
     let n = cov.nrows();
     let values: Vec<f32> = (0..n * n).map(|k| cov[(k / n, k % n)] as f32).collect();
-    let cov = Tensor::from_vec(values, (n, n), &model.device)?.to_dtype(DType::F32)?;
+    let cov = Tensor::from_vec(values, (n, n), &model.device)?;
     Reference::new(cov)
 }

@@ -6,7 +6,6 @@ use crate::finetune::data::TaskData;
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
-use crate::nn::batch::{embed_tokens, TokenRows};
 use crate::nn::model::Model;
 use crate::util::sample::sorted_sample;
 use anyhow::Result;
@@ -60,24 +59,8 @@ pub fn measure(
     step: usize,
 ) -> Result<Vec<TracePoint>> {
     let layers: Vec<usize> = (0..model.encoder.num_hidden_states()).collect();
-    // Every token of the probe rows but [CLS] and [SEP] (the authors' protocol), in order of
-    // length.
-    let mut sorted = rows.to_vec();
-    sorted.sort_by_key(|&i| data.encodings[i].len());
-    let mut kept = vec![Vec::new(); data.len()];
-    for &i in rows {
-        kept[i] = data.content_positions(i);
-    }
-    let token_rows = TokenRows::new(kept, &sorted)?;
-    let matrices = embed_tokens(
-        model,
-        &data.encodings,
-        &sorted,
-        TRACE_BATCH,
-        &layers,
-        &token_rows,
-        |_| {},
-    )?;
+    // Every token of the probe rows but [CLS] and [SEP] (the authors' protocol).
+    let matrices = data.embed_content(model, rows, &layers, TRACE_BATCH)?;
     matrices
         .into_iter()
         .enumerate()
