@@ -146,13 +146,18 @@ fn unreadable_extraction_folder_is_named() {
 fn what_a_killed_writer_left_is_removed_by_the_next_write() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("entry");
-    // A process id that runs no process (Linux's /proc tells), and one that does (init).
+    // A process id that runs no process (Linux's /proc tells), one that does (init), and this
+    // process itself: another thread of it writing the same entry (the names carry a count after
+    // the process id).
     let dead = (400_000..)
         .find(|p| !std::path::Path::new("/proc").join(p.to_string()).exists())
         .unwrap();
-    let stale = dir.path().join(format!(".entry.tmp-{dead}"));
-    let live = dir.path().join(".entry.tmp-1");
-    for d in [&stale, &live] {
+    let stale = dir.path().join(format!(".entry.tmp-{dead}-0"));
+    let live = dir.path().join(".entry.tmp-1-3");
+    let this = dir
+        .path()
+        .join(format!(".entry.tmp-{}-7", std::process::id()));
+    for d in [&stale, &live, &this] {
         std::fs::create_dir(d).unwrap();
         std::fs::write(d.join("half.bin"), b"half").unwrap();
     }
@@ -166,5 +171,9 @@ fn what_a_killed_writer_left_is_removed_by_the_next_write() {
     assert!(
         live.exists(),
         "a running writer's temporary folder was removed"
+    );
+    assert!(
+        this.exists(),
+        "another thread's temporary folder was removed"
     );
 }

@@ -45,6 +45,8 @@ fn remove_stale_siblings(path: &Path) {
         else {
             continue;
         };
+        // The suffix is `<pid>-<count>`; a running writer's folders stay whatever their count.
+        let pid = pid.split('-').next().unwrap_or_default();
         let alive = pid
             .parse::<u32>()
             .is_ok_and(|p| Path::new("/proc").join(p.to_string()).exists());
