@@ -48,6 +48,12 @@ pub mod prelude {
     pub use crate::data::glue::{Split, Task};
     pub use crate::data::tokens::TokenClass;
     pub use crate::finetune::classifier::SequenceClassifier;
+    pub use crate::finetune::experiment::{
+        layers_frame, runs_frame, spread_over_seeds, verdicts, RegExperiment,
+    };
+    pub use crate::finetune::isotropy_reg::{
+        isoscore_star, IsotropyReg, Penalty, Reference, RegLayer, DEFAULT_ZETA,
+    };
     pub use crate::finetune::log::TrainingLog;
     pub use crate::finetune::metrics::{score, Labels, Scores};
     pub use crate::finetune::train::{finetune, read_best, Budget, FinetuneOptions};

@@ -127,9 +127,10 @@ enum Command {
     /// (dev score and the layer's IsoScore, I(W), participation ratio per run); resumes
     /// interrupted runs and skips finished ones.
     RegExperiment {
-        /// Output folder.
+        /// Output folder (default: ISOLAB_REG_EXPERIMENT, else runs/isotropy-reg, where chapter
+        /// 08 reads the main job's experiment).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Base model: registry name, hub id or folder.
         #[arg(long, default_value = "minilm")]
         base: String,
@@ -486,6 +487,7 @@ fn main() -> Result<()> {
                     }),
                 )
             };
+            let out = out.unwrap_or_else(isotropy_lab::util::paths::reg_experiment_dir);
             elementwise_on_calling_thread();
             let runs = experiment.run(&out)?;
             print_spread(&spread_over_seeds(&runs)?)?;

@@ -8,12 +8,13 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{err, isolab, ok};
-use isotropy_lab::finetune::experiment::read_summary;
+use isotropy_lab::finetune::experiment::{layers_frame, read_summary};
 use isotropy_lab::finetune::isotropy_reg::{
     isoscore_star, mean_cosine_penalty, IsotropyReg, Penalty, Reference,
 };
 use isotropy_lab::finetune::log::TrainingLog;
 use isotropy_lab::geometry::spectrum::Spectrum;
+use isotropy_lab::polars::prelude::DataType;
 use isotropy_lab::util::matrix::Matrix;
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
@@ -254,6 +255,22 @@ fn the_regulariser_moves_the_layers_isotropy_with_the_sign_of_lambda() {
             .unwrap();
         assert_eq!(r.isoscore, iso);
         assert!(r.participation_ratio > 1.0 && r.participation_ratio < 384.0);
+    }
+    // Every hidden state of every run at its kept step; the last is the summary's layer.
+    let layers = layers_frame(&rows).unwrap();
+    assert_eq!(layers.height(), 3 * 7);
+    let column = |name: &str| -> Vec<f64> {
+        let c = layers
+            .column(name)
+            .unwrap()
+            .cast(&DataType::Float64)
+            .unwrap();
+        c.f64().unwrap().into_no_null_iter().collect()
+    };
+    let (layer, iso) = (column("layer"), column("isoscore"));
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(layer[7 * i..7 * i + 7], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(iso[7 * i + 6], r.isoscore);
     }
     let again = ok(isolab(&args));
     assert!(!again.contains("run 1 of"), "{again}");

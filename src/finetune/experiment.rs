@@ -5,6 +5,7 @@
 //! A run lives in `<out>/<task>/<penalty>_<λ>/seed<s>`; the experiment resumes interrupted runs
 //! and skips finished ones, so running it again only trains what is missing.
 
+use crate::analysis::claims::{noise_margin, Verdict};
 use crate::analysis::spread::summarise;
 use crate::data::glue::Task;
 use crate::finetune::isotropy_reg::{IsotropyReg, Penalty, RegLayer};
@@ -12,8 +13,9 @@ use crate::finetune::log::TrainingLog;
 use crate::finetune::metrics::main_metric;
 use crate::finetune::train::{finetune, finished, read_best, Budget, FinetuneOptions};
 use crate::util::atomic;
+use crate::util::frame::Fresh;
 use anyhow::{bail, Context, Result};
-use polars::prelude::{Column, DataFrame};
+use polars::prelude::{Column, DataFrame, DataType};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -316,4 +318,181 @@ pub fn spread_over_seeds(runs: &DataFrame) -> Result<DataFrame> {
         &["task", "penalty", "lambda"],
         &["dev", "isoscore", "isotropy", "participation_ratio"],
     )
+}
+
+/// Every hidden state's geometry in each run at the step whose model it kept (the trace's dev
+/// probe set): one row per run and layer, with `task`, `penalty`, `lambda`, `seed`, `layer`,
+/// `isoscore`, `isotropy` and `mean_cosine`.
+pub fn layers_frame(rows: &[RegRun]) -> Result<DataFrame> {
+    let (mut task, mut penalty, mut lambda, mut seed, mut layer) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut isoscore, mut isotropy, mut mean_cosine) = (vec![], vec![], vec![]);
+    for run in rows {
+        let trace = TrainingLog::read(Path::new(&run.folder))?.trace;
+        let at_best = |name: &str| -> Result<Vec<f64>> {
+            let steps = trace.column("step")?.u64()?;
+            let values = trace.column(name)?.f64()?;
+            Ok(steps
+                .into_no_null_iter()
+                .zip(values.iter())
+                .filter(|&(s, _)| s == run.best_step as u64)
+                .map(|(_, v)| v.unwrap_or(f64::NAN))
+                .collect())
+        };
+        let layers: Vec<u64> = {
+            let steps = trace.column("step")?.u64()?;
+            let l = trace.column("layer")?.u64()?;
+            steps
+                .into_no_null_iter()
+                .zip(l.into_no_null_iter())
+                .filter(|&(s, _)| s == run.best_step as u64)
+                .map(|(_, l)| l)
+                .collect()
+        };
+        if layers.is_empty() {
+            bail!(
+                "{}: no trace at the kept model's step {}",
+                run.folder,
+                run.best_step
+            );
+        }
+        isoscore.extend(at_best("isoscore")?);
+        isotropy.extend(at_best("isotropy")?);
+        mean_cosine.extend(at_best("mean_cosine")?);
+        for l in layers {
+            task.push(run.task.clone());
+            penalty.push(run.penalty.clone());
+            lambda.push(run.lambda);
+            seed.push(run.seed);
+            layer.push(l);
+        }
+    }
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("task".into(), task),
+        Column::new("penalty".into(), penalty),
+        Column::new("lambda".into(), lambda),
+        Column::new("seed".into(), seed),
+        Column::new("layer".into(), layer),
+        Column::new("isoscore".into(), isoscore),
+        Column::new("isotropy".into(), isotropy),
+        Column::new("mean_cosine".into(), mean_cosine),
+    ])?)
+}
+
+/// What each λ ≠ 0 did against λ = 0 of the same task and penalty, from
+/// [`spread_over_seeds`]' table, judged against the spread over seeds: one row per task and
+/// λ ≠ 0 with
+/// - `isoscore_change`, the regularised layer's IsoScore minus λ = 0's, and `isoscore_moved`,
+///   whether it moved the way λ pushes (up for λ > 0) by more than the noise margin;
+/// - `dev_change`, the dev score minus λ = 0's (× 100, in points of the task's metric);
+/// - `claim` and `verdict`: for λ < 0, I-STAR's finding that lowering isotropy improves the
+///   score; for λ > 0, the paper's claim 4, that making a fine-tuned space isotropic does not
+///   help (the effect is the score's *fall*, so "within noise" there means it did not help either);
+/// - `noise_margin`, twice the standard deviation of the difference over seeds
+///   ([`noise_margin`]); with fewer than two seeds on either side there is no spread, and the
+///   verdict says "one seed".
+///
+/// ```
+/// use isotropy_lab::finetune::experiment::verdicts;
+/// use polars::prelude::*;
+///
+/// let spread = df!(
+///     "task" => ["sst2", "sst2", "sst2"], "penalty" => ["isoscore-star"; 3],
+///     "lambda" => [-5.0, 0.0, 5.0], "n" => [3u32, 3, 3],
+///     "dev_mean" => [0.83, 0.85, 0.78], "dev_sd" => [0.005, 0.008, 0.04],
+///     "isoscore_mean" => [0.01, 0.02, 0.3], "isoscore_sd" => [0.001, 0.002, 0.1],
+/// )?;
+/// let v = verdicts(&spread)?;
+/// let verdict: Vec<&str> = v.column("verdict")?.str()?.into_no_null_iter().collect();
+/// // λ = −5 lowered the score beyond noise, against I-STAR's finding; λ = 5 lowered it too
+/// // (2 × √(0.04² + 0.008²) × 100 ≈ 8.2 points of margin against a 7-point fall): within noise.
+/// assert_eq!(verdict, ["inconsistent", "within noise"]);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn verdicts(spread: &DataFrame) -> Result<DataFrame> {
+    let f = spread.fresh();
+    let text = |name: &str| -> Result<Vec<String>> {
+        Ok(f.column(name)?
+            .cast(&DataType::String)?
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
+    };
+    let number = |name: &str| -> Result<Vec<f64>> {
+        Ok(f.column(name)?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let (task, penalty) = (text("task")?, text("penalty")?);
+    let (lambda, n) = (number("lambda")?, number("n")?);
+    let (dev, dev_sd) = (number("dev_mean")?, number("dev_sd")?);
+    let (iso, iso_sd) = (number("isoscore_mean")?, number("isoscore_sd")?);
+    let mut out = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
+    for i in (0..f.height()).filter(|&i| lambda[i] != 0.0) {
+        let Some(b) = (0..f.height())
+            .find(|&b| lambda[b] == 0.0 && task[b] == task[i] && penalty[b] == penalty[i])
+        else {
+            continue;
+        };
+        let seeded = n[i] >= 2.0 && n[b] >= 2.0;
+        let iso_change = iso[i] - iso[b];
+        let dev_change = 100.0 * (dev[i] - dev[b]);
+        let (moved, margin, verdict) = if seeded {
+            let iso_margin = noise_margin(iso_sd[i], iso_sd[b]);
+            let margin = 100.0 * noise_margin(dev_sd[i], dev_sd[b]);
+            let effect = if lambda[i] < 0.0 {
+                dev_change
+            } else {
+                -dev_change
+            };
+            (
+                (iso_change * lambda[i].signum() > iso_margin).to_string(),
+                margin,
+                Verdict::judge(effect, margin)?.to_string(),
+            )
+        } else {
+            ("one seed".to_string(), f64::NAN, "one seed".to_string())
+        };
+        out.0.push(task[i].clone());
+        out.1.push(penalty[i].clone());
+        out.2.push(lambda[i]);
+        out.3.push(iso_change);
+        out.4.push(moved);
+        out.5.push(dev_change);
+        out.6.push(margin);
+        out.7.push(
+            if lambda[i] < 0.0 {
+                "I-STAR: lowering isotropy improves the score"
+            } else {
+                "4: making the space isotropic does not help"
+            }
+            .to_string(),
+        );
+        out.8.push(verdict);
+    }
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("task".into(), out.0),
+        Column::new("penalty".into(), out.1),
+        Column::new("lambda".into(), out.2),
+        Column::new("isoscore_change".into(), out.3),
+        Column::new("isoscore_moved".into(), out.4),
+        Column::new("dev_change".into(), out.5),
+        Column::new("noise_margin".into(), out.6),
+        Column::new("claim".into(), out.7),
+        Column::new("verdict".into(), out.8),
+    ])?)
 }

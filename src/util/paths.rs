@@ -9,6 +9,7 @@
 //! | GLUE data | `GLUE_DIR` | `<root>/data/glue` |
 //! | extraction and other caches | `ISOLAB_CACHE` | `<root>/cache` |
 //! | the main job's fine-tuned models, one folder per task | `ISOLAB_FINETUNES` | `<root>/runs/finetune` |
+//! | the main job's isotropy-regularisation experiment | `ISOLAB_REG_EXPERIMENT` | `<root>/runs/isotropy-reg` |
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,14 @@ pub fn cache_dir() -> PathBuf {
 /// (`ISOLAB_FINETUNES`, else `<root>/runs/finetune`).
 pub fn finetunes_dir() -> PathBuf {
     from_env_or("ISOLAB_FINETUNES", || root().join("runs").join("finetune"))
+}
+
+/// Where the main job's isotropy-regularisation experiment lives (`isolab reg-experiment`'s
+/// default `--out`; `ISOLAB_REG_EXPERIMENT`, else `<root>/runs/isotropy-reg`).
+pub fn reg_experiment_dir() -> PathBuf {
+    from_env_or("ISOLAB_REG_EXPERIMENT", || {
+        root().join("runs").join("isotropy-reg")
+    })
 }
 
 /// A short name for a model in tables, legends and titles, so none shows a machine's path: a
