@@ -18,9 +18,10 @@ the reason.
 
 Paper profile (ISOLAB_PROFILE=paper): other models altogether, so every key gets the plausible span.
 
-Usage: python3 scripts/key_ranges.py target/notebook-test [out]
+Usage: python3 scripts/key_ranges.py [--only CHAPTER] target/notebook-test [out]
   target/notebook-test: the quick profile's executed notebooks (after `cargo test --test notebooks`);
-  out: the default profile's (after `.venv/bin/python scripts/run_notebooks.py --out out`), optional.
+  out: the default profile's (after `.venv/bin/python scripts/run_notebooks.py --out out`), optional;
+  --only CHAPTER (a notebook's stem): rewrite that chapter's ranges alone, keeping the others.
 """
 import json
 import math
@@ -150,6 +151,26 @@ SPEC = {
         "finetune_seed_sd_dominant": (("none",), None),
         "finetune_seed_sd_participation_ratio": (("none",), None),
     },
+    "08_isotropy_as_a_training_signal": {
+        # minilm's last layer on 32 and 400 SST-2 dev sentences (the paper profile: its base model).
+        "isoscore_batch": (("none",), [0.0, 0.3]),
+        "isoscore_star_batch": (("none",), [0.0, 0.5]),
+        "isoscore_many": (("none",), [0.0, 0.5]),
+        # The live runs have the quick budget in every profile; the order is 1 when the last-layer
+        # IsoScore ends lowest for λ = −5 and highest for λ = 5, the regulariser's whole point.
+        "live_isoscore_order": (("none",), [1, 1]),
+        "live_isoscore_end_neg": (("none",), [0.0, 0.5]),
+        "live_isoscore_end_zero": (("none",), [0.0, 0.8]),
+        "live_isoscore_end_pos": (("none",), [0.0, 1.0]),
+        # SST-2's dev score change (points) at λ = ∓5 against λ = 0; the noise margins only where
+        # each λ has two seeds or more (the quick profile trains two; the main job one unless
+        # ISOLAB_SEEDS says more).
+        "dev_change_neg": (("half", "noise_margin_neg"), [-50.0, 50.0]),
+        "dev_change_pos": (("half", "noise_margin_pos"), [-50.0, 50.0]),
+        "noise_margin_neg": (("none",), None),
+        "noise_margin_pos": (("none",), None),
+        "judged_cells": (("none",), None),
+    },
 }
 
 
@@ -193,29 +214,48 @@ SAMPLE_SIZES = {"dev_sentences", "probe_scored_sentences"}
 PATH = ROOT / "notebooks" / "key_numbers.json"
 
 
+# Numbers a chapter computes the same way in the quick and default profiles (chapter 08's formula
+# cell and its live runs, which have the quick budget in both): the quick range holds for both.
+SAME_IN_BOTH = {("08_isotropy_as_a_training_signal", name) for name in [
+    "isoscore_batch", "isoscore_star_batch", "isoscore_many", "live_isoscore_order",
+    "live_isoscore_end_neg", "live_isoscore_end_zero", "live_isoscore_end_pos"]}
+SAME = "computed the same way in the quick and default profiles (same sentences, same budget): the quick range"
+
+
 def base_only(stem, name):
     return stem == "00_tour" or name in SAMPLE_SIZES or (name.endswith("_pretrained") and stem != "07_summary")
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
+    args = sys.argv[1:]
+    only = None
+    if args[:1] == ["--only"] and len(args) >= 2:
+        only, args = args[1], args[2:]
+    if len(args) not in (1, 2):
         sys.exit(__doc__)
-    found = key_numbers(sys.argv[1])
-    measured_default = key_numbers(sys.argv[2]) if len(sys.argv) == 3 else {}
+    found = key_numbers(args[0])
+    measured_default = key_numbers(args[1]) if len(args) == 2 else {}
     previous = json.loads(PATH.read_text()) if PATH.is_file() else {}
     out = {"_about": __doc__.split("Usage:")[0].strip()}
     for stem, keys in SPEC.items():
+        if only is not None and stem != only:
+            if stem not in previous:
+                sys.exit(f"--only {only}: notebooks/key_numbers.json has no {stem} to keep")
+            out[stem] = previous[stem]
+            continue
         numbers = found.get(stem, {})
         out[stem] = {}
         for name, (rule, default) in keys.items():
             if name not in numbers:
-                sys.exit(f"{stem}: key number {name} was not printed in {sys.argv[1]}")
-            if not base_only(stem, name) or default is None:
+                sys.exit(f"{stem}: key number {name} was not printed in {args[0]}")
+            if (stem, name) in SAME_IN_BOTH:
+                entry = {**quick_entry(numbers[name], rule, numbers), "why": SAME}
+            elif not base_only(stem, name) or default is None:
                 entry = {"range": default, "why": SEEDS if default is None else WIDE}
             elif measured_default:
                 at_default = measured_default.get(stem, {})
                 if name not in at_default:
-                    sys.exit(f"{stem}: key number {name} was not printed in {sys.argv[2]}")
+                    sys.exit(f"{stem}: key number {name} was not printed in {args[1]}")
                 entry = {**quick_entry(at_default[name], rule, at_default), "why": BASE}
             else:
                 entry = previous.get(stem, {}).get(name, {}).get("default")
