@@ -15,7 +15,7 @@ use crate::finetune::train::{finetune, finished, read_best, Budget, FinetuneOpti
 use crate::util::atomic;
 use crate::util::frame::Fresh;
 use anyhow::{bail, Context, Result};
-use polars::prelude::{Column, DataFrame, DataType};
+use polars::prelude::{ChunkCompareEq, Column, DataFrame, DataType};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -329,36 +329,26 @@ pub fn layers_frame(rows: &[RegRun]) -> Result<DataFrame> {
     let (mut isoscore, mut isotropy, mut mean_cosine) = (vec![], vec![], vec![]);
     for run in rows {
         let trace = TrainingLog::read(Path::new(&run.folder))?.trace;
-        let at_best = |name: &str| -> Result<Vec<f64>> {
-            let steps = trace.column("step")?.u64()?;
-            let values = trace.column(name)?.f64()?;
-            Ok(steps
-                .into_no_null_iter()
-                .zip(values.iter())
-                .filter(|&(s, _)| s == run.best_step as u64)
-                .map(|(_, v)| v.unwrap_or(f64::NAN))
-                .collect())
-        };
-        let layers: Vec<u64> = {
-            let steps = trace.column("step")?.u64()?;
-            let l = trace.column("layer")?.u64()?;
-            steps
-                .into_no_null_iter()
-                .zip(l.into_no_null_iter())
-                .filter(|&(s, _)| s == run.best_step as u64)
-                .map(|(_, l)| l)
-                .collect()
-        };
-        if layers.is_empty() {
+        let kept = trace.filter(&trace.column("step")?.u64()?.equal(run.best_step as u64))?;
+        if kept.height() == 0 {
             bail!(
                 "{}: no trace at the kept model's step {}",
                 run.folder,
                 run.best_step
             );
         }
-        isoscore.extend(at_best("isoscore")?);
-        isotropy.extend(at_best("isotropy")?);
-        mean_cosine.extend(at_best("mean_cosine")?);
+        let values = |name: &str| -> Result<Vec<f64>> {
+            Ok(kept
+                .column(name)?
+                .f64()?
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect())
+        };
+        isoscore.extend(values("isoscore")?);
+        isotropy.extend(values("isotropy")?);
+        mean_cosine.extend(values("mean_cosine")?);
+        let layers: Vec<u64> = kept.column("layer")?.u64()?.into_no_null_iter().collect();
         for l in layers {
             task.push(run.task.clone());
             penalty.push(run.penalty.clone());
@@ -403,7 +393,7 @@ pub fn layers_frame(rows: &[RegRun]) -> Result<DataFrame> {
 ///     "isoscore_mean" => [0.01, 0.02, 0.3], "isoscore_sd" => [0.001, 0.002, 0.1],
 /// )?;
 /// let v = verdicts(&spread)?;
-/// let verdict: Vec<&str> = v.column("verdict")?.str()?.into_no_null_iter().collect();
+/// let verdict: Vec<&str> = v.column("verdict")?.str()?.iter().flatten().collect();
 /// // λ = −5 lowered the score beyond noise, against I-STAR's finding; λ = 5 lowered it too
 /// // (2 × √(0.04² + 0.008²) × 100 ≈ 8.2 points of margin against a 7-point fall): within noise.
 /// assert_eq!(verdict, ["inconsistent", "within noise"]);
@@ -431,17 +421,7 @@ pub fn verdicts(spread: &DataFrame) -> Result<DataFrame> {
     let (lambda, n) = (number("lambda")?, number("n")?);
     let (dev, dev_sd) = (number("dev_mean")?, number("dev_sd")?);
     let (iso, iso_sd) = (number("isoscore_mean")?, number("isoscore_sd")?);
-    let mut out = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
+    let mut rows: Vec<(usize, f64, String, f64, f64, String)> = Vec::new();
     for i in (0..f.height()).filter(|&i| lambda[i] != 0.0) {
         let Some(b) = (0..f.height())
             .find(|&b| lambda[b] == 0.0 && task[b] == task[i] && penalty[b] == penalty[i])
@@ -467,32 +447,53 @@ pub fn verdicts(spread: &DataFrame) -> Result<DataFrame> {
         } else {
             ("one seed".to_string(), f64::NAN, "one seed".to_string())
         };
-        out.0.push(task[i].clone());
-        out.1.push(penalty[i].clone());
-        out.2.push(lambda[i]);
-        out.3.push(iso_change);
-        out.4.push(moved);
-        out.5.push(dev_change);
-        out.6.push(margin);
-        out.7.push(
-            if lambda[i] < 0.0 {
-                "I-STAR: lowering isotropy improves the score"
-            } else {
-                "4: making the space isotropic does not help"
-            }
-            .to_string(),
-        );
-        out.8.push(verdict);
+        rows.push((i, iso_change, moved, dev_change, margin, verdict));
     }
+    let claim = |lambda: f64| {
+        if lambda < 0.0 {
+            "I-STAR: lowering isotropy improves the score"
+        } else {
+            "4: making the space isotropic does not help"
+        }
+    };
     Ok(DataFrame::new_infer_height(vec![
-        Column::new("task".into(), out.0),
-        Column::new("penalty".into(), out.1),
-        Column::new("lambda".into(), out.2),
-        Column::new("isoscore_change".into(), out.3),
-        Column::new("isoscore_moved".into(), out.4),
-        Column::new("dev_change".into(), out.5),
-        Column::new("noise_margin".into(), out.6),
-        Column::new("claim".into(), out.7),
-        Column::new("verdict".into(), out.8),
+        Column::new(
+            "task".into(),
+            rows.iter().map(|r| task[r.0].clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "penalty".into(),
+            rows.iter()
+                .map(|r| penalty[r.0].clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "lambda".into(),
+            rows.iter().map(|r| lambda[r.0]).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "isoscore_change".into(),
+            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "isoscore_moved".into(),
+            rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dev_change".into(),
+            rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "noise_margin".into(),
+            rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "claim".into(),
+            rows.iter().map(|r| claim(lambda[r.0])).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "verdict".into(),
+            rows.iter().map(|r| r.5.clone()).collect::<Vec<_>>(),
+        ),
     ])?)
 }
