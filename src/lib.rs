@@ -78,7 +78,7 @@ pub mod prelude {
         base_model, describe_models, env_or, finetuned_bi_encoder, finetuned_for, finetuned_runs,
         quick, Profile,
     };
-    pub use crate::util::frame::{by_model, value_at, Fresh};
+    pub use crate::util::frame::{by_model, column_numbers, column_texts, value_at, Fresh};
     pub use crate::util::matrix::Matrix;
     pub use crate::util::paths::model_display_name;
     pub use anyhow::{anyhow, Context, Result};

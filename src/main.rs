@@ -356,23 +356,9 @@ impl ValueEnum for Metric {
 
 /// One line per task and λ: the dev score and the last layer's geometry, mean ± sd over seeds.
 fn print_spread(spread: &polars::prelude::DataFrame) -> Result<()> {
-    let text = |c: &str| -> Result<Vec<String>> {
-        Ok(spread
-            .column(c)?
-            .str()?
-            .iter()
-            .map(|v| v.unwrap_or("").to_string())
-            .collect())
-    };
-    let num = |c: &str| -> Result<Vec<f64>> {
-        Ok(spread
-            .column(c)?
-            .cast(&polars::prelude::DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
-    };
+    use isotropy_lab::util::frame::{column_numbers, column_texts};
+    let text = |c: &str| column_texts(spread, c);
+    let num = |c: &str| column_numbers(spread, c);
     let (task, penalty, lambda, n) = (text("task")?, text("penalty")?, num("lambda")?, num("n")?);
     let (dev, dev_sd) = (num("dev_mean")?, num("dev_sd")?);
     let (iso, iso_sd) = (num("isoscore_mean")?, num("isoscore_sd")?);

@@ -13,9 +13,9 @@ use crate::finetune::log::TrainingLog;
 use crate::finetune::metrics::main_metric;
 use crate::finetune::train::{finetune, finished, read_best, Budget, FinetuneOptions};
 use crate::util::atomic;
-use crate::util::frame::Fresh;
+use crate::util::frame::{column_numbers, column_texts};
 use anyhow::{bail, Context, Result};
-use polars::prelude::{ChunkCompareEq, Column, DataFrame, DataType};
+use polars::prelude::{ChunkCompareEq, Column, DataFrame};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -337,14 +337,7 @@ pub fn layers_frame(rows: &[RegRun]) -> Result<DataFrame> {
                 run.best_step
             );
         }
-        let values = |name: &str| -> Result<Vec<f64>> {
-            Ok(kept
-                .column(name)?
-                .f64()?
-                .iter()
-                .map(|v| v.unwrap_or(f64::NAN))
-                .collect())
-        };
+        let values = |name: &str| column_numbers(&kept, name);
         isoscore.extend(values("isoscore")?);
         isotropy.extend(values("isotropy")?);
         mean_cosine.extend(values("mean_cosine")?);
@@ -400,30 +393,17 @@ pub fn layers_frame(rows: &[RegRun]) -> Result<DataFrame> {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn verdicts(spread: &DataFrame) -> Result<DataFrame> {
-    let f = spread.fresh();
-    let text = |name: &str| -> Result<Vec<String>> {
-        Ok(f.column(name)?
-            .cast(&DataType::String)?
-            .str()?
-            .iter()
-            .map(|v| v.unwrap_or("").to_string())
-            .collect())
-    };
-    let number = |name: &str| -> Result<Vec<f64>> {
-        Ok(f.column(name)?
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
-    };
+    let (text, number) = (
+        |name: &str| column_texts(spread, name),
+        |name: &str| column_numbers(spread, name),
+    );
     let (task, penalty) = (text("task")?, text("penalty")?);
     let (lambda, n) = (number("lambda")?, number("n")?);
     let (dev, dev_sd) = (number("dev_mean")?, number("dev_sd")?);
     let (iso, iso_sd) = (number("isoscore_mean")?, number("isoscore_sd")?);
     let mut rows: Vec<(usize, f64, String, f64, f64, String)> = Vec::new();
-    for i in (0..f.height()).filter(|&i| lambda[i] != 0.0) {
-        let Some(b) = (0..f.height())
+    for i in (0..spread.height()).filter(|&i| lambda[i] != 0.0) {
+        let Some(b) = (0..spread.height())
             .find(|&b| lambda[b] == 0.0 && task[b] == task[i] && penalty[b] == penalty[i])
         else {
             continue;
