@@ -1,12 +1,12 @@
 //! Figures as SVG (plotters), shown inline in notebooks and saved as files.
 
-use crate::util::frame::Fresh;
+use crate::util::frame::{column_numbers, column_texts};
 use anyhow::{bail, Context, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use polars::prelude::{DataFrame, DataType};
+use polars::prelude::DataFrame;
 use std::path::Path;
 
 /// An SVG figure.
@@ -24,6 +24,57 @@ impl Figure {
     /// Writes the SVG to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::util::atomic::write_bytes(path, self.svg.as_bytes())
+    }
+
+    /// Figures one below the other, as one figure. A notebook cell shows one figure (evcxr keeps
+    /// only the last SVG a cell prints), so a cell that draws a chart per task stacks them.
+    ///
+    /// ```
+    /// use isotropy_lab::notebook::plot::{Figure, LineChart};
+    /// use polars::prelude::*;
+    ///
+    /// let df = df!("step" => [0, 10], "loss" => [0.7, 0.4])?;
+    /// let a = LineChart::new("SST-2", "step", "loss").draw(&df)?;
+    /// let b = LineChart::new("MRPC", "step", "loss").draw(&df)?;
+    /// let both = Figure::stack(&[a, b])?;
+    /// assert!(both.svg().starts_with(r#"<svg width="720" height="800""#));
+    /// assert!(both.svg().contains("SST-2") && both.svg().contains("MRPC"));
+    /// assert!(Figure::stack(&[]).is_err());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn stack(figures: &[Figure]) -> Result<Figure> {
+        if figures.is_empty() {
+            bail!("Figure::stack: no figures to stack");
+        }
+        let (mut width, mut height, mut body) = (0.0f64, 0.0f64, String::new());
+        for (i, figure) in figures.iter().enumerate() {
+            let svg = &figure.svg;
+            let root = svg
+                .find("<svg")
+                .and_then(|start| Some((start, start + svg[start..].find('>')?)))
+                .with_context(|| format!("Figure::stack: figure {i} is not an SVG document"))?;
+            let tag = &svg[root.0..root.1];
+            let size = |name: &str| -> Result<f64> {
+                let key = format!(" {name}=\"");
+                let at = tag.find(&key).map(|a| a + key.len());
+                at.and_then(|a| tag[a..].split('"').next()?.parse().ok())
+                    .with_context(|| format!("Figure::stack: figure {i} has no {name}"))
+            };
+            let (w, h) = (size("width")?, size("height")?);
+            // The figure's own root, placed below the ones before it; its closing tag follows.
+            body.push_str(&format!(
+                "<svg x=\"0\" y=\"{height}\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
+            ));
+            body.push_str(svg[root.1 + 1..].trim_end());
+            body.push('\n');
+            width = width.max(w);
+            height += h;
+        }
+        Ok(Figure {
+            svg: format!(
+                "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\">\n{body}</svg>\n"
+            ),
+        })
     }
 
     /// Shows the figure inline in an evcxr notebook as `image/svg+xml`.
@@ -122,7 +173,8 @@ impl LineChart {
         Self(Spec::new(title, x, y))
     }
 
-    /// One line per distinct value of column `by` (in order of first appearance).
+    /// One line per distinct value of column `by` (in order of first appearance); the legend
+    /// names a numeric column's values `by = value` (`layer = 3`).
     pub fn by(mut self, by: &str) -> Self {
         self.0.by = Some(by.into());
         self
@@ -181,7 +233,8 @@ impl ScatterChart {
         Self(Spec::new(title, x, y))
     }
 
-    /// Colours the points by the values of column `by`.
+    /// Colours the points by the values of column `by` (a numeric column's are named
+    /// `by = value` in the legend).
     pub fn by(mut self, by: &str) -> Self {
         self.0.by = Some(by.into());
         self
@@ -212,50 +265,37 @@ struct Points {
 /// rows with a missing or non-finite value are skipped. A text `x` column becomes the positions
 /// 0, 1, … of its values in order of first appearance.
 fn points(df: &DataFrame, spec: &Spec, what: &str) -> Result<Points> {
-    let df = &df.fresh();
-    let column = |name: &str| {
-        df.column(name)
-            .with_context(|| format!("{what}: no column '{name}'"))
-    };
-    let num = |name: &str| -> Result<Vec<Option<f64>>> {
-        let c = column(name)?
-            .cast(&DataType::Float64)
-            .with_context(|| format!("{what}: column '{name}' is not numeric"))?;
-        Ok(c.f64()?.iter().collect())
-    };
-    let texts = |name: &str| -> Result<Vec<String>> {
-        let c = column(name)?.cast(&DataType::String)?;
-        Ok(c.str()?
-            .iter()
-            .map(|v| v.unwrap_or("").to_string())
-            .collect())
-    };
-    let (xs, x_names) = if column(&spec.x)?.dtype() == &DataType::String {
-        let mut names: Vec<String> = Vec::new();
-        let xs = texts(&spec.x)?
-            .into_iter()
-            .map(|v| {
-                let i = names.iter().position(|n| *n == v).unwrap_or_else(|| {
-                    names.push(v);
-                    names.len() - 1
-                });
-                Some(i as f64)
-            })
-            .collect();
-        (xs, Some(names))
-    } else {
-        (num(&spec.x)?, None)
+    let num = |name: &str| column_numbers(df, name).with_context(|| what.to_string());
+    let texts = |name: &str| column_texts(df, name).with_context(|| what.to_string());
+    let (xs, x_names) = match column_numbers(df, &spec.x) {
+        Ok(xs) => (xs, None),
+        Err(_) => {
+            let mut names: Vec<String> = Vec::new();
+            let xs = texts(&spec.x)?
+                .into_iter()
+                .map(|v| {
+                    let i = names.iter().position(|n| *n == v).unwrap_or_else(|| {
+                        names.push(v);
+                        names.len() - 1
+                    });
+                    i as f64
+                })
+                .collect();
+            (xs, Some(names))
+        }
     };
     let ys = num(&spec.y)?;
     let groups = match &spec.by {
-        Some(b) => texts(b)?,
+        // A number alone says nothing in a legend: name it ("lambda = -5", "layer = 3").
+        Some(b) => match column_numbers(df, b) {
+            Ok(values) => values.into_iter().map(|v| format!("{b} = {v}")).collect(),
+            Err(_) => texts(b)?,
+        },
         None => vec![spec.y.clone(); df.height()],
     };
     let mut series: Series = Vec::new();
     for ((x, y), g) in xs.iter().zip(&ys).zip(&groups) {
-        let (Some(x), Some(mut y)) = (*x, *y) else {
-            continue;
-        };
+        let (x, mut y) = (*x, *y);
         if spec.log_y {
             if y <= 0.0 {
                 continue;
