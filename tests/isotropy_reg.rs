@@ -445,6 +445,10 @@ fn bad_regulariser_options_are_refused_with_a_clear_message() {
         e.contains("--reg-layer 9") && e.contains("hidden states 0..=6"),
         "{e}"
     );
+    assert!(
+        !out.path().join("r").join("run.json").exists(),
+        "a refused run wrote run.json"
+    );
     let e = err(isolab(&[
         "finetune",
         "--task",

@@ -725,9 +725,15 @@ impl<'a> Run<'a> {
     /// Claims `out`, builds the model, reads and tokenizes the data, and resumes from the
     /// checkpoint in `out` when there is one.
     fn prepare(opts: &'a FinetuneOptions, out: &'a Path) -> Result<Self> {
+        let model = Trainee::new(opts)?;
+        // Options the model can refute (a regularised layer it does not have) are checked
+        // before the folder is claimed, so a refused run leaves nothing behind.
+        let reg_layer = opts
+            .isotropy_reg
+            .map(|r| r.layer.resolve(model.encoder().encoder.num_hidden_states()))
+            .transpose()?;
         claim_folder(opts, out)?;
         let ckpt = out.join("checkpoint");
-        let model = Trainee::new(opts)?;
         check_base(&ckpt, model.encoder(), opts)?;
         let (train, dev) = read_data(&model, opts)?;
         let per_epoch = train.len().div_ceil(opts.batch_size);
@@ -739,10 +745,6 @@ impl<'a> Run<'a> {
         let mut optim = AdamW::new(model.params(), opts.optimizer)?;
         let state = resume(&ckpt, out, &model, &mut optim, total)?;
         let log = LogWriter::open(&out.join("log.jsonl"), state.step)?;
-        let reg_layer = opts
-            .isotropy_reg
-            .map(|r| r.layer.resolve(model.encoder().encoder.num_hidden_states()))
-            .transpose()?;
         let reference = match (opts.isotropy_reg, state.reference_epoch) {
             (Some(reg), Some(epoch)) if state.step < total && reg.needs_reference() => {
                 let path = ckpt.join(REFERENCE_FILE);
