@@ -368,9 +368,29 @@ fn print_spread(spread: &polars::prelude::DataFrame) -> Result<()> {
         num("participation_ratio_sd")?,
     );
     for i in 0..spread.height() {
+        // A cell with one seed has no spread: print its values alone, not "± 0".
+        let seeded = n[i] >= 2.0;
+        let pm = |mean: String, sd: String| {
+            if seeded {
+                format!("{mean} ± {sd}")
+            } else {
+                mean
+            }
+        };
         println!(
-            "{} {} λ = {}: dev {:.4} ± {:.4}, last layer IsoScore {:.4} ± {:.4}, I(W) {:.2e} ± {:.1e}, participation ratio {:.1} ± {:.1} ({} seed(s))",
-            task[i], penalty[i], lambda[i], dev[i], dev_sd[i], iso[i], iso_sd[i], iw[i], iw_sd[i], pr[i], pr_sd[i], n[i]
+            "{} {} λ = {}: dev {}, last layer IsoScore {}, I(W) {}, participation ratio {} ({})",
+            task[i],
+            penalty[i],
+            lambda[i],
+            pm(format!("{:.4}", dev[i]), format!("{:.4}", dev_sd[i])),
+            pm(format!("{:.4}", iso[i]), format!("{:.4}", iso_sd[i])),
+            pm(format!("{:.2e}", iw[i]), format!("{:.1e}", iw_sd[i])),
+            pm(format!("{:.1}", pr[i]), format!("{:.1}", pr_sd[i])),
+            if seeded {
+                format!("{} seeds", n[i])
+            } else {
+                "one seed: no spread".to_string()
+            }
         );
     }
     Ok(())
