@@ -7,10 +7,12 @@
 //! - [`hash`]: sha256 of files, as hex;
 //! - [`sample`]: the seeded, sorted sample of row indices every layer draws;
 //! - [`matrix`]: the row-major f32 matrix that carries token vectors between layers;
+//! - [`exp`]: e^x without a branch or a library call, for loops that vectorise;
 //! - [`frame`]: polars DataFrames that stay usable from notebook cell to cell;
 //! - [`process`]: process-wide tuning for long training runs (allocator, candle's threads).
 
 pub mod atomic;
+pub mod exp;
 pub mod frame;
 pub mod hash;
 pub mod matrix;
