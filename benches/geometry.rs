@@ -6,6 +6,11 @@
 //! each D applied and measured on its own), median of 3, and writes the matrices and the
 //! timings to target/bench-geometry/ for scripts/bench_geometry.py, which times numpy /
 //! scikit-learn on the same matrices. scripts/bench_geometry.sh runs both and prints the ratios.
+//!
+//! The distance to the hardware: the machine's f64 peak is measured as the rate of a large
+//! square matrix product (faer, every core), and each row made of matrix products (I(W), PCA,
+//! IsoScore) is printed with its floating-point operations per second and the time that peak
+//! would take for its products: the row's limit.
 
 use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::data::glue::{Split, Task};
@@ -47,7 +52,53 @@ fn median_secs(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64>
     Ok(times[1])
 }
 
+/// Size of the square product that measures the machine's f64 peak.
+const PEAK_SIZE: usize = 2048;
+
+/// The machine's f64 peak in floating-point operations per second: a PEAK_SIZE² product (2n³
+/// operations) on faer with every core, median of 3.
+fn peak_flops() -> anyhow::Result<f64> {
+    let n = PEAK_SIZE;
+    let a = faer::Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+    let b = faer::Mat::<f64>::from_fn(n, n, |i, j| ((i * 5 + j) % 13) as f64 - 6.0);
+    let mut c = faer::Mat::<f64>::zeros(n, n);
+    let t = median_secs(|| {
+        faer::linalg::matmul::matmul(
+            c.as_mut(),
+            faer::Accum::Replace,
+            a.as_ref(),
+            b.as_ref(),
+            1.0,
+            faer::Par::rayon(0),
+        );
+        Ok(())
+    })?;
+    Ok(2.0 * (n as f64).powi(3) / t)
+}
+
+/// Floating-point operations of a row's matrix products and eigensolvers on an n × d matrix
+/// (an a × b by b × c product counts 2abc; WᵀW's lower triangle n·d·(d + 1); a symmetric
+/// eigendecomposition 9d³ with vectors and 4d³/3 without, Golub & Van Loan's counts), or None
+/// for rows whose work depends on the data (k-means prunes distances by its bounds).
+fn flops(what: &str, n: f64, d: f64) -> Option<f64> {
+    let gram = n * d * (d + 1.0);
+    match what {
+        // WᵀW, its eigenvectors, every row's projection on them.
+        "I(W)" => Some(gram + 9.0 * d.powi(3) + 2.0 * n * d * d),
+        // The covariance and its eigenvectors.
+        "PCA" => Some(gram + 9.0 * d.powi(3)),
+        // The covariance and its eigenvalues.
+        "IsoScore" => Some(gram + 4.0 / 3.0 * d.powi(3)),
+        _ => None,
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    let peak = peak_flops()?;
+    println!(
+        "f64 peak ({PEAK_SIZE}² matrix product, every core): {:.1} GFLOP/s",
+        peak / 1e9
+    );
     let a = last_layer("minilm")?;
     let b = last_layer("minilm-sre")?;
     let wide = Matrix::new(
@@ -61,13 +112,26 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     let mut tensors = Vec::new();
     let mut results: BTreeMap<String, f64> = BTreeMap::new();
+    let mut limits: BTreeMap<String, f64> = BTreeMap::new();
     for (name, m) in [("d384", &a), ("d768", &wide)] {
         tensors.push((name.to_string(), m.clone()));
         let mut time =
             |what: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
                 let t = median_secs(f)?;
-                println!("{name} {what}: {t:.3} s");
-                results.insert(format!("{name} {what}"), t);
+                let key = format!("{name} {what}");
+                match flops(what, m.rows() as f64, m.cols() as f64) {
+                    Some(ops) => {
+                        println!(
+                            "{key}: {t:.3} s, {:.1} GFLOP/s; limit at the peak {:.3} s ({:.2}x it)",
+                            ops / t / 1e9,
+                            ops / peak,
+                            t / (ops / peak)
+                        );
+                        limits.insert(key.clone(), ops / peak);
+                    }
+                    None => println!("{key}: {t:.3} s"),
+                }
+                results.insert(key, t);
                 Ok(())
             };
         time("I(W)", &mut || isotropy(m).map(|_| ()))?;
@@ -119,7 +183,11 @@ fn main() -> anyhow::Result<()> {
     safetensors::serialize_to_file(views, None, &out.join("matrices.safetensors"))?;
     std::fs::write(
         out.join("rust.json"),
-        serde_json::to_string_pretty(&results)?,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "seconds": results,
+            "limit_seconds": limits,
+            "peak_gflops": peak / 1e9,
+        }))?,
     )?;
     Ok(())
 }

@@ -8,7 +8,9 @@ cluster-based enhancement as the authors define it (KMeans 27, per cluster centr
 top 12 PCA components), and chapter 05's sweep of the global method: for each D in 1, 2, 4, 8,
 12, 16, 24, 32, PCA, removal of the top D components, then I(W) and IsoScore of the result, as
 a numpy pipeline measures each setting. Prints each time beside isotropy-lab's (target/bench-geometry/rust.json)
-and the ratio numpy time / our time (above 1: we are faster).
+and the ratio numpy time / our time (above 1: we are faster), and for the rows made of matrix
+products the time the machine's measured f64 peak would take for them (the bench's "limit") and
+our time over it.
 
 Needs numpy, scikit-learn, IsoScore, safetensors (not part of CI):
   .refvenv/bin/python scripts/bench_geometry.py
@@ -66,7 +68,9 @@ def median_secs(f):
 
 def main():
     mats = load_file("target/bench-geometry/matrices.safetensors")
-    ours = json.load(open("target/bench-geometry/rust.json"))
+    rust = json.load(open("target/bench-geometry/rust.json"))
+    ours, limits = rust["seconds"], rust["limit_seconds"]
+    print(f"f64 peak measured by the bench: {rust['peak_gflops']:.1f} GFLOP/s")
     work = {
         "I(W)": isotropy,
         "PCA": lambda x: PCA(svd_solver="full").fit(x),
@@ -75,13 +79,14 @@ def main():
         "cluster-based k=27 D=12": cluster_based,
         "global D=1..32": global_sweep,
     }
-    print(f"{'work':<36}{'numpy/sklearn s':>16}{'isotropy-lab s':>16}{'ratio':>8}")
+    print(f"{'work':<36}{'numpy/sklearn s':>16}{'isotropy-lab s':>16}{'ratio':>8}{'limit s':>9}{'ours/limit':>11}")
     for name in sorted(mats):
         x = mats[name].astype(np.float64)
         for what, f in work.items():
             t = median_secs(lambda: f(x))
             key = f"{name} {what}"
-            print(f"{key + f' ({x.shape[0]}x{x.shape[1]})':<36}{t:>16.3f}{ours[key]:>16.3f}{t / ours[key]:>8.2f}")
+            limit = f"{limits[key]:>9.3f}{ours[key] / limits[key]:>11.2f}" if key in limits else ""
+            print(f"{key + f' ({x.shape[0]}x{x.shape[1]})':<36}{t:>16.3f}{ours[key]:>16.3f}{t / ours[key]:>8.2f}{limit}")
         km = KMeans(n_clusters=27, n_init=1, random_state=0).fit(x)
         print(f"  scikit-learn k-means: inertia {km.inertia_:.2f}, {km.n_iter_} iterations")
 

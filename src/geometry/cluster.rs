@@ -4,14 +4,16 @@
 //!
 //! Distances use ‖x‖² + ‖c‖² − 2x·c with the products on faer (f64), as scikit-learn does.
 
-use crate::geometry::isotropy::isotropy_f64;
+use crate::geometry::isotropy::isotropy_of;
 use crate::geometry::similarity::mean_cosine;
 use crate::util::matrix::Matrix;
 use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
 use faer::{Mat, MatRef};
+use pulp::{Arch, Simd, WithSimd};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 /// How [`kmeans`] picks its first centres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,19 +235,25 @@ fn assign(p: &Points, centroids: &Mat<f64>) -> (Vec<usize>, Vec<f64>) {
     (labels, best)
 }
 
-/// Squared Euclidean distance, with independent accumulators so that it vectorises.
-fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            let t = x[l] - y[l];
-            acc[l] += t * t;
-        }
+/// Squared Euclidean distance in the SIMD registers of `simd` (two independent accumulators, so
+/// that the additions overlap).
+#[inline(always)]
+fn sq_dist<S: Simd>(simd: S, a: &[f64], b: &[f64]) -> f64 {
+    let ((va, ta), (vb, tb)) = (S::as_simd_f64s(a), S::as_simd_f64s(b));
+    let (mut even, mut odd) = (simd.splat_f64s(0.0), simd.splat_f64s(0.0));
+    let (pa, pb) = (va.chunks_exact(2), vb.chunks_exact(2));
+    let (ra, rb) = (pa.remainder(), pb.remainder());
+    for (x, y) in pa.zip(pb) {
+        let (t, u) = (simd.sub_f64s(x[0], y[0]), simd.sub_f64s(x[1], y[1]));
+        even = simd.add_f64s(even, simd.mul_f64s(t, t));
+        odd = simd.add_f64s(odd, simd.mul_f64s(u, u));
     }
-    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    acc.iter().sum::<f64>() + tail
+    for (x, y) in ra.iter().zip(rb) {
+        let t = simd.sub_f64s(*x, *y);
+        even = simd.add_f64s(even, simd.mul_f64s(t, t));
+    }
+    let tail: f64 = ta.iter().zip(tb).map(|(x, y)| (x - y) * (x - y)).sum();
+    simd.reduce_sum_f64s(simd.add_f64s(even, odd)) + tail
 }
 
 /// Lloyd's algorithm from the given centres, with Elkan's (2003) triangle-inequality bounds: each
@@ -254,10 +262,45 @@ fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
 /// two centres) cannot rule that centre out. The result is that of plain Lloyd iterations; late
 /// iterations compute few distances. Stops when no label changes, when the centres move less than
 /// `tol_abs` (squared, summed), or after `max_iter` iterations.
+fn lloyd(p: &Points, centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> Clustering {
+    Arch::new().dispatch(Lloyd {
+        p,
+        centroids,
+        max_iter,
+        tol_abs,
+    })
+}
+
+/// [`lloyd`]'s arguments, run with the widest instruction set the CPU has ([`sq_dist`]'s
+/// registers).
+struct Lloyd<'a> {
+    p: &'a Points,
+    centroids: Mat<f64>,
+    max_iter: usize,
+    tol_abs: f64,
+}
+
+impl WithSimd for Lloyd<'_> {
+    type Output = Clustering;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Clustering {
+        lloyd_iterations(simd, self.p, self.centroids, self.max_iter, self.tol_abs)
+    }
+}
+
+/// The body of [`lloyd`], inlined into [`Lloyd`]'s dispatch.
 ///
 /// One long function on purpose: the bounds, centre sums and counts are updated together in one
 /// pass per iteration, and split into helpers they would travel as a dozen mutable vectors.
-fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> Clustering {
+#[inline(always)]
+fn lloyd_iterations<S: Simd>(
+    simd: S,
+    p: &Points,
+    mut centroids: Mat<f64>,
+    max_iter: usize,
+    tol_abs: f64,
+) -> Clustering {
     let (k, d, n) = (centroids.nrows(), p.d, p.n());
     // First assignment by one matrix product; bounds widened by BOUND_SLACK.
     let dist = p.sq_distances(&centroids);
@@ -341,7 +384,12 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
         nearest.iter_mut().for_each(|v| *v = f64::INFINITY);
         for a in 0..k {
             for b in a + 1..k {
-                let g = sq_dist(&centres[a * d..(a + 1) * d], &centres[b * d..(b + 1) * d]).sqrt()
+                let g = sq_dist(
+                    simd,
+                    &centres[a * d..(a + 1) * d],
+                    &centres[b * d..(b + 1) * d],
+                )
+                .sqrt()
                     / 2.0
                     * (1.0 - BOUND_SLACK);
                 half[a * k + b] = g;
@@ -350,48 +398,37 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
                 nearest[b] = nearest[b].min(g);
             }
         }
-        // Reassign the rows whose bounds no longer settle their label. Sequential: on this
-        // 2-thread machine, threads made it slower.
-        let mut changed = 0;
-        for i in 0..n {
-            let start = labels[i];
-            if upper[i] <= nearest[start] {
-                continue;
-            }
-            let x = p.row(i);
-            let l = &mut lower[i * k..(i + 1) * k];
-            let mut a = start;
-            let mut tight = false;
-            for c in 0..k {
-                if c == a || upper[i] <= l[c] || upper[i] <= half[a * k + c] {
-                    continue;
-                }
-                if !tight {
-                    upper[i] = sq_dist(x, &centres[a * d..(a + 1) * d]).sqrt();
-                    l[a] = upper[i];
-                    tight = true;
-                    if upper[i] <= l[c] || upper[i] <= half[a * k + c] {
-                        continue;
-                    }
-                }
-                let dc = sq_dist(x, &centres[c * d..(c + 1) * d]).sqrt();
-                l[c] = dc;
-                if dc < upper[i] || (dc == upper[i] && c < a) {
-                    a = c;
-                    upper[i] = dc;
-                }
-            }
-            if a != start {
-                counts[start] -= 1;
-                counts[a] += 1;
-                for (j, &v) in x.iter().enumerate() {
-                    sums[start * d + j] -= v;
-                    sums[a * d + j] += v;
-                }
-                labels[i] = a;
-                changed += 1;
+        // Reassign the rows whose bounds no longer settle their label: blocks of rows in
+        // parallel (a row reads the centres and writes only its own label and bounds), then the
+        // moves applied to the centre sums in row order, as one pass over the rows would.
+        let moves: Vec<(usize, usize)> = labels
+            .par_chunks_mut(REASSIGN_ROWS)
+            .zip(upper.par_chunks_mut(REASSIGN_ROWS))
+            .zip(lower.par_chunks_mut(REASSIGN_ROWS * k))
+            .enumerate()
+            .flat_map_iter(|(b, ((labels, upper), lower))| {
+                simd.vectorize(Reassign {
+                    p,
+                    first: b * REASSIGN_ROWS,
+                    labels,
+                    upper,
+                    lower,
+                    centres: &centres,
+                    half: &half,
+                    nearest: &nearest,
+                })
+            })
+            .collect();
+        for &(i, start) in &moves {
+            let a = labels[i];
+            counts[start] -= 1;
+            counts[a] += 1;
+            for (j, &v) in p.row(i).iter().enumerate() {
+                sums[start * d + j] -= v;
+                sums[a * d + j] += v;
             }
         }
+        let changed = moves.len();
         if changed == 0 || shift <= tol_abs {
             break;
         }
@@ -401,14 +438,87 @@ fn lloyd(p: &Points, mut centroids: Mat<f64>, max_iter: usize, tol_abs: f64) -> 
             centroids[(c, j)] = centres[c * d + j];
         }
     }
-    let inertia = (0..n)
-        .map(|i| sq_dist(p.row(i), &centres[labels[i] * d..(labels[i] + 1) * d]))
-        .sum();
+    let mut inertia = 0.0;
+    for (i, &l) in labels.iter().enumerate() {
+        inertia += sq_dist(simd, p.row(i), &centres[l * d..(l + 1) * d]);
+    }
     Clustering {
         labels,
         centroids,
         inertia,
         iterations,
+    }
+}
+
+/// Rows per block of [`lloyd`]'s parallel reassignment.
+const REASSIGN_ROWS: usize = 1024;
+
+/// One block of rows of a Lloyd iteration's reassignment (Elkan's bounds): `labels`, `upper` and
+/// `lower` are the block's, its first row is `first`; `half` holds half the distances between
+/// centres (k × k) and `nearest` half the distance from each centre to its nearest other.
+struct Reassign<'a> {
+    p: &'a Points,
+    first: usize,
+    labels: &'a mut [usize],
+    upper: &'a mut [f64],
+    lower: &'a mut [f64],
+    centres: &'a [f64],
+    half: &'a [f64],
+    nearest: &'a [f64],
+}
+
+impl WithSimd for Reassign<'_> {
+    /// The rows that changed cluster, each with its former cluster (its new one is in `labels`).
+    type Output = Vec<(usize, usize)>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Vec<(usize, usize)> {
+        let Reassign {
+            p,
+            first,
+            labels,
+            upper,
+            lower,
+            centres,
+            half,
+            nearest,
+        } = self;
+        let (k, d) = (nearest.len(), p.d);
+        let mut moves = Vec::new();
+        for r in 0..labels.len() {
+            let start = labels[r];
+            if upper[r] <= nearest[start] {
+                continue;
+            }
+            let x = p.row(first + r);
+            let l = &mut lower[r * k..(r + 1) * k];
+            let mut a = start;
+            let mut tight = false;
+            for c in 0..k {
+                if c == a || upper[r] <= l[c] || upper[r] <= half[a * k + c] {
+                    continue;
+                }
+                if !tight {
+                    upper[r] = sq_dist(simd, x, &centres[a * d..(a + 1) * d]).sqrt();
+                    l[a] = upper[r];
+                    tight = true;
+                    if upper[r] <= l[c] || upper[r] <= half[a * k + c] {
+                        continue;
+                    }
+                }
+                let dc = sq_dist(simd, x, &centres[c * d..(c + 1) * d]).sqrt();
+                l[c] = dc;
+                if dc < upper[r] || (dc == upper[r] && c < a) {
+                    a = c;
+                    upper[r] = dc;
+                }
+            }
+            if a != start {
+                labels[r] = a;
+                moves.push((first + r, start));
+            }
+        }
+        moves
     }
 }
 
@@ -735,7 +845,7 @@ pub fn local_isotropy(w: &Matrix, labels: &[usize]) -> Result<Vec<LocalIsotropy>
                 });
             }
             let centred = centred_rows(w, rows);
-            let i = isotropy_f64(centred.as_ref())?;
+            let i = isotropy_of(&centred.as_ref())?;
             Ok(LocalIsotropy {
                 size: rows.len(),
                 isotropy: i.value,

@@ -296,8 +296,7 @@ impl GlobalSweep {
         let x = w.to_faer();
         let pca = Pca::fit_f64(x.as_ref())?;
         let (_, c) = centred(x.as_ref());
-        let zt = pca.components.transpose() * c.transpose();
-        let log_f = log_f_both_signs(zt.as_ref());
+        let log_f = log_f_both_signs(&c.as_ref(), pca.components.as_ref());
         Ok(GlobalSweep { x, pca, log_f })
     }
 

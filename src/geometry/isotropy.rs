@@ -1,9 +1,13 @@
 //! Mu & Viswanath's isotropy measure I(W), as Rajaee & Pilehvar (2021) compute it.
 
-use crate::geometry::{gram_lower, orientation};
+use crate::geometry::{gram_lower, orientation, RowBlocks, BLOCK_ROWS};
+use crate::util::exp::exp_f64_nonpositive;
 use crate::util::matrix::Matrix;
 use anyhow::Result;
-use faer::{Mat, MatRef, Side};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par, Side};
+use pulp::{Arch, Simd, WithSimd};
+use rayon::prelude::*;
 
 /// I(W) of a matrix, with the pieces it is made of.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,12 +67,12 @@ pub struct Isotropy {
 /// ```
 pub fn isotropy(w: &Matrix) -> Result<Isotropy> {
     w.check_finite("I(W)")?;
-    let rows: Vec<f64> = w.data().iter().map(|&v| f64::from(v)).collect();
-    isotropy_f64(MatRef::from_row_major_slice(&rows, w.rows(), w.cols()))
+    isotropy_of(w)
 }
 
-/// [`isotropy`] of an f64 matrix with finite values (rows = points).
-pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
+/// [`isotropy`] of rows with finite values: two passes over them, one for WᵀW and one for the
+/// projections on its eigenvectors.
+pub(crate) fn isotropy_of(m: &impl RowBlocks) -> Result<Isotropy> {
     let gram = gram_lower(m);
     let eig = gram
         .self_adjoint_eigen(Side::Lower)
@@ -82,33 +86,155 @@ pub(crate) fn isotropy_f64(m: MatRef<'_, f64>) -> Result<Isotropy> {
             }
         }
     }
-    // zᵀ = Uᵀ Wᵀ (d × n, one column per row of W): then every pass below reads memory in order.
-    let zt = u.transpose() * m.transpose();
-    Ok(Isotropy::from_log_f(&log_f_both_signs(zt.as_ref())))
+    Ok(Isotropy::from_log_f(&log_f_both_signs(m, u.as_ref())))
 }
 
-/// (log F(u), log F(−u)) of every direction u, from the projections of the rows on them: `zt` has
-/// one row per direction and one column per point (zᵀ = Uᵀ Wᵀ). In log space (log-sum-exp).
-pub(crate) fn log_f_both_signs(zt: MatRef<'_, f64>) -> Vec<(f64, f64)> {
-    let (d, n) = (zt.nrows(), zt.ncols());
-    let (mut max, mut min) = (vec![f64::NEG_INFINITY; d], vec![f64::INFINITY; d]);
-    for i in 0..n {
-        for (j, &v) in zt.col(i).iter().enumerate() {
-            max[j] = max[j].max(v);
-            min[j] = min[j].min(v);
+/// (log F(u), log F(−u)) of every column u of `u` (d × k) over the rows wᵢ of `x` (n × d), with
+/// F(u) = Σᵢ exp(uᵀwᵢ): log-sum-exp of the projections z = x·u.
+///
+/// One pass over `x`, a block of [`BLOCK_ROWS`] rows at a time, blocks in parallel: a block's
+/// projections are one product into a buffer that stays in cache, and each direction's max, min
+/// and sums of exponentials are read off it at once ([`crate::util::exp`], vectorised for the widest
+/// instruction set the CPU has), so z (n × k) is never written out. The blocks' partial sums are
+/// merged in block order, so the result does not depend on the number of threads.
+pub(crate) fn log_f_both_signs(x: &impl RowBlocks, u: MatRef<'_, f64>) -> Vec<(f64, f64)> {
+    let (n, d, k) = (x.nrows(), x.ncols(), u.ncols());
+    let blocks: Vec<Vec<LogSumExp>> = (0..n.div_ceil(BLOCK_ROWS))
+        .into_par_iter()
+        .map_init(
+            || {
+                (
+                    Mat::<f64>::zeros(BLOCK_ROWS, d),
+                    Mat::<f64>::zeros(BLOCK_ROWS, k),
+                )
+            },
+            |(rows, z), b| {
+                let start = b * BLOCK_ROWS;
+                let len = BLOCK_ROWS.min(n - start);
+                x.fill(start, rows.as_mut().subrows_mut(0, len));
+                let mut z = z.as_mut().subrows_mut(0, len);
+                let rows = rows.as_ref().subrows(0, len);
+                matmul(z.as_mut(), Accum::Replace, rows, u, 1.0, Par::Seq);
+                Arch::new().dispatch(BlockSums { z: z.as_ref() })
+            },
+        )
+        .collect();
+    let mut total = vec![LogSumExp::EMPTY; k];
+    for block in blocks {
+        for (t, b) in total.iter_mut().zip(block) {
+            *t = t.merge(b);
         }
     }
-    // log F(u) = max + log Σ exp(z − max); log F(−u) = −min + log Σ exp(min − z).
-    let (mut plus, mut minus) = (vec![0.0f64; d], vec![0.0f64; d]);
-    for i in 0..n {
-        for (j, &v) in zt.col(i).iter().enumerate() {
-            plus[j] += (v - max[j]).exp();
-            minus[j] += (min[j] - v).exp();
+    total.iter().map(LogSumExp::logs).collect()
+}
+
+/// Log-sum-exp of one direction's projections over some rows, both signs: Σ exp(z − max) and
+/// Σ exp(min − z), with the max and min they are taken against.
+#[derive(Debug, Clone, Copy)]
+struct LogSumExp {
+    max: f64,
+    plus: f64,
+    min: f64,
+    minus: f64,
+}
+
+impl LogSumExp {
+    /// No rows yet.
+    const EMPTY: LogSumExp = LogSumExp {
+        max: f64::NEG_INFINITY,
+        plus: 0.0,
+        min: f64::INFINITY,
+        minus: 0.0,
+    };
+
+    /// The sums over the rows of `self` and `other` together.
+    fn merge(self, other: LogSumExp) -> LogSumExp {
+        let (max, min) = (self.max.max(other.max), self.min.min(other.min));
+        let rescale = |sum: f64, by: f64| if sum == 0.0 { 0.0 } else { sum * by.exp() };
+        LogSumExp {
+            max,
+            plus: rescale(self.plus, self.max - max) + rescale(other.plus, other.max - max),
+            min,
+            minus: rescale(self.minus, min - self.min) + rescale(other.minus, min - other.min),
         }
     }
-    (0..d)
-        .map(|j| (max[j] + plus[j].ln(), -min[j] + minus[j].ln()))
-        .collect()
+
+    /// (log F(u), log F(−u)) = (max + log Σ exp(z − max), −min + log Σ exp(min − z)).
+    fn logs(&self) -> (f64, f64) {
+        (self.max + self.plus.ln(), -self.min + self.minus.ln())
+    }
+}
+
+/// [`LogSumExp`] of every column of a block of projections (rows × directions, column-major).
+struct BlockSums<'a> {
+    z: MatRef<'a, f64>,
+}
+
+impl WithSimd for BlockSums<'_> {
+    type Output = Vec<LogSumExp>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) -> Vec<LogSumExp> {
+        // A plain loop: an iterator adapter's `fold` would be compiled outside the dispatch, for
+        // the baseline instruction set.
+        let mut sums = Vec::with_capacity(self.z.ncols());
+        for j in 0..self.z.ncols() {
+            let col = self.z.col(j).try_as_col_major();
+            sums.push(column_sums(
+                col.expect("a block is column-major").as_slice(),
+            ));
+        }
+        sums
+    }
+}
+
+/// Lanes of the reductions in [`column_sums`]: eight independent accumulators, which the
+/// compiler keeps in one AVX-512 register (or two AVX2 ones).
+const LANES: usize = 8;
+
+/// [`LogSumExp`] of one column's values, in a fixed order whatever the instruction set. Loops over
+/// fixed-size chunks only (no bounds check inside), so that the compiler vectorises them.
+#[inline(always)]
+fn column_sums(z: &[f64]) -> LogSumExp {
+    let (chunks, tail) = z.as_chunks::<LANES>();
+    let (mut hi, mut lo) = ([f64::NEG_INFINITY; LANES], [f64::INFINITY; LANES]);
+    for c in chunks {
+        for l in 0..LANES {
+            hi[l] = hi[l].max(c[l]);
+            lo[l] = lo[l].min(c[l]);
+        }
+    }
+    let (mut max, mut min) = (f64::NEG_INFINITY, f64::INFINITY);
+    for l in 0..LANES {
+        max = max.max(hi[l]);
+        min = min.min(lo[l]);
+    }
+    for &v in tail {
+        max = max.max(v);
+        min = min.min(v);
+    }
+    let (mut plus, mut minus) = ([0.0f64; LANES], [0.0f64; LANES]);
+    for c in chunks {
+        for l in 0..LANES {
+            plus[l] += exp_f64_nonpositive(c[l] - max);
+            minus[l] += exp_f64_nonpositive(min - c[l]);
+        }
+    }
+    let (mut plus_sum, mut minus_sum) = (0.0, 0.0);
+    for l in 0..LANES {
+        plus_sum += plus[l];
+        minus_sum += minus[l];
+    }
+    for &v in tail {
+        plus_sum += exp_f64_nonpositive(v - max);
+        minus_sum += exp_f64_nonpositive(min - v);
+    }
+    LogSumExp {
+        max,
+        plus: plus_sum,
+        min,
+        minus: minus_sum,
+    }
 }
 
 impl Isotropy {

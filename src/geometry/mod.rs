@@ -27,8 +27,9 @@ pub mod similarity;
 pub mod spectrum;
 pub mod stats;
 
+use crate::util::matrix::Matrix;
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-use faer::{Accum, ColRef, Mat, MatRef, Par};
+use faer::{Accum, ColRef, Mat, MatMut, MatRef, Par};
 
 /// The sign convention for eigenvectors, whose sign is arbitrary: the factor (±1) that makes an
 /// eigenvector's component of largest magnitude positive (the first such component on ties).
@@ -48,22 +49,134 @@ pub(crate) fn orientation(u: ColRef<'_, f64>) -> f64 {
     }
 }
 
+/// Rows per block when the geometry reads a matrix in one pass ([`RowBlocks`]): a block in f64
+/// (at most 1024 × 768 × 8 bytes = 6 MiB) stays in cache while it is multiplied.
+pub(crate) const BLOCK_ROWS: usize = 1024;
+
+/// A matrix the geometry reads a block of rows at a time, in f64: the f32 token matrices
+/// ([`Matrix`], converted one block at a time in cache, never as a whole), those rows minus their
+/// column means ([`Centred`]), and f64 faer matrices.
+pub(crate) trait RowBlocks: Sync {
+    /// Number of rows.
+    fn nrows(&self) -> usize;
+    /// Number of columns.
+    fn ncols(&self) -> usize;
+    /// Writes rows `start..start + out.nrows()` into `out`.
+    fn fill(&self, start: usize, out: MatMut<'_, f64>);
+}
+
+/// Rows per sub-block of [`Matrix`]'s conversion: the f32 rows and the f64 columns both stay in
+/// the first-level cache.
+const CONVERT_ROWS: usize = 64;
+
+impl RowBlocks for Matrix {
+    fn nrows(&self) -> usize {
+        self.rows()
+    }
+
+    fn ncols(&self) -> usize {
+        self.cols()
+    }
+
+    fn fill(&self, start: usize, out: MatMut<'_, f64>) {
+        Centred::fill_minus(self, start, out, None);
+    }
+}
+
+impl RowBlocks for MatRef<'_, f64> {
+    fn nrows(&self) -> usize {
+        MatRef::nrows(self)
+    }
+
+    fn ncols(&self) -> usize {
+        MatRef::ncols(self)
+    }
+
+    fn fill(&self, start: usize, mut out: MatMut<'_, f64>) {
+        let rows = out.nrows();
+        out.copy_from(self.subrows(start, rows));
+    }
+}
+
+/// The rows of an f32 [`Matrix`] minus their column means (in f64), a block at a time: the
+/// centred rows PCA, IsoScore and the covariance read, without a centred copy of the matrix.
+pub(crate) struct Centred<'a> {
+    w: &'a Matrix,
+    /// The column means.
+    pub means: Vec<f64>,
+}
+
+impl<'a> Centred<'a> {
+    /// `w`'s column means (summed in f64, row after row) and its rows minus them.
+    pub fn new(w: &'a Matrix) -> Centred<'a> {
+        let mut sums = vec![0f64; w.cols()];
+        for i in 0..w.rows() {
+            for (s, &v) in sums.iter_mut().zip(w.row(i)) {
+                *s += f64::from(v);
+            }
+        }
+        let means = sums.iter().map(|s| s / w.rows() as f64).collect();
+        Centred { w, means }
+    }
+
+    /// Rows `start..` of `w` into `out`, in f64, minus `shift` where given.
+    fn fill_minus(w: &Matrix, start: usize, mut out: MatMut<'_, f64>, shift: Option<&[f64]>) {
+        let (rows, cols, data) = (out.nrows(), w.cols(), w.data());
+        // `out` is column-major: copy a few rows at a time, so both sides stay in cache.
+        for first in (0..rows).step_by(CONVERT_ROWS) {
+            let last = (first + CONVERT_ROWS).min(rows);
+            for j in 0..cols {
+                let s = shift.map_or(0.0, |s| s[j]);
+                let mut col = out.as_mut().col_mut(j);
+                for i in first..last {
+                    col[i] = f64::from(data[(start + i) * cols + j]) - s;
+                }
+            }
+        }
+    }
+}
+
+impl RowBlocks for Centred<'_> {
+    fn nrows(&self) -> usize {
+        self.w.rows()
+    }
+
+    fn ncols(&self) -> usize {
+        self.w.cols()
+    }
+
+    fn fill(&self, start: usize, out: MatMut<'_, f64>) {
+        Centred::fill_minus(self.w, start, out, Some(&self.means));
+    }
+}
+
 /// XᵀX for an n × d matrix X: only the lower triangle (with the diagonal) is computed and filled,
 /// which is all a symmetric eigen-solver reading `Side::Lower` needs; half the work of a full
-/// product.
-pub(crate) fn gram_lower(x: MatRef<'_, f64>) -> Mat<f64> {
-    let d = x.ncols();
+/// product. X is read a block of [`BLOCK_ROWS`] rows at a time (each block's product added in
+/// turn, every core on it), so an f32 matrix is never converted as a whole.
+pub(crate) fn gram_lower(x: &impl RowBlocks) -> Mat<f64> {
+    let (n, d) = (x.nrows(), x.ncols());
     let mut out = Mat::<f64>::zeros(d, d);
-    matmul(
-        out.as_mut(),
-        BlockStructure::TriangularLower,
-        Accum::Replace,
-        x.transpose(),
-        BlockStructure::Rectangular,
-        x,
-        BlockStructure::Rectangular,
-        1.0,
-        Par::rayon(0),
-    );
+    let mut block = Mat::<f64>::zeros(BLOCK_ROWS.min(n), d);
+    for start in (0..n).step_by(BLOCK_ROWS) {
+        let rows = BLOCK_ROWS.min(n - start);
+        x.fill(start, block.as_mut().subrows_mut(0, rows));
+        let b = block.as_ref().subrows(0, rows);
+        matmul(
+            out.as_mut(),
+            BlockStructure::TriangularLower,
+            if start == 0 {
+                Accum::Replace
+            } else {
+                Accum::Add
+            },
+            b.transpose(),
+            BlockStructure::Rectangular,
+            b,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::rayon(0),
+        );
+    }
     out
 }

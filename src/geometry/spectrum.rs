@@ -2,7 +2,7 @@
 //! variances), how many components it takes to explain a share of the variance, the participation
 //! ratio, the count of dominant directions, and IsoScore.
 
-use crate::geometry::{gram_lower, orientation};
+use crate::geometry::{gram_lower, orientation, Centred, RowBlocks};
 use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
 use faer::{Mat, MatRef, Side};
@@ -17,20 +17,19 @@ pub(crate) fn centred(x: MatRef<'_, f64>) -> (Vec<f64>, Mat<f64>) {
     (means, centred)
 }
 
-/// The column means of `x` and its centred sample covariance (divided by N − 1).
-fn centred_covariance(x: MatRef<'_, f64>, what: &str) -> Result<(Vec<f64>, Mat<f64>)> {
-    let n = x.nrows();
+/// The sample covariance (divided by N − 1) of rows that are already centred (its lower
+/// triangle); fails below 2 rows.
+fn covariance_of_centred(centred: &impl RowBlocks, what: &str) -> Result<Mat<f64>> {
+    let n = centred.nrows();
     if n < 2 {
         bail!("{what}: needs at least 2 rows, the matrix has {n}");
     }
-    let (means, centred) = centred(x);
-    let cov = gram_lower(centred.as_ref()) * faer::Scale(1.0 / (n as f64 - 1.0));
-    Ok((means, cov))
+    Ok(gram_lower(centred) * faer::Scale(1.0 / (n as f64 - 1.0)))
 }
 
 /// The sample covariance of `w`'s rows (divided by N − 1, as `np.cov`), both triangles, f64.
 pub(crate) fn covariance(w: &Matrix) -> Result<Mat<f64>> {
-    let (_, lower) = centred_covariance(w.to_faer().as_ref(), "covariance")?;
+    let lower = covariance_of_centred(&Centred::new(w), "covariance")?;
     let d = lower.nrows();
     Ok(Mat::from_fn(d, d, |i, j| {
         if i >= j {
@@ -75,13 +74,21 @@ impl Pca {
     /// Fits the principal axes of `w`'s rows. Needs 2 rows or more and finite values.
     pub fn fit(w: &Matrix) -> Result<Pca> {
         w.check_finite("PCA")?;
-        Pca::fit_f64(w.to_faer().as_ref())
+        let centred = Centred::new(w);
+        let cov = covariance_of_centred(&centred, "PCA")?;
+        Pca::from_covariance(centred.means, cov)
     }
 
     /// [`Pca::fit`] on an f64 matrix (rows = points), for pipelines that stay in f64; the values
     /// must be finite.
     pub fn fit_f64(x: MatRef<'_, f64>) -> Result<Pca> {
-        let (mean, cov) = centred_covariance(x, "PCA")?;
+        let (mean, centred) = centred(x);
+        let cov = covariance_of_centred(&centred.as_ref(), "PCA")?;
+        Pca::from_covariance(mean, cov)
+    }
+
+    /// The fit from the column means and the covariance's lower triangle.
+    fn from_covariance(mean: Vec<f64>, cov: Mat<f64>) -> Result<Pca> {
         let eig = cov.self_adjoint_eigen(Side::Lower).map_err(|e| {
             anyhow::anyhow!("PCA: eigendecomposition of the covariance failed: {e:?}")
         })?;
@@ -185,7 +192,7 @@ impl Spectrum {
     /// The spectrum of `w`'s rows, centred (principal component analysis). Needs 2 rows or more.
     pub fn of(w: &Matrix) -> Result<Spectrum> {
         w.check_finite("spectrum")?;
-        let (_, cov) = centred_covariance(w.to_faer().as_ref(), "spectrum")?;
+        let cov = covariance_of_centred(&Centred::new(w), "spectrum")?;
         let mut variances = cov.self_adjoint_eigenvalues(Side::Lower).map_err(|e| {
             anyhow::anyhow!("spectrum: eigenvalues of the covariance failed: {e:?}")
         })?;
