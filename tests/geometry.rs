@@ -817,3 +817,39 @@ fn logistic_regression_matches_scikit_learn() {
     );
     assert!(LogisticRegression::fit(&x, &[0, 1], &ProbeOptions::default()).is_err());
 }
+
+/// I(W), IsoScore's spectrum and k-means give the same bits on one thread as on three: their
+/// blocks of rows (1,024 each) are merged in a fixed order, and k-means applies its parallel
+/// reassignment's moves in row order. 3,000 rows of an anisotropic cloud, so that every pass
+/// has several blocks and k-means moves rows over several iterations.
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let (rows, cols) = (3000, 40);
+    let cloud = gaussian(rows, cols, 7);
+    let data = cloud
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v * (1.0 + (i % cols) as f32 / 8.0) + if i % cols == 0 { 2.0 } else { 0.0 })
+        .collect();
+    let m = Matrix::new(rows, cols, data).unwrap();
+    let run = || {
+        (
+            isotropy(&m).unwrap(),
+            Spectrum::of(&m).unwrap(),
+            kmeans(&m, &KMeansOptions::new(12)).unwrap(),
+        )
+    };
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (one, three) = (pool(1).install(run), pool(3).install(run));
+    assert_eq!(one.0, three.0);
+    assert_eq!(one.1, three.1);
+    assert_eq!(one.2.labels, three.2.labels);
+    assert_eq!(one.2.inertia.to_bits(), three.2.inertia.to_bits());
+    assert!(three.2.iterations > 2, "{} iterations", three.2.iterations);
+}
