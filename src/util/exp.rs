@@ -44,7 +44,7 @@ pub(crate) fn exp_f64_nonpositive(x: f64) -> f64 {
     for c in &INVERSE_FACTORIALS[1..] {
         p = p * r + c;
     }
-    // 2ⁿ: n's low 11 bits (two's complement) shifted into the exponent field, plus the bias;
+    // 2ⁿ: t's low 12 bits (n in two's complement) shifted into bits 52–63, plus the bias;
     // n ∈ [−1022, 0] keeps the sum a normal exponent.
     let scale = f64::from_bits((t.to_bits() << 52).wrapping_add(1023 << 52));
     p * scale
