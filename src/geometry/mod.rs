@@ -65,10 +65,6 @@ pub(crate) trait RowBlocks: Sync {
     fn fill(&self, start: usize, out: MatMut<'_, f64>);
 }
 
-/// Rows per sub-block of [`Matrix`]'s conversion: the f32 rows and the f64 columns both stay in
-/// the first-level cache.
-const CONVERT_ROWS: usize = 64;
-
 impl RowBlocks for Matrix {
     fn nrows(&self) -> usize {
         self.rows()
@@ -79,7 +75,7 @@ impl RowBlocks for Matrix {
     }
 
     fn fill(&self, start: usize, out: MatMut<'_, f64>) {
-        Centred::fill_minus(self, start, out, None);
+        self.write_f64(start, out, None);
     }
 }
 
@@ -118,22 +114,6 @@ impl<'a> Centred<'a> {
         let means = sums.iter().map(|s| s / w.rows() as f64).collect();
         Centred { w, means }
     }
-
-    /// Rows `start..` of `w` into `out`, in f64, minus `shift` where given.
-    fn fill_minus(w: &Matrix, start: usize, mut out: MatMut<'_, f64>, shift: Option<&[f64]>) {
-        let (rows, cols, data) = (out.nrows(), w.cols(), w.data());
-        // `out` is column-major: copy a few rows at a time, so both sides stay in cache.
-        for first in (0..rows).step_by(CONVERT_ROWS) {
-            let last = (first + CONVERT_ROWS).min(rows);
-            for j in 0..cols {
-                let s = shift.map_or(0.0, |s| s[j]);
-                let mut col = out.as_mut().col_mut(j);
-                for i in first..last {
-                    col[i] = f64::from(data[(start + i) * cols + j]) - s;
-                }
-            }
-        }
-    }
 }
 
 impl RowBlocks for Centred<'_> {
@@ -146,7 +126,7 @@ impl RowBlocks for Centred<'_> {
     }
 
     fn fill(&self, start: usize, out: MatMut<'_, f64>) {
-        Centred::fill_minus(self.w, start, out, Some(&self.means));
+        self.w.write_f64(start, out, Some(&self.means));
     }
 }
 

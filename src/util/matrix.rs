@@ -113,17 +113,25 @@ impl Matrix {
     /// The matrix in f64, as a faer matrix.
     pub fn to_faer(&self) -> faer::Mat<f64> {
         let mut out = faer::Mat::<f64>::zeros(self.rows, self.cols);
+        self.write_f64(0, out.as_mut(), None);
+        out
+    }
+
+    /// Rows `start..start + out.nrows()` into `out` in f64, minus `shift[j]` in column j where
+    /// given: [`Matrix::to_faer`] for a block of rows, which the geometry reads one at a time.
+    pub fn write_f64(&self, start: usize, mut out: faer::MatMut<'_, f64>, shift: Option<&[f64]>) {
+        let rows = out.nrows();
         // faer is column-major: copy a block of rows at a time, so both sides stay in cache.
-        for start in (0..self.rows).step_by(BLOCK) {
-            let end = (start + BLOCK).min(self.rows);
+        for first in (0..rows).step_by(BLOCK) {
+            let last = (first + BLOCK).min(rows);
             for j in 0..self.cols {
-                let mut col = out.col_mut(j);
-                for i in start..end {
-                    col[i] = f64::from(self.data[i * self.cols + j]);
+                let s = shift.map_or(0.0, |s| s[j]);
+                let mut col = out.as_mut().col_mut(j);
+                for i in first..last {
+                    col[i] = f64::from(self.data[(start + i) * self.cols + j]) - s;
                 }
             }
         }
-        out
     }
 
     /// A faer matrix's values in f32, row-major.
