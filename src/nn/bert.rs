@@ -8,16 +8,17 @@
 //! Weights are read under transformers' names (`bert.embeddings.…`, LayerNorm `weight` / `bias`),
 //! which [`crate::nn::weights::read_checkpoint`] gives every checkpoint layout.
 
-use crate::nn::dropout::Dropout;
-use crate::nn::kernels;
+use crate::nn::dropout::{Dropout, Mask};
+use crate::nn::kernels::{self, Pass};
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
 pub use candle_transformers::models::bert::{Config, HiddenAct};
 
-/// How a forward pass runs: inference, or training (dropout on, differentiable kernels).
+/// How a forward pass runs: inference, or training (dropout on, every kernel a node of candle's
+/// graph). Both run the same fused kernels ([`kernels`]).
 pub(crate) enum Mode<'a> {
-    /// Inference: no dropout, candle's fused kernels.
+    /// Inference: no dropout, nothing kept for a backward pass.
     Eval,
     /// Training: dropout from the given masks, kernels with a backward pass.
     Train(&'a mut Dropout),
@@ -30,14 +31,30 @@ impl Mode<'_> {
             Mode::Train(d) => d.apply(&x, p),
         }
     }
+
+    /// The kernels' pass.
+    fn pass(&self) -> Pass {
+        match self {
+            Mode::Eval => Pass::Infer,
+            Mode::Train(_) => Pass::Train,
+        }
+    }
+
+    /// A fresh dropout mask of rate `p`: none in inference or when `p` is 0.
+    fn mask(&mut self, p: f32) -> Option<Mask> {
+        match self {
+            Mode::Train(d) if p > 0.0 => Some(d.mask(p)),
+            _ => None,
+        }
+    }
 }
 
-/// A Linear layer: candle's in inference; in training one node ([`kernels::linear`]) whose backward
-/// writes the weight gradient in the weight's own layout.
+/// A Linear layer as one node ([`kernels::linear`]), whose backward writes the weight gradient
+/// in the weight's own layout; candle's own for a layer without bias.
 pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
-    match (mode, layer.bias()) {
-        (Mode::Train(_), Some(bias)) => kernels::linear(x, layer.weight(), bias),
-        _ => layer.forward(x),
+    match layer.bias() {
+        Some(bias) => kernels::linear(x, layer.weight(), bias, mode.pass()),
+        None => layer.forward(x),
     }
 }
 
@@ -58,18 +75,10 @@ impl Norm {
     }
 
     fn forward(&self, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
-        match mode {
-            Mode::Eval => candle_nn::ops::layer_norm(
-                &x.contiguous()?,
-                &self.weight,
-                &self.bias,
-                self.eps as f32,
-            ),
-            Mode::Train(_) => kernels::layer_norm(x, &self.weight, &self.bias, self.eps),
-        }
+        kernels::layer_norm(x, (&self.weight, &self.bias), self.eps, mode.pass())
     }
 
-    /// LayerNorm(dropout(y, p) + residual): a sub-layer's end, one node in training.
+    /// LayerNorm(dropout(y, p) + residual): a sub-layer's end, one node.
     fn add_forward(
         &self,
         y: Tensor,
@@ -77,12 +86,14 @@ impl Norm {
         p: f32,
         mode: &mut Mode,
     ) -> candle_core::Result<Tensor> {
-        match mode {
-            Mode::Eval => self.forward(&(y + residual)?, mode),
-            Mode::Train(d) => {
-                kernels::add_norm(&y, residual, (&self.weight, &self.bias), self.eps, (d, p))
-            }
-        }
+        let drop = mode.mask(p);
+        kernels::add_norm(
+            &y,
+            residual,
+            (&self.weight, &self.bias),
+            self.eps,
+            (drop, mode.pass()),
+        )
     }
 }
 
@@ -190,31 +201,10 @@ impl Layer {
 
     /// `x`: (batch, seq, hidden); `mask`: (batch, 1, 1, seq) additive.
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: &mut Mode) -> candle_core::Result<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        let head_dim = h / self.heads;
-        let split = |y: Tensor| -> candle_core::Result<Tensor> {
-            y.reshape((b, t, self.heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let ctx = match mode {
-            Mode::Eval => {
-                let (q, k, v) = (
-                    split(self.query.forward(x)?)?,
-                    split(self.key.forward(x)?)?,
-                    split(self.value.forward(x)?)?,
-                );
-                let scores =
-                    (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
-                let ctx = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
-                ctx.transpose(1, 2)?.reshape((b, t, h))?
-            }
-            Mode::Train(d) => {
-                // One product for the three projections: (batch, seq, 3 · hidden).
-                let qkv = kernels::linear(x, &self.qkv_weight()?, &self.qkv_bias()?)?;
-                kernels::attention(&qkv, mask, self.heads, d, self.attention_dropout)?
-            }
-        };
+        // One product for the three projections: (batch, seq, 3 · hidden).
+        let qkv = kernels::linear(x, &self.qkv_weight()?, &self.qkv_bias()?, mode.pass())?;
+        let drop = mode.mask(self.attention_dropout);
+        let ctx = kernels::attention(&qkv, mask, self.heads, (drop, mode.pass()))?;
         let attn = self.attn_norm.add_forward(
             apply_linear(&self.attn_out, &ctx, mode)?,
             x,
@@ -223,10 +213,7 @@ impl Layer {
         )?;
         let inter = apply_linear(&self.intermediate, &attn, mode)?;
         let inter = match self.act {
-            HiddenAct::Gelu => match mode {
-                Mode::Eval => inter.gelu_erf()?,
-                Mode::Train(_) => kernels::gelu_erf(&inter)?,
-            },
+            HiddenAct::Gelu => kernels::gelu_erf(&inter, mode.pass())?,
             HiddenAct::GeluApproximate => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
         };

@@ -1,17 +1,18 @@
-//! Training kernels with a backward pass.
+//! The encoder's CPU kernels, with a backward pass for training.
 //!
 //! candle's fused `layer_norm` and `softmax_last_dim` have no backward pass, and a graph of its
 //! small operations costs more than the matrix products around it on a CPU (each node's gradient
-//! is also zero-filled and added into), so training runs each part of a BERT layer as one node:
+//! is also zero-filled and added into), so the encoder runs each part of a BERT layer as one node:
 //! [`linear`] (x Wᵀ + b; backward straight into W's layout; the query, key and value layers as
 //! one product), [`attention`] (softmax attention with dropout on that fused query-key-value
 //! layout, heads split in place, its probabilities kept for the backward pass), [`add_norm`]
 //! (dropout, residual sum and LayerNorm at a sub-layer's end), [`layer_norm`] and [`gelu_erf`]
 //! (dropout itself is [`crate::nn::dropout`]). Each is one parallel pass forward and one backward, with loops written so
-//! that the compiler vectorises them. Inference keeps candle's kernels (see `bert::Mode`).
+//! that the compiler vectorises them. Inference runs the same forward passes with
+//! [`Pass::Infer`]: no node in candle's graph, nothing kept for a backward pass.
 
-use crate::nn::cpu::contiguous;
-use crate::nn::dropout::{Dropout, Mask, Masked};
+use crate::nn::cpu::{contiguous, widest};
+use crate::nn::dropout::{Mask, Masked};
 use crate::util::exp::exp_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -25,6 +26,40 @@ pub const MASKED: f32 = f32::MIN;
 /// near [`MASKED`]; a real position's is 0).
 const MASKED_BELOW: f32 = -1e30;
 
+/// Whether a kernel's result takes part in a backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Training: the result is a node of candle's graph, and keeps what its backward pass needs.
+    Train,
+    /// Inference: the forward pass alone; nothing is kept once the result is returned.
+    Infer,
+}
+
+impl Pass {
+    fn apply1(
+        self,
+        x: &Tensor,
+        op: impl CustomOp1 + Send + Sync + 'static,
+    ) -> candle_core::Result<Tensor> {
+        match self {
+            Pass::Train => x.apply_op1(op),
+            Pass::Infer => x.apply_op1_no_bwd(&op),
+        }
+    }
+
+    fn apply3(
+        self,
+        x: &Tensor,
+        (a, b): (&Tensor, &Tensor),
+        op: impl CustomOp3 + Send + Sync + 'static,
+    ) -> candle_core::Result<Tensor> {
+        match self {
+            Pass::Train => x.apply_op3(a, b, op),
+            Pass::Infer => x.apply_op3_no_bwd(a, b, &op),
+        }
+    }
+}
+
 /// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
 fn with_values<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -37,6 +72,9 @@ fn with_values<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle
 fn cpu_tensor(data: Vec<f32>, shape: &Shape) -> candle_core::Result<Tensor> {
     Tensor::from_vec(data, shape.clone(), &candle_core::Device::Cpu)
 }
+
+/// Elements per parallel task of the element-wise loops.
+const CHUNK: usize = 16 * 1024;
 
 /// Rows per block of the parallel reductions: fixed, so that sums are added in the same order
 /// on every run (rayon's adaptive splitting would otherwise change the rounding).
@@ -255,30 +293,71 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// A Linear layer in training: x Wᵀ + b as one node, whose backward writes dW in W's own layout.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op3(w, b, Linear)
+/// A Linear layer: x Wᵀ + b as one node, whose backward writes dW in W's own layout.
+pub(crate) fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    pass: Pass,
+) -> candle_core::Result<Tensor> {
+    pass.apply3(&x.contiguous()?, (w, b), Linear)
+}
+
+/// Lanes of the row sums in [`row_stats`] and [`norm_rows_backward`]: eight independent
+/// accumulators, added in the same order whatever the instruction set.
+const LANES: usize = 8;
+
+/// Σ f(v) over a row in f64, in [`LANES`] accumulators (so that it vectorises) added in a
+/// fixed order.
+#[inline(always)]
+fn sum_f64(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let (chunks, tail) = x.as_chunks::<LANES>();
+    let mut acc = [0f64; LANES];
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += f(c[l] as f64);
+        }
+    }
+    let mut sum = 0.0;
+    for a in acc {
+        sum += a;
+    }
+    for &v in tail {
+        sum += f(v as f64);
+    }
+    sum
 }
 
 /// Mean and 1/σ of one row.
+#[inline(always)]
 fn row_stats(x: &[f32], eps: f64) -> (f32, f32) {
     let n = x.len() as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mean = sum_f64(x, |v| v) / n;
+    let var = sum_f64(x, |v| (v - mean) * (v - mean)) / n;
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
 /// LayerNorm's forward over rows of width `w.len()`: (x − mean) / sqrt(var + eps) ⊙ w + b.
 fn norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f64) -> Vec<f32> {
     let h = w.len();
+    let block = REDUCE_ROWS * h.max(1);
     let mut out = vec![0f32; x.len()];
-    x.par_chunks(h)
-        .zip(out.par_chunks_mut(h))
-        .for_each(|(row, o)| {
-            let (mean, inv) = row_stats(row, eps);
-            for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(w).zip(b) {
-                *o = (v - mean) * inv * w + b;
-            }
+    x.par_chunks(block)
+        .zip(out.par_chunks_mut(block))
+        .for_each(|(x, out)| {
+            widest(
+                #[inline(always)]
+                || {
+                    let (w, b) = (&w[..h], &b[..h]);
+                    for (row, o) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+                        let (mean, inv) = row_stats(row, eps);
+                        let (row, o) = (&row[..h], &mut o[..h]);
+                        for i in 0..h {
+                            o[i] = (row[i] - mean) * inv * w[i] + b[i];
+                        }
+                    }
+                },
+            )
         });
     out
 }
@@ -294,28 +373,35 @@ fn norm_rows_backward(x: &[f32], g: &[f32], w: &[f32], eps: f64) -> (Vec<f32>, V
         .zip(x.par_chunks(block))
         .zip(g.par_chunks(block))
         .map(|((dx, x), g)| {
-            let mut dw = vec![0f32; h];
-            let mut db = vec![0f32; h];
-            let mut xhat = vec![0f32; h];
-            let mut d = vec![0f32; h];
-            for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
-                let (mean, inv) = row_stats(x, eps);
-                let (mut sum_d, mut sum_dx) = (0f64, 0f64);
-                for i in 0..h {
-                    xhat[i] = (x[i] - mean) * inv;
-                    d[i] = g[i] * w[i];
-                    dw[i] += g[i] * xhat[i];
-                    db[i] += g[i];
-                    sum_d += d[i] as f64;
-                    sum_dx += (d[i] * xhat[i]) as f64;
-                }
-                let mean_d = (sum_d / h as f64) as f32;
-                let mean_dx = (sum_dx / h as f64) as f32;
-                for i in 0..h {
-                    dx[i] = inv * (d[i] - mean_d - xhat[i] * mean_dx);
-                }
-            }
-            (dw, db)
+            widest(
+                #[inline(always)]
+                || {
+                    let mut dw = vec![0f32; h];
+                    let mut db = vec![0f32; h];
+                    let mut xhat = vec![0f32; h];
+                    let mut d = vec![0f32; h];
+                    let mut dxhat = vec![0f32; h];
+                    let rows = dx.chunks_exact_mut(h).zip(x.chunks_exact(h));
+                    let w = &w[..h];
+                    for ((dx, x), g) in rows.zip(g.chunks_exact(h)) {
+                        let (mean, inv) = row_stats(x, eps);
+                        let (dx, x, g) = (&mut dx[..h], &x[..h], &g[..h]);
+                        for i in 0..h {
+                            xhat[i] = (x[i] - mean) * inv;
+                            d[i] = g[i] * w[i];
+                            dxhat[i] = d[i] * xhat[i];
+                            dw[i] += g[i] * xhat[i];
+                            db[i] += g[i];
+                        }
+                        let mean_d = (sum_f64(&d, |v| v) / h as f64) as f32;
+                        let mean_dx = (sum_f64(&dxhat, |v| v) / h as f64) as f32;
+                        for i in 0..h {
+                            dx[i] = inv * (d[i] - mean_d - xhat[i] * mean_dx);
+                        }
+                    }
+                    (dw, db)
+                },
+            )
         })
         .collect();
     let (dw, db): (Vec<_>, Vec<_>) = partial.into_iter().unzip();
@@ -379,8 +465,13 @@ impl CustomOp3 for LayerNorm {
 }
 
 /// LayerNorm over the last dimension with weight `w` and bias `b`, as one node.
-pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op3(w, b, LayerNorm { eps })
+pub(crate) fn layer_norm(
+    x: &Tensor,
+    (w, b): (&Tensor, &Tensor),
+    eps: f64,
+    pass: Pass,
+) -> candle_core::Result<Tensor> {
+    pass.apply3(&x.contiguous()?, (w, b), LayerNorm { eps })
 }
 
 /// The end of a BERT sub-layer: LayerNorm(dropout(y) + r), with LayerNorm's weight and bias
@@ -418,21 +509,29 @@ impl CustomOp3 for AddNorm {
                 wb.len()
             );
         }
-        const CHUNK: usize = 16 * 1024;
         let mut sum = vec![0f32; y.len()];
         sum.par_chunks_mut(CHUNK)
             .zip(y.par_chunks(CHUNK).zip(r.par_chunks(CHUNK)))
             .enumerate()
-            .for_each(|(c, (s, (y, r)))| match self.drop {
-                None => s
-                    .iter_mut()
-                    .zip(y.iter().zip(r))
-                    .for_each(|(s, (&y, &r))| *s = y + r),
-                Some(m) => s
-                    .iter_mut()
-                    .zip(y.iter().zip(r))
-                    .enumerate()
-                    .for_each(|(j, (s, (&y, &r)))| *s = y * m.factor(c * CHUNK + j) + r),
+            .for_each(|(c, (s, (y, r)))| {
+                widest(
+                    #[inline(always)]
+                    || {
+                        let (s, r) = (&mut s[..y.len()], &r[..y.len()]);
+                        match self.drop {
+                            None => {
+                                for j in 0..y.len() {
+                                    s[j] = y[j] + r[j];
+                                }
+                            }
+                            Some(m) => {
+                                for j in 0..y.len() {
+                                    s[j] = y[j] * m.factor(c * CHUNK + j) + r[j];
+                                }
+                            }
+                        }
+                    },
+                )
             });
         let out = norm_rows(&sum, &wb[..h], &wb[h..], self.eps);
         *self.sum.lock().map_err(|_| poisoned("add & norm"))? = Some(sum);
@@ -468,22 +567,22 @@ impl CustomOp3 for AddNorm {
     }
 }
 
-/// The end of a BERT sub-layer in training, as one node: LayerNorm(dropout(y) + residual) with
-/// weight `w` and bias `b`, dropout rate `p`.
-pub fn add_norm(
+/// The end of a BERT sub-layer, as one node: LayerNorm(dropout(y) + residual) with weight `w`
+/// and bias `b`, dropout from `drop` (none in inference).
+pub(crate) fn add_norm(
     y: &Tensor,
     residual: &Tensor,
     (w, b): (&Tensor, &Tensor),
     eps: f64,
-    (dropout, p): (&mut Dropout, f32),
+    (drop, pass): (Option<Mask>, Pass),
 ) -> candle_core::Result<Tensor> {
     let op = AddNorm {
-        drop: (p > 0.0).then(|| dropout.mask(p)),
+        drop,
         eps,
         sum: Mutex::new(None),
     };
     let wb = Tensor::stack(&[w, b], 0)?;
-    y.contiguous()?.apply_op3(&residual.contiguous()?, &wb, op)
+    pass.apply3(&y.contiguous()?, (&residual.contiguous()?, &wb), op)
 }
 
 /// The error for a lock whose holder panicked.
@@ -519,12 +618,18 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "gelu")?;
         let mut out = vec![0f32; x.len()];
-        x.par_chunks(4096)
-            .zip(out.par_chunks_mut(4096))
+        x.par_chunks(CHUNK)
+            .zip(out.par_chunks_mut(CHUNK))
             .for_each(|(x, o)| {
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = v * phi(v).0;
-                }
+                widest(
+                    #[inline(always)]
+                    || {
+                        let o = &mut o[..x.len()];
+                        for i in 0..x.len() {
+                            o[i] = x[i] * phi(x[i]).0;
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -535,14 +640,20 @@ impl CustomOp1 for Gelu {
             with_values(x, "gelu backward", |x| {
                 // d/dx x Φ(x) = Φ(x) + x φ(x)
                 let mut dx = vec![0f32; x.len()];
-                dx.par_chunks_mut(4096)
-                    .zip(x.par_chunks(4096))
-                    .zip(g.par_chunks(4096))
+                dx.par_chunks_mut(CHUNK)
+                    .zip(x.par_chunks(CHUNK))
+                    .zip(g.par_chunks(CHUNK))
                     .for_each(|((o, x), g)| {
-                        for ((o, &v), &gi) in o.iter_mut().zip(x).zip(g) {
-                            let (cdf, pdf) = phi(v);
-                            *o = gi * (cdf + v * pdf);
-                        }
+                        widest(
+                            #[inline(always)]
+                            || {
+                                let (o, g) = (&mut o[..x.len()], &g[..x.len()]);
+                                for i in 0..x.len() {
+                                    let (cdf, pdf) = phi(x[i]);
+                                    o[i] = g[i] * (cdf + x[i] * pdf);
+                                }
+                            },
+                        )
                     });
                 dx
             })
@@ -552,8 +663,49 @@ impl CustomOp1 for Gelu {
 }
 
 /// GELU (exact, with erf), with a backward pass.
-pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(Gelu)
+pub(crate) fn gelu_erf(x: &Tensor, pass: Pass) -> candle_core::Result<Tensor> {
+    pass.apply1(&x.contiguous()?, Gelu)
+}
+
+/// A row of attention scores to probabilities in place: softmax over the positions that are not
+/// `padding`, 0 at those that are. Reductions in [`LANES`] accumulators, added in a fixed order.
+#[inline(always)]
+fn softmax_unpadded(row: &mut [f32], padding: &[bool]) {
+    let padding = &padding[..row.len()];
+    let (chunks, tail) = row.as_chunks::<LANES>();
+    let (pads, pad_tail) = padding.as_chunks::<LANES>();
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for (c, pad) in chunks.iter().zip(pads) {
+        for l in 0..LANES {
+            lanes[l] = lanes[l].max(if pad[l] { f32::NEG_INFINITY } else { c[l] });
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for (&v, &pad) in tail.iter().zip(pad_tail) {
+        max = max.max(if pad { f32::NEG_INFINITY } else { v });
+    }
+    for m in lanes {
+        max = max.max(m);
+    }
+    for j in 0..row.len() {
+        let e = exp_f32(row[j] - max);
+        row[j] = if padding[j] { 0.0 } else { e };
+    }
+    let (chunks, tail) = row.as_chunks::<LANES>();
+    let mut lanes = [0f32; LANES];
+    for c in chunks {
+        for l in 0..LANES {
+            lanes[l] += c[l];
+        }
+    }
+    let mut sum = 0f32;
+    for v in lanes.into_iter().chain(tail.iter().copied()) {
+        sum += v;
+    }
+    let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
 }
 
 /// Softmax attention on the fused (seq, 3 · hidden) layout of one batch item: head `i` is
@@ -618,28 +770,21 @@ impl Attention {
             gemm::Parallelism::None,
         );
         let padding = &self.padding[item * t..(item + 1) * t];
-        for row in p.chunks_mut(t) {
-            let mut max = f32::NEG_INFINITY;
-            for (v, &pad) in row.iter().zip(padding) {
-                if !pad {
-                    max = max.max(*v);
+        widest(
+            #[inline(always)]
+            || {
+                for row in p.chunks_exact_mut(t) {
+                    softmax_unpadded(&mut row[..t], padding);
                 }
-            }
-            let mut sum = 0f32;
-            for (v, &pad) in row.iter_mut().zip(padding) {
-                let e = exp_f32(*v - max);
-                *v = if pad { 0.0 } else { e };
-                sum += *v;
-            }
-            let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-            row.iter_mut().for_each(|v| *v *= inv);
-        }
-        if let (Some(m), Some(dropped)) = (self.drop, dropped) {
-            let base = (item * self.heads + head) * t * t;
-            for (i, (o, &v)) in dropped.iter_mut().zip(p.iter()).enumerate() {
-                *o = v * m.factor(base + i);
-            }
-        }
+                if let (Some(m), Some(dropped)) = (self.drop, dropped) {
+                    let base = (item * self.heads + head) * t * t;
+                    let dropped = &mut dropped[..p.len()];
+                    for i in 0..p.len() {
+                        dropped[i] = p[i] * m.factor(base + i);
+                    }
+                }
+            },
+        )
     }
 
     /// Per batch item: how many values its probabilities take (P, and P after dropout when
@@ -791,17 +936,16 @@ impl CustomOp1 for Attention {
     }
 }
 
-/// Multi-head softmax attention with dropout `p` on the probabilities. `qkv` is
+/// Multi-head softmax attention, with dropout from `drop` on the probabilities. `qkv` is
 /// (batch, seq, 3 · hidden): the query, key and value layers' outputs side by side, as one
 /// Linear layer with the three weights stacked gives them, each with the heads side by side;
 /// `mask` is the additive attention mask (batch · seq values, 0 for tokens, a large negative
 /// number for padding). Returns the context, (batch, seq, hidden).
-pub fn attention(
+pub(crate) fn attention(
     qkv: &Tensor,
     mask: &Tensor,
     heads: usize,
-    dropout: &mut Dropout,
-    p: f32,
+    (drop, pass): (Option<Mask>, Pass),
 ) -> candle_core::Result<Tensor> {
     let (b, t, width) = qkv.dims3()?;
     let hidden = width / 3;
@@ -820,9 +964,9 @@ pub fn attention(
     let op = Attention {
         padding: mask.iter().map(|&m| m < MASKED_BELOW).collect(),
         heads,
-        drop: (p > 0.0).then(|| dropout.mask(p)),
+        drop,
         scale: 1.0 / ((hidden / heads) as f32).sqrt(),
         probs: Mutex::new(None),
     };
-    qkv.contiguous()?.apply_op1(op)
+    pass.apply1(&qkv.contiguous()?, op)
 }

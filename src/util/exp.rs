@@ -19,7 +19,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    y * f32::from_bits(((n as i32).wrapping_add(127) as u32) << 23)
 }
 
 /// e^x in f64 for x ≤ 0 (log-sum-exp's terms e^(z − max)), to within about 2 ulp: the Taylor
