@@ -8,6 +8,7 @@ use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::nn::model::Model;
+use polars::prelude::{ParquetReader, SerReader};
 use std::process::Command;
 
 fn minilm() -> Model {
@@ -366,5 +367,107 @@ fn cli_enhance_contract() {
     assert!(
         !dir.path().join("bad").exists(),
         "nothing written on failure"
+    );
+}
+
+/// The token frequencies of a task's training split are counted once and cached on disk: the
+/// cached table equals a fresh count, a later extraction reads it without writing it again, and
+/// an unreadable one is reported, counted again and replaced.
+#[test]
+fn training_frequencies_are_cached_and_recounted_when_unreadable() {
+    let model = minilm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let extract = |out: &str| {
+        // A fresh embedding cache each time, so that every run reads the frequency table.
+        let _ = std::fs::remove_dir_all(cache.join("extract"));
+        let output = Command::new(env!("CARGO_BIN_EXE_isolab"))
+            .env("ISOLAB_CACHE", &cache)
+            .args([
+                "extract", "--model", "minilm", "--task", "cola", "--split", "dev", "--layers",
+                "6", "--limit", "8", "--out",
+            ])
+            .arg(tmp.path().join(out))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let emb = Embeddings::load(&tmp.path().join(out)).unwrap();
+        let freq: Vec<Option<u64>> = emb
+            .tokens
+            .column("frequency")
+            .unwrap()
+            .u64()
+            .unwrap()
+            .iter()
+            .collect();
+        (freq, stderr)
+    };
+    let tables = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.join("frequencies"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let (first, _) = extract("a");
+    let files = tables();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+
+    // The cached table is a count of every token id of CoLA's training split.
+    let train = glue::load(Task::Cola, Split::Train).unwrap();
+    let inputs: Vec<(String, Option<String>)> = train
+        .column("sentence1")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| (s.unwrap().to_string(), None))
+        .collect();
+    let (encodings, _) = model.tokenize(&inputs, 128).unwrap();
+    let mut fresh = std::collections::HashMap::new();
+    for e in &encodings {
+        for &id in e.get_ids() {
+            *fresh.entry(id).or_insert(0u64) += 1;
+        }
+    }
+    let read = || {
+        ParquetReader::new(std::fs::File::open(file).unwrap())
+            .finish()
+            .unwrap()
+    };
+    let table = read();
+    let ids = table.column("token_id").unwrap().u32().unwrap();
+    let counts = table.column("count").unwrap().u64().unwrap();
+    let cached: std::collections::HashMap<u32, u64> = ids
+        .iter()
+        .zip(counts.iter())
+        .map(|(i, n)| (i.unwrap(), n.unwrap()))
+        .collect();
+    assert_eq!(cached, fresh);
+    assert!(first.iter().all(Option::is_some));
+
+    // Read again, not rewritten.
+    let written = std::fs::metadata(file).unwrap().modified().unwrap();
+    let (second, _) = extract("b");
+    assert_eq!(second, first);
+    assert_eq!(
+        std::fs::metadata(file).unwrap().modified().unwrap(),
+        written
+    );
+
+    // Unreadable: reported, counted again, replaced.
+    std::fs::write(file, b"not a parquet file").unwrap();
+    let (third, stderr) = extract("c");
+    assert_eq!(third, first);
+    assert!(
+        stderr.contains("ignoring an unreadable cache entry"),
+        "{stderr}"
+    );
+    assert_eq!(tables(), files);
+    let table = polars::prelude::ParquetReader::new(std::fs::File::open(file).unwrap());
+    assert_eq!(
+        polars::prelude::SerReader::finish(table).unwrap().height(),
+        fresh.len()
     );
 }

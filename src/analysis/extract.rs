@@ -575,14 +575,36 @@ fn read_source(
 }
 
 /// Counts of each token id over the task's training split, tokenized as the model sees it.
-/// `None` when the task has no training split here (QNLI offline).
+/// `None` when the task has no training split here (QNLI offline). Cached on disk
+/// (`cache/frequencies/`, keyed by the model, the training file's hash and `max_len`): counting
+/// tokenizes the whole training split, which costs more than embedding a dev split.
 fn training_frequencies(
     model: &Model,
     task: Task,
     max_len: usize,
 ) -> Result<Option<HashMap<u32, u64>>> {
-    if glue::split_path(&crate::util::paths::glue_dir(), task, Split::Train).is_err() {
+    let Ok(train) = glue::split_path(&crate::util::paths::glue_dir(), task, Split::Train) else {
         return Ok(None);
+    };
+    let mut h = Sha256::new();
+    h.update(format!("isolab-frequencies-v{FORMAT_VERSION}\n").as_bytes());
+    h.update(model.fingerprint.as_bytes());
+    h.update(format!("\n{task} {max_len}\n").as_bytes());
+    h.update(sha256_file(&train)?.as_bytes());
+    let path = crate::util::paths::cache_dir()
+        .join("frequencies")
+        .join(format!(
+            "{}.parquet",
+            &hex(&h.finalize())[..CACHE_KEY_CHARS]
+        ));
+    if path.is_file() {
+        match read_frequencies(&path) {
+            Ok(counts) => return Ok(Some(counts)),
+            Err(e) => eprintln!(
+                "ignoring an unreadable cache entry {}: {e:#}",
+                path.display()
+            ),
+        }
     }
     let df = glue::load(task, Split::Train)?;
     let s1 = df.column("sentence1")?.str()?.clone();
@@ -603,7 +625,36 @@ fn training_frequencies(
             *counts.entry(id).or_insert(0u64) += 1;
         }
     }
+    let (ids, n): (Vec<u32>, Vec<u64>) = counts.iter().map(|(&id, &n)| (id, n)).unzip();
+    let mut table = DataFrame::new_infer_height(vec![
+        Column::new(columns::TOKEN_ID.into(), ids),
+        Column::new(FREQUENCY_COUNT.into(), n),
+    ])?;
+    atomic::write_file(&path, |f| {
+        ParquetWriter::new(f).finish(&mut table)?;
+        Ok(())
+    })?;
     Ok(Some(counts))
+}
+
+/// The count column of a cached frequency table (beside [`columns::TOKEN_ID`]).
+const FREQUENCY_COUNT: &str = "count";
+
+/// Reads a frequency table written by [`training_frequencies`].
+fn read_frequencies(path: &Path) -> Result<HashMap<u32, u64>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let ids = df.column(columns::TOKEN_ID)?.u32()?;
+    let counts = df.column(FREQUENCY_COUNT)?.u64()?;
+    ids.iter()
+        .zip(counts.iter())
+        .map(|(id, n)| match (id, n) {
+            (Some(id), Some(n)) => Ok((id, n)),
+            _ => bail!("{}: a missing token id or count", path.display()),
+        })
+        .collect()
 }
 
 fn token_table(
