@@ -211,11 +211,18 @@ impl Layer {
             self.hidden_dropout,
             mode,
         )?;
-        let inter = apply_linear(&self.intermediate, &attn, mode)?;
-        let inter = match self.act {
-            HiddenAct::Gelu => kernels::gelu_erf(&inter, mode.pass())?,
-            HiddenAct::GeluApproximate => inter.gelu()?,
-            HiddenAct::Relu => inter.relu()?,
+        let inter = match (self.act, mode.pass(), self.intermediate.bias()) {
+            (HiddenAct::Gelu, Pass::Infer, Some(bias)) => {
+                kernels::linear_gelu_infer(&attn, self.intermediate.weight(), bias)?
+            }
+            (act, ..) => {
+                let inter = apply_linear(&self.intermediate, &attn, mode)?;
+                match act {
+                    HiddenAct::Gelu => kernels::gelu_erf(&inter, mode.pass())?,
+                    HiddenAct::GeluApproximate => inter.gelu()?,
+                    HiddenAct::Relu => inter.relu()?,
+                }
+            }
         };
         self.out_norm.add_forward(
             apply_linear(&self.output, &inter, mode)?,

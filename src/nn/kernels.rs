@@ -198,7 +198,11 @@ fn gemm_into(
 const PARALLEL: gemm::Parallelism = gemm::Parallelism::Rayon(0);
 
 /// y = x Wᵀ + b over the last dimension of x (W: out × in, as transformers stores it).
-struct Linear;
+struct Linear {
+    /// GELU (exact) applied to the result in place: inference only (the backward pass would need
+    /// the values before it).
+    gelu: bool,
+}
 
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
@@ -239,6 +243,9 @@ impl CustomOp3 for Linear {
             (1.0, true),
             PARALLEL,
         );
+        if self.gelu {
+            gelu_in_place(&mut out);
+        }
         let mut dims = lx.dims().to_vec();
         if let Some(d) = dims.last_mut() {
             *d = n;
@@ -300,7 +307,13 @@ pub(crate) fn linear(
     b: &Tensor,
     pass: Pass,
 ) -> candle_core::Result<Tensor> {
-    pass.apply3(&x.contiguous()?, (w, b), Linear)
+    pass.apply3(&x.contiguous()?, (w, b), Linear { gelu: false })
+}
+
+/// GELU(x Wᵀ + b) in inference, the activation applied to the product's result in place (one
+/// pass over it and no second buffer, where [`linear`] then [`gelu_erf`] take two).
+pub(crate) fn linear_gelu_infer(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    Pass::Infer.apply3(&x.contiguous()?, (w, b), Linear { gelu: true })
 }
 
 /// Lanes of the row sums in [`row_stats`] and [`norm_rows_backward`]: eight independent
@@ -607,6 +620,20 @@ fn phi(x: f32) -> (f32, f32) {
     (0.5 * (1.0 + erf), e * 0.398_942_3)
 }
 
+/// x Φ(x) for every value, in place.
+fn gelu_in_place(x: &mut [f32]) {
+    x.par_chunks_mut(CHUNK).for_each(|x| {
+        widest(
+            #[inline(always)]
+            || {
+                for v in x.iter_mut() {
+                    *v *= phi(*v).0;
+                }
+            },
+        )
+    });
+}
+
 /// GELU with the exact error function, x Φ(x), forward and backward in one pass each.
 struct Gelu;
 
@@ -617,20 +644,8 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "gelu")?;
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(CHUNK)
-            .zip(out.par_chunks_mut(CHUNK))
-            .for_each(|(x, o)| {
-                widest(
-                    #[inline(always)]
-                    || {
-                        let o = &mut o[..x.len()];
-                        for i in 0..x.len() {
-                            o[i] = x[i] * phi(x[i]).0;
-                        }
-                    },
-                )
-            });
+        let mut out = x.to_vec();
+        gelu_in_place(&mut out);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
