@@ -15,12 +15,16 @@ if [ "$model" = bert-base ]; then
   "$py" scripts/paper_standin.py target/paper-cost/hf data/models/minilm/tokenizer.json >/dev/null
   model=target/paper-cost/hf/hub/models--google-bert--bert-base-uncased/snapshots/$(cat target/paper-cost/hf/hub/models--google-bert--bert-base-uncased/refs/main)
 fi
-ours=$(ISOLAB_BENCH_MODEL="$model" cargo bench --quiet --profile dev --bench extract_sst2 2>/dev/null | grep tokens/s)
+report=$(ISOLAB_BENCH_MODEL="$model" cargo bench --quiet --profile dev --bench extract_sst2 2>/dev/null)
+ours=$(grep tokens/s <<<"$report")
 theirs=$("$py" scripts/bench_extract_torch.py --model "$model" --glue data/glue 2>/dev/null | grep tokens/s)
+grep -v -e tokens/s -e "^embedding" <<<"$report"
 echo "$ours"
 echo "$theirs"
 # Both run every token through the model; we keep only the real ones (no [CLS] / [SEP]), PyTorch
 # copies them too, so the token counts differ: compare the times for the same sentences.
 a=$(sed -E 's/.*best of 3 ([0-9.]+) s.*/\1/' <<<"$ours")
 b=$(sed -E 's/.*best of 3 ([0-9.]+) s.*/\1/' <<<"$theirs")
+limit=$(sed -nE 's/.*at the peak ([0-9.]+) s.*/\1/p' <<<"$report")
 echo "ratio (PyTorch time / isotropy-lab time): $(python3 -c "print(f'{$b / $a:.2f}')")"
+echo "PyTorch at $(python3 -c "print(f'{$b / $limit:.2f}')")× the limit, isotropy-lab at $(python3 -c "print(f'{$a / $limit:.2f}')")×"

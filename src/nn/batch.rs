@@ -1,10 +1,11 @@
 //! Padded batches, and every token's hidden states gathered from them: what extraction and the
 //! training trace share.
 
+use crate::nn::cpu::contiguous;
 use crate::nn::model::Model;
 use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Storage, Tensor};
 use tokenizers::Encoding;
 
 /// A padded batch on the model's device.
@@ -143,9 +144,14 @@ pub(crate) fn embed_tokens(
         let b = Batch::pad(encodings, batch, pad_id, device)?;
         let states = encoder.forward_all(&b.ids, &b.types, &b.mask, up_to)?;
         for (li, &layer) in layers.iter().enumerate() {
-            let state = states[layer].to_device(&Device::Cpu)?;
+            let state = states[layer].to_device(&Device::Cpu)?.contiguous()?;
             let seq = state.dim(1)?;
-            let flat: Vec<f32> = state.flatten_all()?.to_vec1()?;
+            let (storage, layout) = state.storage_and_layout();
+            let Storage::Cpu(storage) = &*storage else {
+                bail!("hidden state {layer}: not on the CPU after copying it there");
+            };
+            // The rows are read in place, not copied out of the tensor first.
+            let flat = contiguous(storage, layout, "gathering hidden states")?;
             for (bi, &s) in batch.iter().enumerate() {
                 for (r, &pos) in rows.kept[s].iter().enumerate() {
                     let src = (bi * seq + pos) * hidden;
