@@ -16,7 +16,8 @@ use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
 pub use candle_transformers::models::bert::{Config, HiddenAct};
 
 /// How a forward pass runs: inference, or training (dropout on, every kernel a node of candle's
-/// graph). Both run the same fused kernels ([`kernels`]).
+/// graph). Both run the same fused CPU kernels ([`kernels`]); inference on another device (a GPU,
+/// with the `cuda` feature) runs candle's own operations.
 pub(crate) enum Mode<'a> {
     /// Inference: no dropout, nothing kept for a backward pass.
     Eval,
@@ -40,6 +41,12 @@ impl Mode<'_> {
         }
     }
 
+    /// Whether the fused kernels run on `x`: always in training (they refuse a tensor off the
+    /// CPU with a clear error), in inference when `x` is on the CPU.
+    fn fused(&self, x: &Tensor) -> bool {
+        matches!(self, Mode::Train(_)) || x.device().is_cpu()
+    }
+
     /// A fresh dropout mask of rate `p`: none in inference or when `p` is 0.
     fn mask(&mut self, p: f32) -> Option<Mask> {
         match self {
@@ -50,11 +57,11 @@ impl Mode<'_> {
 }
 
 /// A Linear layer as one node ([`kernels::linear`]), whose backward writes the weight gradient
-/// in the weight's own layout; candle's own for a layer without bias.
+/// in the weight's own layout; candle's own for a layer without bias or off the CPU.
 pub(crate) fn apply_linear(layer: &Linear, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
     match layer.bias() {
-        Some(bias) => kernels::linear(x, layer.weight(), bias, mode.pass()),
-        None => layer.forward(x),
+        Some(bias) if mode.fused(x) => kernels::linear(x, layer.weight(), bias, mode.pass()),
+        _ => layer.forward(x),
     }
 }
 
@@ -75,6 +82,10 @@ impl Norm {
     }
 
     fn forward(&self, x: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
+        if !mode.fused(x) {
+            let x = x.contiguous()?;
+            return candle_nn::ops::layer_norm(&x, &self.weight, &self.bias, self.eps as f32);
+        }
         kernels::layer_norm(x, (&self.weight, &self.bias), self.eps, mode.pass())
     }
 
@@ -86,6 +97,9 @@ impl Norm {
         p: f32,
         mode: &mut Mode,
     ) -> candle_core::Result<Tensor> {
+        if !mode.fused(&y) {
+            return self.forward(&(y + residual)?, mode);
+        }
         let drop = mode.mask(p);
         kernels::add_norm(
             &y,
@@ -201,6 +215,9 @@ impl Layer {
 
     /// `x`: (batch, seq, hidden); `mask`: (batch, 1, 1, seq) additive.
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        if !mode.fused(x) {
+            return self.forward_off_cpu(x, mask);
+        }
         // One product for the three projections: (batch, seq, 3 · hidden).
         let qkv = kernels::linear(x, &self.qkv_weight()?, &self.qkv_bias()?, mode.pass())?;
         let drop = mode.mask(self.attention_dropout);
@@ -230,6 +247,38 @@ impl Layer {
             self.hidden_dropout,
             mode,
         )
+    }
+
+    /// Inference off the CPU (a GPU, with the `cuda` feature), where the fused kernels do not
+    /// run: candle's own operations, the same computation.
+    fn forward_off_cpu(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let head_dim = h / self.heads;
+        let split = |y: Tensor| -> candle_core::Result<Tensor> {
+            y.reshape((b, t, self.heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (
+            split(self.query.forward(x)?)?,
+            split(self.key.forward(x)?)?,
+            split(self.value.forward(x)?)?,
+        );
+        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
+        let ctx = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, t, h))?;
+        let eval = &mut Mode::Eval;
+        let attn = self
+            .attn_norm
+            .add_forward(self.attn_out.forward(&ctx)?, x, 0.0, eval)?;
+        let inter = self.intermediate.forward(&attn)?;
+        let inter = match self.act {
+            HiddenAct::Gelu => inter.gelu_erf()?,
+            HiddenAct::GeluApproximate => inter.gelu()?,
+            HiddenAct::Relu => inter.relu()?,
+        };
+        self.out_norm
+            .add_forward(self.output.forward(&inter)?, &attn, 0.0, eval)
     }
 }
 

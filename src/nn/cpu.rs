@@ -11,7 +11,7 @@ pub(crate) fn contiguous<'a>(
 ) -> candle_core::Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(d) => d,
-        _ => candle_core::bail!("{what}: training kernels take f32"),
+        _ => candle_core::bail!("{what}: the fused kernels take f32"),
     };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),

@@ -65,7 +65,7 @@ fn with_values<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(s) => Ok(f(contiguous(s, layout, what)?)),
-        _ => candle_core::bail!("{what}: training kernels run on the CPU"),
+        _ => candle_core::bail!("{what}: the fused kernels run on the CPU"),
     }
 }
 

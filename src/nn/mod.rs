@@ -6,7 +6,8 @@
 //! - [`weights`]: a checkpoint's tensors under transformers' names (the one weight loader);
 //! - [`tokenizer`]: `tokenizer.json`, or BERT's tokenizer built from `vocab.txt`;
 //! - [`bert`]: the encoder, returning every hidden state, in inference or training mode;
-//! - [`kernels`]: fused CPU kernels with a backward pass (Linear, attention, LayerNorm, GELU);
+//! - [`kernels`]: the fused CPU kernels of inference and training (Linear, attention, LayerNorm,
+//!   GELU), each with a backward pass;
 //! - [`dropout`]: seeded, counter-based dropout masks;
 //! - [`batch`]: padded batches, and every token's hidden states gathered from them.
 

@@ -4,7 +4,7 @@
 //! instruction set gives the same bits: a result does not depend on the CPU it ran on.
 
 /// e^x in f32 with Cephes' degree-6 polynomial for `expf` (about 1 ulp). Arguments are clamped to
-/// [−87.3, 88.7] (results from about 1.2e-38 to 3.4e38); NaN stays NaN. The training kernels'
+/// [−87.3, 88.7] (results from about 1.2e-38 to 3.4e38); NaN stays NaN. The encoder kernels'
 /// softmax and GELU use it.
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
