@@ -335,7 +335,8 @@ impl Embeddings {
         Ok(emb)
     }
 
-    /// Extracts without looking at or writing to the cache.
+    /// Extracts without looking at or writing to the embedding cache (the token frequencies of
+    /// a task's training split still come from, or go to, their own cache).
     pub fn extract_uncached(
         model: &Model,
         source: &Source,
@@ -630,10 +631,13 @@ fn training_frequencies(
         Column::new(columns::TOKEN_ID.into(), ids),
         Column::new(FREQUENCY_COUNT.into(), n),
     ])?;
-    atomic::write_file(&path, |f| {
+    // The counts are already made: a cache that cannot be written costs the next run time only.
+    if let Err(e) = atomic::write_file(&path, |f| {
         ParquetWriter::new(f).finish(&mut table)?;
         Ok(())
-    })?;
+    }) {
+        eprintln!("not caching the token frequencies: {e:#}");
+    }
     Ok(Some(counts))
 }
 
