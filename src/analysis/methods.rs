@@ -2,7 +2,8 @@
 //! enhancement table: each method's effect on isotropy and on a task score, for one layer.
 
 use crate::analysis::extract::Embeddings;
-use crate::geometry::cluster::{kmeans, KMeansOptions};
+use crate::analysis::structure::kmeans_labels;
+use crate::geometry::cluster::KMeansOptions;
 use crate::geometry::enhance::{GlobalSweep, Method};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
@@ -104,7 +105,7 @@ pub fn method_table(
                                 seed,
                                 ..KMeansOptions::authors(k)
                             };
-                            new.insert(kmeans(original, &opts)?.labels)
+                            new.insert(kmeans_labels(original, &opts)?)
                         }
                     };
                     Matrix::from_faer(m.apply_f64(original, Some(labels), seed)?.as_ref())

@@ -9,6 +9,7 @@ use crate::geometry::logistic::{standardise, LogisticRegression, ProbeOptions};
 use crate::geometry::spectrum::Pca;
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
+use crate::util::memo::{cached_frame, Key};
 use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
 use faer::Mat;
@@ -169,7 +170,8 @@ impl Default for TokenProbeOptions {
 /// does not inflate what is left (the L2-penalised probe is unchanged by the rotation, so this is
 /// the probe on the vectors with those directions projected out). Columns: `target`, `seed`, `k`,
 /// `top_k_accuracy`, `removed_accuracy`; [`crate::analysis::spread::summarise`] gives the spread
-/// over seeds. The fits run in parallel.
+/// over seeds. The fits run in parallel; the table is cached on disk by the rows, the target's
+/// values and the options ([`crate::util::memo`]), so the same call again reads it back.
 ///
 /// ```no_run
 /// use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
@@ -203,15 +205,36 @@ pub fn token_direction_probes(
     if let Some(&k) = opts.ks.iter().find(|&&k| k == 0 || k >= d) {
         bail!("probe: k = {k} must be between 1 and {}", d - 1);
     }
-    // One class index per token, shared by train and dev.
     let (vt, vd) = (target.values(train)?, target.values(dev)?);
-    let names: BTreeSet<&str> = vt.iter().chain(&vd).map(String::as_str).collect();
+    // Cached by everything the probes read: a cell run again answers from disk.
+    let key = Key::new("token-probes")
+        .matrix(xt)
+        .matrix(xd)
+        .debug(&(target, &vt, &vd, opts, protocol));
+    cached_frame(key, || {
+        fit_token_probes(xt, xd, (&vt, &vd), target, opts, protocol)
+    })
+}
+
+/// The work of [`token_direction_probes`], on the layer's train and dev rows and their target
+/// values.
+fn fit_token_probes(
+    xt: &Matrix,
+    xd: &Matrix,
+    (vt, vd): (&[String], &[String]),
+    target: TokenTarget,
+    opts: &TokenProbeOptions,
+    protocol: &Protocol,
+) -> Result<DataFrame> {
+    let d = xt.cols();
+    // One class index per token, shared by train and dev.
+    let names: BTreeSet<&str> = vt.iter().chain(vd).map(String::as_str).collect();
     let index = |v: &[String]| -> Vec<i64> {
         v.iter()
             .map(|s| names.iter().position(|n| *n == s.as_str()).unwrap_or(0) as i64)
             .collect()
     };
-    let (yt_all, yd) = (index(&vt), index(&vd));
+    let (yt_all, yd) = (index(vt), index(vd));
     let dev_faer = xd.to_faer();
     // Each seed's draw: its labels, and the draw's and dev's principal coordinates over one scale.
     let draws = protocol

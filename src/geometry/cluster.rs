@@ -7,6 +7,7 @@
 use crate::geometry::isotropy::isotropy_of;
 use crate::geometry::similarity::mean_cosine;
 use crate::util::matrix::Matrix;
+use crate::util::memo::{cached_json, Key};
 use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
 use faer::{Mat, MatRef};
@@ -14,6 +15,7 @@ use pulp::{Arch, Simd, WithSimd};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// How [`kmeans`] picks its first centres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -720,7 +722,8 @@ pub struct KChoice {
 
 /// Chooses k by the silhouette (Cai et al. 2021): k-means for every k in `ks`, the k with the
 /// highest (sampled) silhouette, or a single cluster if that silhouette is below `floor` (they
-/// use k in 2..=15 and floor 0.1).
+/// use k in 2..=15 and floor 0.1). The choice is cached on disk by the rows' values and the
+/// arguments ([`crate::util::memo`]): the same call again reads it back.
 ///
 /// ```
 /// use isotropy_lab::geometry::cluster::{choose_k, KMeansOptions};
@@ -733,6 +736,29 @@ pub struct KChoice {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn choose_k(
+    w: &Matrix,
+    ks: std::ops::RangeInclusive<usize>,
+    opts: &KMeansOptions,
+    sample: usize,
+    floor: f64,
+) -> Result<KChoice> {
+    let key = Key::new("choose-k")
+        .matrix(w)
+        .debug(&(&ks, opts, sample, floor));
+    let stored = cached_json(key, || {
+        Ok(StoredChoice::from(&choose_k_uncached(
+            w,
+            ks.clone(),
+            opts,
+            sample,
+            floor,
+        )?))
+    })?;
+    stored.into_choice(w)
+}
+
+/// [`choose_k`]'s work, not cached.
+fn choose_k_uncached(
     w: &Matrix,
     ks: std::ops::RangeInclusive<usize>,
     opts: &KMeansOptions,
@@ -775,6 +801,71 @@ pub fn choose_k(
                 },
             })
         }
+    }
+}
+
+/// A [`KChoice`] as its cache entry keeps it: the centres row-major, every f64 as its bits (JSON
+/// text does not always parse back to the same f64).
+#[derive(Serialize, Deserialize)]
+struct StoredChoice {
+    k: usize,
+    scores: Vec<(usize, u64)>,
+    labels: Vec<usize>,
+    centroids: Vec<u64>,
+    inertia: u64,
+    iterations: usize,
+}
+
+impl From<&KChoice> for StoredChoice {
+    fn from(choice: &KChoice) -> StoredChoice {
+        let c = &choice.clustering;
+        StoredChoice {
+            k: choice.k,
+            scores: choice
+                .scores
+                .iter()
+                .map(|&(k, s)| (k, s.to_bits()))
+                .collect(),
+            labels: c.labels.clone(),
+            centroids: (0..c.centroids.nrows())
+                .flat_map(|i| (0..c.centroids.ncols()).map(move |j| c.centroids[(i, j)].to_bits()))
+                .collect(),
+            inertia: c.inertia.to_bits(),
+            iterations: c.iterations,
+        }
+    }
+}
+
+impl StoredChoice {
+    /// The choice back, checked against the rows it was made for.
+    fn into_choice(self, w: &Matrix) -> Result<KChoice> {
+        let d = w.cols();
+        let rows = self.centroids.len() / d.max(1);
+        if self.labels.len() != w.rows()
+            || self.centroids.len() != rows * d
+            || rows != self.k
+            || self.labels.iter().any(|&l| l >= rows)
+        {
+            bail!(
+                "a cached choice of k does not fit the {} × {d} rows (delete cache/results/choose-k)",
+                w.rows()
+            );
+        }
+        let centroids = Mat::from_fn(rows, d, |i, j| f64::from_bits(self.centroids[i * d + j]));
+        Ok(KChoice {
+            k: self.k,
+            scores: self
+                .scores
+                .into_iter()
+                .map(|(k, s)| (k, f64::from_bits(s)))
+                .collect(),
+            clustering: Clustering {
+                labels: self.labels,
+                centroids,
+                inertia: f64::from_bits(self.inertia),
+                iterations: self.iterations,
+            },
+        })
     }
 }
 

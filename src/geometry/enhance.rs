@@ -19,7 +19,8 @@
 
 use crate::geometry::cluster::{kmeans, members, KMeansOptions};
 use crate::geometry::isotropy::{log_f_both_signs, Isotropy};
-use crate::geometry::spectrum::{centred, Pca, Spectrum};
+use crate::geometry::spectrum::{centred, remove_directions, Pca, Spectrum};
+use crate::geometry::Centred;
 use crate::util::matrix::Matrix;
 use anyhow::{anyhow, bail, Result};
 use faer::{Mat, MatRef};
@@ -139,7 +140,27 @@ impl Method {
     /// Applies the method to `w`'s rows (clustering with the authors' k-means,
     /// [`KMeansOptions::authors`], seeded by `seed`), f32 out.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
-        Ok(Matrix::from_faer(self.apply_f64(w, None, seed)?.as_ref()))
+        match *self {
+            // One group of every row: centred (and its top directions removed) a block of rows
+            // at a time, with no f64 copy of the matrix.
+            Method::ZeroMean | Method::Global { .. } => {
+                w.check_finite(&format!("enhancement {}", self.label()))?;
+                let d = match *self {
+                    Method::Global { d } => {
+                        check_removable(self, d, w.cols())?;
+                        d.min(w.rows() - 1)
+                    }
+                    _ => 0,
+                };
+                if d == 0 {
+                    let means = Centred::new(w).means;
+                    remove_directions(w, &means, Mat::<f64>::zeros(w.cols(), 0).as_ref())
+                } else {
+                    Pca::fit(w)?.remove_top_rows(w, d)
+                }
+            }
+            _ => Ok(Matrix::from_faer(self.apply_f64(w, None, seed)?.as_ref())),
+        }
     }
 
     /// Applies the method in f64. For the clustered methods, `labels` (one cluster per row, 0..k)
@@ -282,7 +303,7 @@ impl fmt::Display for Method {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub struct GlobalSweep {
-    x: Mat<f64>,
+    w: Matrix,
     pca: Pca,
     /// (log F(u), log F(−u)) on each principal axis of the input, in the PCA's order.
     log_f: Vec<(f64, f64)>,
@@ -293,32 +314,35 @@ impl GlobalSweep {
     /// centred rows on all of them.
     pub fn fit(w: &Matrix) -> Result<GlobalSweep> {
         w.check_finite("enhancement global")?;
-        let x = w.to_faer();
-        let pca = Pca::fit_f64(x.as_ref())?;
-        let (_, c) = centred(x.as_ref());
-        let log_f = log_f_both_signs(&c.as_ref(), pca.components.as_ref());
-        Ok(GlobalSweep { x, pca, log_f })
+        let pca = Pca::fit(w)?;
+        let centred = Centred {
+            w,
+            means: pca.mean.clone(),
+        };
+        let log_f = log_f_both_signs(&centred, pca.components.as_ref());
+        Ok(GlobalSweep {
+            w: w.clone(),
+            pca,
+            log_f,
+        })
     }
 
     /// The number of directions removed for a requested `d`: at most rows − 1 (the centred rows
     /// span no more); `d` must be below the dimension, as [`Method::Global`] requires.
     fn removed(&self, d: usize) -> Result<usize> {
-        check_removable(&Method::Global { d }, d, self.x.ncols())?;
-        Ok(d.min(self.x.nrows() - 1))
+        check_removable(&Method::Global { d }, d, self.w.cols())?;
+        Ok(d.min(self.w.rows() - 1))
     }
 
     /// The rows with the top `d` directions removed: what [`Method::Global`]`.apply` returns.
     pub fn apply(&self, d: usize) -> Result<Matrix> {
-        let d = self.removed(d)?;
-        Ok(Matrix::from_faer(
-            self.pca.remove_top(self.x.as_ref(), d)?.as_ref(),
-        ))
+        self.pca.remove_top_rows(&self.w, self.removed(d)?)
     }
 
     /// I(W) of [`GlobalSweep::apply`]`(d)`, from the scores on the remaining axes.
     pub fn isotropy(&self, d: usize) -> Result<Isotropy> {
         let d = self.removed(d)?;
-        let log_n = (self.x.nrows() as f64).ln();
+        let log_n = (self.w.rows() as f64).ln();
         let mut log_f = vec![(log_n, log_n); d];
         log_f.extend_from_slice(&self.log_f[d..]);
         Ok(Isotropy::from_log_f(&log_f))

@@ -9,6 +9,7 @@
 
 use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// Rows of `w` scaled to unit norm, in f64 (row-major), with a flag per row: false for a zero row.
@@ -31,6 +32,44 @@ fn unit_rows(w: &Matrix) -> (Vec<f64>, Vec<bool>) {
         }
     }
     (out, nonzero)
+}
+
+/// Per column, the sum and the sum of squares of `w`'s rows scaled to unit norm, and the number of
+/// non-zero rows (zero rows are left out). One pass, blocks of rows in parallel, their sums added
+/// in block order (the result does not depend on the number of threads); no copy of the rows.
+fn unit_sums(w: &Matrix) -> (Vec<f64>, Vec<f64>, usize) {
+    const BLOCK: usize = 1024;
+    let d = w.cols();
+    let blocks: Vec<(Vec<f64>, Vec<f64>, usize)> = (0..w.rows().div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let (mut sum, mut sq, mut n) = (vec![0.0; d], vec![0.0; d], 0);
+            for i in b * BLOCK..((b + 1) * BLOCK).min(w.rows()) {
+                let row = w.row(i);
+                let norm = row
+                    .iter()
+                    .map(|&x| f64::from(x) * f64::from(x))
+                    .sum::<f64>()
+                    .sqrt();
+                if norm > 0.0 {
+                    n += 1;
+                    for ((s, q), &x) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
+                        let u = f64::from(x) / norm;
+                        *s += u;
+                        *q += u * u;
+                    }
+                }
+            }
+            (sum, sq, n)
+        })
+        .collect();
+    let (mut sum, mut sq, mut n) = (vec![0.0; d], vec![0.0; d], 0);
+    for (bs, bq, bn) in blocks {
+        sum.iter_mut().zip(bs).for_each(|(s, b)| *s += b);
+        sq.iter_mut().zip(bq).for_each(|(q, b)| *q += b);
+        n += bn;
+    }
+    (sum, sq, n)
 }
 
 /// Each dimension's contribution to the mean cosine of all pairs of distinct rows of `w`, and the
@@ -66,19 +105,11 @@ impl CosineContributions {
     /// Computes the contributions; needs 2 non-zero rows.
     pub fn of(w: &Matrix) -> Result<CosineContributions> {
         w.check_finite("cosine contributions")?;
-        let (unit, nonzero) = unit_rows(w);
-        let n = nonzero.iter().filter(|&&b| b).count();
+        let (sum, sq, n) = unit_sums(w);
         if n < 2 {
             bail!("mean cosine: needs at least 2 non-zero rows, the matrix has {n}");
         }
         let d = w.cols();
-        let (mut sum, mut sq) = (vec![0.0; d], vec![0.0; d]);
-        for row in unit.chunks_exact(d) {
-            for j in 0..d {
-                sum[j] += row[j];
-                sq[j] += row[j] * row[j];
-            }
-        }
         let pairs = (n * (n - 1)) as f64;
         let per_dimension: Vec<f64> = (0..d).map(|j| (sum[j] * sum[j] - sq[j]) / pairs).collect();
         let mean_cosine = per_dimension.iter().sum();

@@ -2,10 +2,12 @@
 //! variances), how many components it takes to explain a share of the variance, the participation
 //! ratio, the count of dominant directions, and IsoScore.
 
-use crate::geometry::{gram_lower, orientation, Centred, RowBlocks};
-use crate::util::matrix::Matrix;
+use crate::geometry::{gram_lower, orientation, Centred, RowBlocks, BLOCK_ROWS};
+use crate::util::matrix::{write_f32, Matrix};
 use anyhow::{bail, Result};
-use faer::{Mat, MatRef, Side};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par, Side};
+use rayon::prelude::*;
 
 /// The column means of `x` and `x` with them subtracted.
 pub(crate) fn centred(x: MatRef<'_, f64>) -> (Vec<f64>, Mat<f64>) {
@@ -150,6 +152,21 @@ impl Pca {
         Ok(&c - &proj * top.transpose())
     }
 
+    /// [`Pca::remove_top`] on f32 rows, f32 out: what the global method returns. The rows are
+    /// read a block of [`BLOCK_ROWS`] at a time in f64 (blocks in parallel), so no f64 copy of
+    /// the matrix is made.
+    pub fn remove_top_rows(&self, w: &Matrix, d: usize) -> Result<Matrix> {
+        let d = self.check_k(d, "remove_top_rows")?;
+        if w.cols() != self.mean.len() {
+            bail!(
+                "PCA remove_top_rows: fitted on {} columns, given {}",
+                self.mean.len(),
+                w.cols()
+            );
+        }
+        remove_directions(w, &self.mean, self.components.get(.., ..d))
+    }
+
     fn check_k(&self, k: usize, what: &str) -> Result<usize> {
         let dim = self.components.ncols();
         if k > dim {
@@ -157,6 +174,43 @@ impl Pca {
         }
         Ok(k)
     }
+}
+
+/// The rows of `w` minus `mean`, with their projections on the unit columns of `top` removed
+/// (none: the rows centred), in f32: a block of [`BLOCK_ROWS`] rows at a time in f64, blocks in
+/// parallel.
+pub(crate) fn remove_directions(w: &Matrix, mean: &[f64], top: MatRef<'_, f64>) -> Result<Matrix> {
+    let (n, dim, d) = (w.rows(), w.cols(), top.ncols());
+    let mut data = vec![0f32; n * dim];
+    data.par_chunks_mut(BLOCK_ROWS * dim)
+        .enumerate()
+        .for_each_init(
+            || {
+                (
+                    Mat::<f64>::zeros(BLOCK_ROWS.min(n), dim),
+                    Mat::<f64>::zeros(BLOCK_ROWS.min(n), d),
+                )
+            },
+            |(rows, z), (b, out)| {
+                let len = out.len() / dim;
+                let mut c = rows.as_mut().subrows_mut(0, len);
+                w.write_f64(b * BLOCK_ROWS, c.as_mut(), Some(mean));
+                if d > 0 {
+                    let mut z = z.as_mut().subrows_mut(0, len);
+                    matmul(z.as_mut(), Accum::Replace, c.as_ref(), top, 1.0, Par::Seq);
+                    matmul(
+                        c.as_mut(),
+                        Accum::Add,
+                        z.as_ref(),
+                        top.transpose(),
+                        -1.0,
+                        Par::Seq,
+                    );
+                }
+                write_f32(c.as_ref(), out);
+            },
+        );
+    Matrix::new(n, dim, data)
 }
 
 /// The factor over the mean variance above which [`Spectrum::dominant`] counts a direction as

@@ -138,16 +138,24 @@ impl Matrix {
     pub fn from_faer(m: faer::MatRef<'_, f64>) -> Matrix {
         let (rows, cols) = (m.nrows(), m.ncols());
         let mut data = vec![0f32; rows * cols];
-        for start in (0..rows).step_by(BLOCK) {
-            let end = (start + BLOCK).min(rows);
-            for j in 0..cols {
-                let col = m.col(j);
-                for i in start..end {
-                    data[i * cols + j] = col[i] as f32;
-                }
+        write_f32(m, &mut data);
+        Matrix { rows, cols, data }
+    }
+}
+
+/// `m`'s values in f32 into `out`, row-major (`out` holds `m.nrows() × m.ncols()` values): the
+/// inverse of [`Matrix::write_f64`], for a block of rows as for a whole matrix.
+pub(crate) fn write_f32(m: faer::MatRef<'_, f64>, out: &mut [f32]) {
+    let (rows, cols) = (m.nrows(), m.ncols());
+    debug_assert_eq!(out.len(), rows * cols);
+    for start in (0..rows).step_by(BLOCK) {
+        let end = (start + BLOCK).min(rows);
+        for j in 0..cols {
+            let col = m.col(j);
+            for i in start..end {
+                out[i * cols + j] = col[i] as f32;
             }
         }
-        Matrix { rows, cols, data }
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`sample`]: the seeded, sorted sample of row indices every layer draws;
 //! - [`matrix`]: the row-major f32 matrix that carries token vectors between layers;
 //! - [`exp`]: e^x without a branch or a library call, for loops that vectorise;
+//! - [`memo`]: results cached on disk by their inputs and the crate's build;
 //! - [`frame`]: polars DataFrames that stay usable from notebook cell to cell;
 //! - [`process`]: process-wide tuning for long training runs (allocator, candle's threads).
 
@@ -16,6 +17,7 @@ pub mod exp;
 pub mod frame;
 pub mod hash;
 pub mod matrix;
+pub mod memo;
 pub mod paths;
 pub mod process;
 pub mod progress;
