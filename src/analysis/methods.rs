@@ -10,6 +10,7 @@ use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::Spectrum;
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
+use crate::util::memo::{cached_frame, Key};
 use anyhow::Result;
 use polars::prelude::{Column, DataFrame};
 use std::collections::hash_map::{Entry, HashMap};
@@ -58,6 +59,11 @@ pub type Scorer<'a> = (&'a str, &'a dyn Fn(&Matrix) -> Result<f64>);
 /// `isoscore`, `mean_cosine`, and a column per scorer. Every global D is read off one PCA
 /// ([`GlobalSweep`]) and the clustered methods with the same k share one k-means (seeded by
 /// `seed`, as [`Method::apply`] runs it), so a sweep over D costs about one method.
+///
+/// What does not depend on the scorers is cached on disk ([`crate::util::memo`]): the k-means
+/// labels, and each row's I(W), IsoScore and mean cosine, by the layer's values, the method and
+/// the seed. The scorers run every time, on the transformed rows (the code of a closure cannot
+/// be part of a key); without scorers, a table computed before is read back whole.
 pub fn method_table(
     emb: &Embeddings,
     layer: usize,
@@ -66,19 +72,25 @@ pub fn method_table(
     scorers: &[Scorer<'_>],
 ) -> Result<DataFrame> {
     let original = emb.layer(layer)?;
+    let base = Key::new("method-geometry").matrix(original).debug(&seed);
     let mut names = vec!["none".to_string()];
     let (mut ks, mut ds) = (vec![0u32], vec![0u32]);
-    let (mut iso, mut score) = (Vec::new(), Vec::new());
-    let mut matrices = vec![original.clone()];
-    iso.push(isotropy(original)?.both_signs);
-    score.push(Spectrum::of(original)?.isoscore().unwrap_or(f64::NAN));
-    // Work the methods share is done once: one PCA for every global D (whose I(W) and spectrum
-    // it also gives), one k-means per k for the clustered methods.
-    let sweep = if methods.iter().any(|m| matches!(m, Method::Global { .. })) {
-        Some(GlobalSweep::fit(original)?)
-    } else {
-        None
+    // The measures, a row per method, under the untouched layer's.
+    let mut table = cached_frame(base.clone().debug(&"none"), || measured(original, None))?;
+    let mut extra: Vec<Vec<f64>> = vec![Vec::new(); scorers.len()];
+    let mut score = |m: &Matrix| -> Result<()> {
+        for (col, (_, f)) in extra.iter_mut().zip(scorers) {
+            col.push(f(m)?);
+        }
+        Ok(())
     };
+    if !scorers.is_empty() {
+        score(original)?;
+    }
+    // Work the methods share is done once, and only when a row needs it: one PCA for every
+    // global D (whose I(W) and spectrum it also gives), one k-means per k for the clustered
+    // methods.
+    let mut sweep: Option<GlobalSweep> = None;
     let mut clusterings: HashMap<usize, Vec<usize>> = HashMap::new();
     for m in methods {
         names.push(m.label());
@@ -90,53 +102,75 @@ pub fn method_table(
         };
         ks.push(k as u32);
         ds.push(d as u32);
-        let out = match (m, &sweep) {
-            (Method::Global { d }, Some(sweep)) => {
-                iso.push(sweep.isotropy(*d)?.both_signs);
-                score.push(sweep.spectrum(*d)?.isoscore().unwrap_or(f64::NAN));
-                sweep.apply(*d)?
-            }
-            _ => {
-                let out = if k > 0 {
-                    let labels = match clusterings.entry(k) {
-                        Entry::Occupied(known) => known.into_mut(),
-                        Entry::Vacant(new) => {
-                            let opts = KMeansOptions {
-                                seed,
-                                ..KMeansOptions::authors(k)
-                            };
-                            new.insert(kmeans_labels(original, &opts)?)
-                        }
-                    };
-                    Matrix::from_faer(m.apply_f64(original, Some(labels), seed)?.as_ref())
-                } else {
-                    m.apply(original, seed)?
-                };
-                iso.push(isotropy(&out)?.both_signs);
-                score.push(Spectrum::of(&out)?.isoscore().unwrap_or(f64::NAN));
-                out
-            }
+        let key = base.clone().debug(m);
+        let row = if scorers.is_empty() {
+            cached_frame(key, || {
+                let out = transform(m, original, seed, &mut sweep, &mut clusterings)?;
+                measured(&out, Some((m, &sweep)))
+            })?
+        } else {
+            let out = transform(m, original, seed, &mut sweep, &mut clusterings)?;
+            score(&out)?;
+            cached_frame(key, || measured(&out, Some((m, &sweep))))?
         };
-        matrices.push(out);
+        table.vstack_mut(&row)?;
     }
-    let mut cos = Vec::new();
-    let mut extra: Vec<Vec<f64>> = vec![Vec::new(); scorers.len()];
-    for m in &matrices {
-        cos.push(mean_cosine(m).unwrap_or(f64::NAN));
-        for (col, (_, f)) in extra.iter_mut().zip(scorers) {
-            col.push(f(m)?);
-        }
-    }
-    let mut cols = vec![
-        Column::new("method".into(), names),
-        Column::new("k".into(), ks),
-        Column::new("d".into(), ds),
-        Column::new("isotropy_both_signs".into(), iso),
-        Column::new("isoscore".into(), score),
-        Column::new("mean_cosine".into(), cos),
-    ];
+    table.insert_column(0, Column::new("method".into(), names))?;
+    table.insert_column(1, Column::new("k".into(), ks))?;
+    table.insert_column(2, Column::new("d".into(), ds))?;
     for (col, (name, _)) in extra.into_iter().zip(scorers) {
-        cols.push(Column::new((*name).into(), col));
+        table.with_column(Column::new((*name).into(), col))?;
     }
-    Ok(DataFrame::new_infer_height(cols)?.fresh())
+    Ok(table.fresh())
+}
+
+/// `method` applied to `original`, for [`method_table`]: a global D off the shared PCA (fitted
+/// on first use), a clustered method with the shared k-means labels of its k.
+fn transform(
+    method: &Method,
+    original: &Matrix,
+    seed: u64,
+    sweep: &mut Option<GlobalSweep>,
+    clusterings: &mut HashMap<usize, Vec<usize>>,
+) -> Result<Matrix> {
+    match *method {
+        Method::Global { d } => {
+            if sweep.is_none() {
+                *sweep = Some(GlobalSweep::fit(original)?);
+            }
+            match sweep {
+                Some(s) => s.apply(d),
+                None => method.apply(original, seed),
+            }
+        }
+        Method::ClusterZeroMean { k } | Method::ClusterBased { k, .. } => {
+            let labels = match clusterings.entry(k) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    let opts = KMeansOptions {
+                        seed,
+                        ..KMeansOptions::authors(k)
+                    };
+                    new.insert(kmeans_labels(original, &opts)?)
+                }
+            };
+            method.apply_with(original, Some(labels), seed)
+        }
+        Method::ZeroMean => method.apply(original, seed),
+    }
+}
+
+/// A row of [`method_table`]'s measures of `out` (the result of `method`, when it is one):
+/// `isotropy_both_signs`, `isoscore` and `mean_cosine`. A global method's I(W) and spectrum are
+/// read off the sweep that made it.
+fn measured(out: &Matrix, method: Option<(&Method, &Option<GlobalSweep>)>) -> Result<DataFrame> {
+    let (iso, spectrum) = match method {
+        Some((Method::Global { d }, Some(sweep))) => (sweep.isotropy(*d)?, sweep.spectrum(*d)?),
+        _ => (isotropy(out)?, Spectrum::of(out)?),
+    };
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("isotropy_both_signs".into(), [iso.both_signs]),
+        Column::new("isoscore".into(), [spectrum.isoscore().unwrap_or(f64::NAN)]),
+        Column::new("mean_cosine".into(), [mean_cosine(out).unwrap_or(f64::NAN)]),
+    ])?)
 }

@@ -27,6 +27,7 @@ use faer::{Mat, MatRef};
 use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// The authors' number of clusters for BERT-base (their code's `n_cluster`).
 pub const DEFAULT_K: usize = 27;
@@ -140,40 +141,56 @@ impl Method {
     /// Applies the method to `w`'s rows (clustering with the authors' k-means,
     /// [`KMeansOptions::authors`], seeded by `seed`), f32 out.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
-        match *self {
-            // One group of every row: centred (and its top directions removed) a block of rows
-            // at a time, with no f64 copy of the matrix.
-            Method::ZeroMean | Method::Global { .. } => {
-                w.check_finite(&format!("enhancement {}", self.label()))?;
-                let d = match *self {
-                    Method::Global { d } => {
-                        check_removable(self, d, w.cols())?;
-                        d.min(w.rows() - 1)
-                    }
-                    _ => 0,
-                };
-                if d == 0 {
-                    let means = Centred::new(w).means;
-                    remove_directions(w, &means, Mat::<f64>::zeros(w.cols(), 0).as_ref())
-                } else {
-                    Pca::fit(w)?.remove_top_rows(w, d)
-                }
+        self.apply_with(w, None, seed)
+    }
+
+    /// [`Method::apply`], with `labels` (one cluster per row, 0..k) in place of the k-means
+    /// step of the clustered methods when given. Each group of rows (all of them, or a
+    /// cluster) is centred and loses its top directions a block of rows at a time in f64, with
+    /// no f64 copy of the matrix; the clusters run in parallel.
+    pub fn apply_with(&self, w: &Matrix, labels: Option<&[usize]>, seed: u64) -> Result<Matrix> {
+        w.check_finite(&format!("enhancement {}", self.label()))?;
+        let remove = self.removed_directions(w.cols())?;
+        let Some(groups) = self.groups(w, labels, seed)? else {
+            return centre_and_remove_rows(w, remove);
+        };
+        let cleaned = groups
+            .par_iter()
+            .filter(|rows| !rows.is_empty())
+            .map(|rows| Ok((rows, centre_and_remove_rows(&w.select_rows(rows)?, remove)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let dim = w.cols();
+        let mut out = vec![0f32; w.rows() * dim];
+        for (rows, part) in cleaned {
+            for (i, &r) in rows.iter().enumerate() {
+                out[r * dim..(r + 1) * dim].copy_from_slice(part.row(i));
             }
-            _ => Ok(Matrix::from_faer(self.apply_f64(w, None, seed)?.as_ref())),
+        }
+        Matrix::new(w.rows(), dim, out)
+    }
+
+    /// The number of directions the method removes from each group of rows (checked against
+    /// the dimension `dim`).
+    fn removed_directions(&self, dim: usize) -> Result<usize> {
+        match *self {
+            Method::Global { d } | Method::ClusterBased { d, .. } => {
+                check_removable(self, d, dim)?;
+                Ok(d)
+            }
+            _ => Ok(0),
         }
     }
 
-    /// Applies the method in f64. For the clustered methods, `labels` (one cluster per row, 0..k)
-    /// replaces the k-means step when given; otherwise k-means runs with `seed`.
-    pub fn apply_f64(&self, w: &Matrix, labels: Option<&[usize]>, seed: u64) -> Result<Mat<f64>> {
-        w.check_finite(&format!("enhancement {}", self.label()))?;
-        let dim = w.cols();
-        if let Method::Global { d } | Method::ClusterBased { d, .. } = *self {
-            check_removable(self, d, dim)?;
-        }
-        let x = w.to_faer();
-        let groups = match (self.clusters(), labels) {
-            (None, _) => vec![(0..w.rows()).collect::<Vec<_>>()],
+    /// The row indices of each cluster for the clustered methods (from `labels`, else from
+    /// k-means seeded by `seed`); `None` for the methods that treat all rows as one group.
+    fn groups(
+        &self,
+        w: &Matrix,
+        labels: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<Option<Vec<Vec<usize>>>> {
+        Ok(match (self.clusters(), labels) {
+            (None, _) => None,
             (Some(_), Some(labels)) => {
                 if labels.len() != w.rows() {
                     bail!(
@@ -183,20 +200,28 @@ impl Method {
                         w.rows()
                     );
                 }
-                members(labels, labels.iter().max().map_or(0, |m| m + 1))
+                Some(members(labels, labels.iter().max().map_or(0, |m| m + 1)))
             }
             (Some(k), None) => {
                 let opts = KMeansOptions {
                     seed,
                     ..KMeansOptions::authors(k)
                 };
-                kmeans(w, &opts)?.members()
+                Some(kmeans(w, &opts)?.members())
             }
-        };
-        let remove = match *self {
-            Method::Global { d } | Method::ClusterBased { d, .. } => d,
-            _ => 0,
-        };
+        })
+    }
+
+    /// Applies the method in f64. For the clustered methods, `labels` (one cluster per row, 0..k)
+    /// replaces the k-means step when given; otherwise k-means runs with `seed`.
+    pub fn apply_f64(&self, w: &Matrix, labels: Option<&[usize]>, seed: u64) -> Result<Mat<f64>> {
+        w.check_finite(&format!("enhancement {}", self.label()))?;
+        let dim = w.cols();
+        let remove = self.removed_directions(dim)?;
+        let x = w.to_faer();
+        let groups = self
+            .groups(w, labels, seed)?
+            .unwrap_or_else(|| vec![(0..w.rows()).collect::<Vec<_>>()]);
         if groups.len() == 1 {
             // One group of every row (zero-mean, global): no gathering and scattering.
             return centre_and_remove(x.as_ref(), remove);
@@ -305,25 +330,30 @@ impl fmt::Display for Method {
 pub struct GlobalSweep {
     w: Matrix,
     pca: Pca,
-    /// (log F(u), log F(−u)) on each principal axis of the input, in the PCA's order.
-    log_f: Vec<(f64, f64)>,
+    /// (log F(u), log F(−u)) on each principal axis of the input, in the PCA's order: one pass
+    /// over the rows, made the first time an I(W) is asked for.
+    log_f: OnceLock<Vec<(f64, f64)>>,
 }
 
 impl GlobalSweep {
-    /// Fits the principal axes of `w`'s rows (2 rows or more, finite values) and projects the
-    /// centred rows on all of them.
+    /// Fits the principal axes of `w`'s rows (2 rows or more, finite values).
     pub fn fit(w: &Matrix) -> Result<GlobalSweep> {
         w.check_finite("enhancement global")?;
-        let pca = Pca::fit(w)?;
-        let centred = Centred {
-            w,
-            means: pca.mean.clone(),
-        };
-        let log_f = log_f_both_signs(&centred, pca.components.as_ref());
         Ok(GlobalSweep {
             w: w.clone(),
-            pca,
-            log_f,
+            pca: Pca::fit(w)?,
+            log_f: OnceLock::new(),
+        })
+    }
+
+    /// The centred rows' (log F(u), log F(−u)) on every principal axis.
+    fn log_f(&self) -> &[(f64, f64)] {
+        self.log_f.get_or_init(|| {
+            let centred = Centred {
+                w: &self.w,
+                means: self.pca.mean.clone(),
+            };
+            log_f_both_signs(&centred, self.pca.components.as_ref())
         })
     }
 
@@ -344,7 +374,7 @@ impl GlobalSweep {
         let d = self.removed(d)?;
         let log_n = (self.w.rows() as f64).ln();
         let mut log_f = vec![(log_n, log_n); d];
-        log_f.extend_from_slice(&self.log_f[d..]);
+        log_f.extend_from_slice(&self.log_f()[d..]);
         Ok(Isotropy::from_log_f(&log_f))
     }
 
@@ -367,6 +397,17 @@ fn check_removable(method: &Method, d: usize, dim: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// [`centre_and_remove`] on f32 rows, f32 out (at most rows − 1 directions), without an f64
+/// copy of the rows.
+fn centre_and_remove_rows(w: &Matrix, d: usize) -> Result<Matrix> {
+    let d = d.min(w.rows().saturating_sub(1));
+    if d == 0 {
+        let means = Centred::new(w).means;
+        return remove_directions(w, &means, Mat::<f64>::zeros(w.cols(), 0).as_ref());
+    }
+    Pca::fit(w)?.remove_top_rows(w, d)
 }
 
 /// Subtracts the column means of `x`, then removes the projections on its top `d` principal
