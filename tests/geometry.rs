@@ -456,9 +456,17 @@ fn kmeans_silhouette_and_enhancement_match_references() {
             if st.tensor(&key).is_err() {
                 continue;
             }
+            let want = f64s(&st, &key);
             let got = method.apply_f64(&m, Some(&c.labels), 0).unwrap();
-            let diff = max_rel_diff(&got, &f64s(&st, &key));
+            let diff = max_rel_diff(&got, &want);
             assert!(diff < 1e-8, "{case} {name}: max relative difference {diff}");
+            // The f32 path the tables and notebooks use: the same method, rounded to f32.
+            let got = method.apply_with(&m, Some(&c.labels), 0).unwrap();
+            let diff = max_rel_diff(&got.to_faer(), &want);
+            assert!(
+                diff < 1e-6,
+                "{case} {name} in f32: max relative difference {diff}"
+            );
             checked += 1;
         }
         assert!(checked >= 2, "{case}: enhancement references missing");
@@ -467,6 +475,7 @@ fn kmeans_silhouette_and_enhancement_match_references() {
 
 #[test]
 fn kmeans_plus_plus_inertia_is_at_most_scikit_learns() {
+    common::setup(); // choose_k caches its choice: in the tests' cache folder
     let bytes = reference();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     // Seeds differ between the two libraries, so compare what seeds cannot change: on 8 clear
@@ -530,11 +539,16 @@ fn enhancement_invariants() {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let m = f32_matrix(&st, "sst2");
     let d = m.cols();
-    // Zero-mean output has zero mean.
+    // Zero-mean output has zero mean (in f32: up to the rounding of each value).
     let z = Method::ZeroMean.apply_f64(&m, None, 0).unwrap();
+    let z32 = Method::ZeroMean.apply(&m, 0).unwrap().to_faer();
     for j in 0..d {
         let mean = z.col(j).iter().sum::<f64>() / z.nrows() as f64;
         assert!(mean.abs() < 1e-12, "column {j} mean {mean}");
+        // Each value rounds by at most 2⁻²⁴ of itself.
+        let largest = z32.col(j).iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let mean = z32.col(j).iter().sum::<f64>() / z32.nrows() as f64;
+        assert!(mean.abs() < 1e-7 * largest, "f32 column {j} mean {mean}");
     }
     // Cluster-based output: in every cluster, orthogonal to the removed components; clusters
     // smaller than D (the seeded k-means leaves some) are handled.
@@ -544,6 +558,10 @@ fn enhancement_invariants() {
     let out = Method::ClusterBased { k, d: dd }
         .apply_f64(&m, Some(&clusters.labels), 0)
         .unwrap();
+    let out32 = Method::ClusterBased { k, d: dd }
+        .apply_with(&m, Some(&clusters.labels), 0)
+        .unwrap()
+        .to_faer();
     for rows in clusters.members() {
         if rows.len() < 2 {
             continue;
@@ -560,6 +578,13 @@ fn enhancement_invariants() {
             for c in 0..removed {
                 let dot: f64 = (0..d).map(|j| out[(i, j)] * pca.components[(j, c)]).sum();
                 assert!(dot.abs() < 1e-9, "row {i} on component {c}: {dot}");
+                // Rounding each value to f32 moves the dot by at most 2⁻²⁴ ‖row‖.
+                let norm = (0..d).map(|j| out32[(i, j)].powi(2)).sum::<f64>().sqrt();
+                let dot: f64 = (0..d).map(|j| out32[(i, j)] * pca.components[(j, c)]).sum();
+                assert!(
+                    dot.abs() < 1e-7 * norm + 1e-12,
+                    "f32 row {i} on component {c}: {dot}"
+                );
             }
         }
     }

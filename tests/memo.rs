@@ -1,23 +1,26 @@
-//! Results cached on disk by their inputs (`util::memo`): a table computed once is read back for
-//! the same inputs, computed again for others, and recomputed when its file is unreadable; the
-//! functions that cache (k-means labels, token probes, the choice of k) give from the cache what
-//! they compute.
+//! Results cached on disk by their inputs (`util::memo`): a result computed once is read back for
+//! the same inputs (an entry planted in its place comes back, which only a read can give),
+//! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
+//! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
+//! enhancement table's measures) give from the cache what they compute.
 
 mod common;
 
+use isotropy_lab::analysis::methods::method_table;
 use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, TokenTarget};
 use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::analysis::structure::{structure_over_seeds, structure_scores};
 use isotropy_lab::data::glue::{Split, Task};
-use isotropy_lab::geometry::cluster::{choose_k, kmeans, KMeansOptions};
+use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_labels, KMeansOptions};
+use isotropy_lab::geometry::enhance::Method;
 use isotropy_lab::util::frame::column_numbers;
 use isotropy_lab::util::matrix::Matrix;
-use isotropy_lab::util::memo::{cached_frame, Key};
-use polars::prelude::{Column, DataFrame};
+use isotropy_lab::util::memo::{cached_frame, expect_shape, Key};
+use polars::prelude::{Column, DataFrame, ParquetReader, ParquetWriter, SerReader};
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+fn files(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -29,6 +32,23 @@ fn numbers(frame: &DataFrame, name: &str) -> Vec<f64> {
     column_numbers(frame, name).unwrap()
 }
 
+fn read_parquet(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+/// Replaces column `name` of the cached table at `path` by `value` in every row.
+fn plant(path: &Path, name: &str, value: f64) {
+    let mut t = read_parquet(path);
+    let height = t.height();
+    t.with_column(Column::new(name.into(), vec![value; height]))
+        .unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap())
+        .finish(&mut t)
+        .unwrap();
+}
+
 /// One test in this binary: it points the cache at a folder of its own.
 #[test]
 fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable() {
@@ -37,17 +57,21 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     std::env::set_var("ISOLAB_CACHE", cache.path());
     let results = cache.path().join("results");
 
-    // The store: computed once per key.
+    // The store: computed once per key, refused entries recomputed.
     let w = Matrix::new(2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
     let computed = Cell::new(0);
     let table = |seed: u64| {
-        cached_frame(Key::new("test-table").matrix(&w).debug(&seed), || {
-            computed.set(computed.get() + 1);
-            Ok(DataFrame::new_infer_height(vec![Column::new(
-                "value".into(),
-                vec![seed as f64 + 0.5],
-            )])?)
-        })
+        cached_frame(
+            Key::new("test-table").matrix(&w).debug(&seed),
+            |t| expect_shape(t, 1, &["value"]),
+            || {
+                computed.set(computed.get() + 1);
+                Ok(DataFrame::new_infer_height(vec![Column::new(
+                    "value".into(),
+                    vec![seed as f64 + 0.5],
+                )])?)
+            },
+        )
         .unwrap()
     };
     let first = table(1);
@@ -57,63 +81,76 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     assert_eq!(computed.get(), 2, "other inputs must be computed");
     let stored = files(&results.join("test-table"));
     assert_eq!(stored.len(), 2, "{stored:?}");
-    // An unreadable entry is computed again and replaced.
     for path in &stored {
-        std::fs::write(path, b"not parquet").unwrap();
+        plant(path, "value", 9.0);
     }
+    assert_eq!(
+        numbers(&table(1), "value"),
+        [9.0],
+        "a planted entry must be read"
+    );
+    // An unreadable entry, or one the check refuses, is computed again and replaced.
+    std::fs::write(&stored[0], b"not parquet").unwrap();
+    let mut wrong = DataFrame::new_infer_height(vec![Column::new("other".into(), [1.0])]).unwrap();
+    ParquetWriter::new(std::fs::File::create(&stored[1]).unwrap())
+        .finish(&mut wrong)
+        .unwrap();
+    let before = computed.get();
     assert_eq!(table(1), first);
-    assert_eq!(computed.get(), 3, "an unreadable entry must be recomputed");
-    assert_eq!(table(1), first);
+    assert_eq!(table(2).height(), 1);
     assert_eq!(
         computed.get(),
-        3,
-        "the recomputed entry must be written back"
+        before + 2,
+        "refused entries must be recomputed"
+    );
+    assert_eq!(table(1), first);
+    assert_eq!(table(2).height(), 1);
+    assert_eq!(
+        computed.get(),
+        before + 2,
+        "recomputed entries must be written back"
     );
 
-    // Token probes on real minilm rows: the second call reads the first's table.
-    let train = common::extract_minilm(Task::Sst2, Split::Train, 150, 0);
+    // k-means labels on real minilm rows: computed, read back, repaired.
     let dev = common::extract_minilm(Task::Sst2, Split::Dev, 60, 0);
+    let m = dev.layer(6).unwrap();
+    let opts = KMeansOptions {
+        seed: 4,
+        ..KMeansOptions::new(4)
+    };
+    let labels = kmeans_labels(m, &opts).unwrap();
+    assert_eq!(labels, kmeans(m, &opts).unwrap().labels);
+    let entry = files(&results.join("kmeans-labels"));
+    assert_eq!(entry.len(), 1);
+    let zeros = vec![0usize; m.rows()];
+    std::fs::write(&entry[0], serde_json::to_vec(&zeros).unwrap()).unwrap();
+    assert_eq!(
+        kmeans_labels(m, &opts).unwrap(),
+        zeros,
+        "a planted entry must be read"
+    );
+    std::fs::write(&entry[0], b"[0, 1]").unwrap();
+    assert_eq!(
+        kmeans_labels(m, &opts).unwrap(),
+        labels,
+        "too few labels must be refused"
+    );
+    assert_eq!(
+        std::fs::read(&entry[0]).unwrap(),
+        serde_json::to_vec(&labels).unwrap(),
+        "the refused entry must be replaced"
+    );
+
+    // The structure table over seeds runs on those labels: each row is what scoring a fresh
+    // k-means gives (the scores sum over hash maps: equal up to rounding).
     let protocol = Protocol {
         seeds: 2,
         ..Protocol::default()
     };
-    let opts = TokenProbeOptions {
-        ks: vec![2],
-        train_tokens: 800,
-        ..TokenProbeOptions::default()
-    };
-    let probes = |opts: &TokenProbeOptions| {
-        token_direction_probes(&train, &dev, 6, TokenTarget::Class, opts, &protocol).unwrap()
-    };
-    let fresh = probes(&opts);
-    let dir = results.join("token-probes");
-    let written = files(&dir);
-    assert_eq!(written.len(), 1);
-    let modified = std::fs::metadata(&written[0]).unwrap().modified().unwrap();
-    assert_eq!(probes(&opts), fresh);
-    assert_eq!(
-        std::fs::metadata(&written[0]).unwrap().modified().unwrap(),
-        modified,
-        "the cached table must be read, not written again"
-    );
-    let fewer = TokenProbeOptions {
-        train_tokens: 400,
-        ..opts.clone()
-    };
-    probes(&fewer);
-    assert_eq!(files(&dir).len(), 2, "other options must be another entry");
-
-    // k-means labels: the structure table over seeds is the same computed and read back, and
-    // each row is what scoring a fresh k-means gives.
-    let m = dev.layer(6).unwrap();
-    let over_seeds = structure_over_seeds(&dev, 6, 4, &protocol).unwrap();
-    assert_eq!(files(&results.join("kmeans-labels")).len(), protocol.seeds);
-    // The scores sum over hash maps, so equal labels give equal scores up to rounding.
     let close = |a: &DataFrame, b: &DataFrame| {
         assert_eq!(a.get_column_names(), b.get_column_names());
         for name in a.get_column_names() {
-            let (x, y) = (numbers(a, name), numbers(b, name));
-            for (u, v) in x.iter().zip(&y) {
+            for (u, v) in numbers(a, name).iter().zip(numbers(b, name)) {
                 assert!(
                     (u - v).abs() <= 1e-12 * u.abs().max(1.0),
                     "{name}: {u} vs {v}"
@@ -121,33 +158,22 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
             }
         }
     };
-    close(
-        &structure_over_seeds(&dev, 6, 4, &protocol).unwrap(),
-        &over_seeds,
-    );
+    let over_seeds = structure_over_seeds(&dev, 6, 4, &protocol).unwrap();
     for (row, seed) in protocol.seeds().into_iter().enumerate() {
-        let labels = kmeans(m, &protocol.kmeans(4, seed)).unwrap().labels;
-        let want = structure_scores(&dev, &labels).unwrap();
+        let fresh = kmeans(m, &protocol.kmeans(4, seed)).unwrap().labels;
+        let want = structure_scores(&dev, &fresh).unwrap();
         close(
             &over_seeds.slice(row as i64, 1).drop("seed").unwrap(),
             &want,
         );
     }
+    close(
+        &structure_over_seeds(&dev, 6, 4, &protocol).unwrap(),
+        &over_seeds,
+    );
 
-    // The choice of k by the silhouette: read back with its clustering.
-    let opts = KMeansOptions {
-        seed: 3,
-        ..KMeansOptions::new(2)
-    };
+    // The choice of k: read back exactly, with its clustering; other arguments, another entry.
     let choice = choose_k(m, 2..=5, &opts, 500, 0.0).unwrap();
-    let stored = files(&results.join("choose-k"));
-    assert_eq!(stored.len(), 1);
-    let again = choose_k(m, 2..=5, &opts, 500, 0.0).unwrap();
-    assert_eq!((again.k, &again.scores), (choice.k, &choice.scores));
-    let (a, b) = (&again.clustering, &choice.clustering);
-    assert_eq!(a.labels, b.labels);
-    assert_eq!(a.centroids, b.centroids);
-    assert_eq!((a.inertia, a.iterations), (b.inertia, b.iterations));
     let direct = kmeans(
         m,
         &KMeansOptions {
@@ -156,10 +182,81 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
         },
     )
     .unwrap();
+    assert_eq!(choice.clustering.labels, direct.labels);
+    let again = choose_k(m, 2..=5, &opts, 500, 0.0).unwrap();
+    assert_eq!((again.k, &again.scores), (choice.k, &choice.scores));
+    let (a, b) = (&again.clustering, &choice.clustering);
+    assert_eq!((&a.labels, &a.centroids), (&b.labels, &b.centroids));
+    assert_eq!((a.inertia, a.iterations), (b.inertia, b.iterations));
+    let entry = files(&results.join("choose-k"));
+    assert_eq!(entry.len(), 1);
+    let text = std::fs::read_to_string(&entry[0]).unwrap();
+    let planted = text.replacen(
+        &format!("\"iterations\":{}", b.iterations),
+        "\"iterations\":9999",
+        1,
+    );
+    assert_ne!(planted, text);
+    std::fs::write(&entry[0], planted).unwrap();
+    let read = choose_k(m, 2..=5, &opts, 500, 0.0).unwrap();
     assert_eq!(
-        a.labels, direct.labels,
-        "the chosen clustering is k-means with that k"
+        read.clustering.iterations, 9999,
+        "a planted entry must be read"
     );
     choose_k(m, 2..=4, &opts, 500, 0.0).unwrap();
     assert_eq!(files(&results.join("choose-k")).len(), 2);
+
+    // Token probes: read back; other options or another target, other entries.
+    let train = common::extract_minilm(Task::Sst2, Split::Train, 150, 0);
+    let probe_opts = TokenProbeOptions {
+        ks: vec![2],
+        train_tokens: 800,
+        ..TokenProbeOptions::default()
+    };
+    let probes = |target: TokenTarget, opts: &TokenProbeOptions| {
+        token_direction_probes(&train, &dev, 6, target, opts, &protocol).unwrap()
+    };
+    let fresh = probes(TokenTarget::Class, &probe_opts);
+    assert_eq!(probes(TokenTarget::Class, &probe_opts), fresh);
+    let dir = results.join("token-probes");
+    let entry = files(&dir);
+    assert_eq!(entry.len(), 1);
+    plant(&entry[0], "top_k_accuracy", 2.0);
+    let read = probes(TokenTarget::Class, &probe_opts);
+    assert!(
+        numbers(&read, "top_k_accuracy").iter().all(|&v| v == 2.0),
+        "a planted entry must be read"
+    );
+    let fewer = TokenProbeOptions {
+        train_tokens: 400,
+        ..probe_opts.clone()
+    };
+    probes(TokenTarget::Class, &fewer);
+    probes(TokenTarget::Label, &probe_opts);
+    assert_eq!(files(&dir).len(), 3, "other inputs must be other entries");
+
+    // The enhancement table: its measures are read back, its scorers run every time.
+    let calls = Cell::new(0);
+    let scorer = |w: &Matrix| -> anyhow::Result<f64> {
+        calls.set(calls.get() + 1);
+        Ok(w.data().iter().map(|v| f64::from(*v).abs()).sum())
+    };
+    let methods = [Method::ZeroMean, Method::ClusterBased { k: 3, d: 2 }];
+    let table = || method_table(&dev, 6, &methods, 5, &[("size", &scorer)]).unwrap();
+    let first = table();
+    assert_eq!(calls.get(), 3);
+    let second = table();
+    assert_eq!(calls.get(), 6, "scorers must run on a cached table too");
+    assert_eq!(first, second);
+    let entries = files(&results.join("method-geometry"));
+    assert_eq!(entries.len(), 3, "one entry per row");
+    for path in &entries {
+        plant(path, "isoscore", 0.25);
+    }
+    let read = table();
+    assert!(
+        numbers(&read, "isoscore").iter().all(|&v| v == 0.25),
+        "planted measures must be read"
+    );
+    assert_eq!(numbers(&read, "size"), numbers(&first, "size"));
 }

@@ -2,15 +2,14 @@
 //! enhancement table: each method's effect on isotropy and on a task score, for one layer.
 
 use crate::analysis::extract::Embeddings;
-use crate::analysis::structure::kmeans_labels;
-use crate::geometry::cluster::KMeansOptions;
+use crate::geometry::cluster::kmeans_labels;
 use crate::geometry::enhance::{GlobalSweep, Method};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::Spectrum;
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
-use crate::util::memo::{cached_frame, Key};
+use crate::util::memo::{cached_frame, expect_shape, Key};
 use anyhow::Result;
 use polars::prelude::{Column, DataFrame};
 use std::collections::hash_map::{Entry, HashMap};
@@ -63,7 +62,8 @@ pub type Scorer<'a> = (&'a str, &'a dyn Fn(&Matrix) -> Result<f64>);
 /// What does not depend on the scorers is cached on disk ([`crate::util::memo`]): the k-means
 /// labels, and each row's I(W), IsoScore and mean cosine, by the layer's values, the method and
 /// the seed. The scorers run every time, on the transformed rows (the code of a closure cannot
-/// be part of a key); without scorers, a table computed before is read back whole.
+/// be part of a key), so a table with scorers still applies every method; one without scorers
+/// is read back from the cache whole.
 pub fn method_table(
     emb: &Embeddings,
     layer: usize,
@@ -76,7 +76,10 @@ pub fn method_table(
     let mut names = vec!["none".to_string()];
     let (mut ks, mut ds) = (vec![0u32], vec![0u32]);
     // The measures, a row per method, under the untouched layer's.
-    let mut table = cached_frame(base.clone().debug(&"none"), || measured(original, None))?;
+    let check = |t: &DataFrame| expect_shape(t, 1, &MEASURES);
+    let mut table = cached_frame(base.clone().debug(&"none"), check, || {
+        measured(original, None)
+    })?;
     let mut extra: Vec<Vec<f64>> = vec![Vec::new(); scorers.len()];
     let mut score = |m: &Matrix| -> Result<()> {
         for (col, (_, f)) in extra.iter_mut().zip(scorers) {
@@ -104,14 +107,14 @@ pub fn method_table(
         ds.push(d as u32);
         let key = base.clone().debug(m);
         let row = if scorers.is_empty() {
-            cached_frame(key, || {
+            cached_frame(key, check, || {
                 let out = transform(m, original, seed, &mut sweep, &mut clusterings)?;
                 measured(&out, Some((m, &sweep)))
             })?
         } else {
             let out = transform(m, original, seed, &mut sweep, &mut clusterings)?;
             score(&out)?;
-            cached_frame(key, || measured(&out, Some((m, &sweep))))?
+            cached_frame(key, check, || measured(&out, Some((m, &sweep))))?
         };
         table.vstack_mut(&row)?;
     }
@@ -133,30 +136,17 @@ fn transform(
     sweep: &mut Option<GlobalSweep>,
     clusterings: &mut HashMap<usize, Vec<usize>>,
 ) -> Result<Matrix> {
-    match *method {
-        Method::Global { d } => {
-            if sweep.is_none() {
-                *sweep = Some(GlobalSweep::fit(original)?);
-            }
-            match sweep {
-                Some(s) => s.apply(d),
-                None => method.apply(original, seed),
-            }
-        }
-        Method::ClusterZeroMean { k } | Method::ClusterBased { k, .. } => {
-            let labels = match clusterings.entry(k) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(new) => {
-                    let opts = KMeansOptions {
-                        seed,
-                        ..KMeansOptions::authors(k)
-                    };
-                    new.insert(kmeans_labels(original, &opts)?)
-                }
-            };
-            method.apply_with(original, Some(labels), seed)
-        }
-        Method::ZeroMean => method.apply(original, seed),
+    if let Some(opts) = method.kmeans_options(seed) {
+        let labels = match clusterings.entry(opts.k) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(kmeans_labels(original, &opts)?),
+        };
+        return method.apply_with(original, Some(labels), seed);
+    }
+    match (*method, sweep) {
+        (Method::Global { d }, Some(s)) => s.apply(d),
+        (Method::Global { d }, sweep) => sweep.insert(GlobalSweep::fit(original)?).apply(d),
+        _ => method.apply(original, seed),
     }
 }
 
@@ -168,9 +158,16 @@ fn measured(out: &Matrix, method: Option<(&Method, &Option<GlobalSweep>)>) -> Re
         Some((Method::Global { d }, Some(sweep))) => (sweep.isotropy(*d)?, sweep.spectrum(*d)?),
         _ => (isotropy(out)?, Spectrum::of(out)?),
     };
+    let [iso_name, isoscore_name, cosine_name] = MEASURES;
     Ok(DataFrame::new_infer_height(vec![
-        Column::new("isotropy_both_signs".into(), [iso.both_signs]),
-        Column::new("isoscore".into(), [spectrum.isoscore().unwrap_or(f64::NAN)]),
-        Column::new("mean_cosine".into(), [mean_cosine(out).unwrap_or(f64::NAN)]),
+        Column::new(iso_name.into(), [iso.both_signs]),
+        Column::new(
+            isoscore_name.into(),
+            [spectrum.isoscore().unwrap_or(f64::NAN)],
+        ),
+        Column::new(cosine_name.into(), [mean_cosine(out).unwrap_or(f64::NAN)]),
     ])?)
 }
+
+/// The measures of each row of [`method_table`], in order.
+const MEASURES: [&str; 3] = ["isotropy_both_signs", "isoscore", "mean_cosine"];

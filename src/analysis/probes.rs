@@ -9,7 +9,7 @@ use crate::geometry::logistic::{standardise, LogisticRegression, ProbeOptions};
 use crate::geometry::spectrum::Pca;
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
-use crate::util::memo::{cached_frame, Key};
+use crate::util::memo::{cached_frame, expect_shape, Key};
 use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
 use faer::Mat;
@@ -211,9 +211,12 @@ pub fn token_direction_probes(
         .matrix(xt)
         .matrix(xd)
         .debug(&(target, &vt, &vd, opts, protocol));
-    cached_frame(key, || {
-        fit_token_probes(xt, xd, (&vt, &vd), target, opts, protocol)
-    })
+    let rows = protocol.seeds * (1 + opts.ks.len());
+    cached_frame(
+        key,
+        |t| expect_shape(t, rows, &PROBE_COLUMNS),
+        || fit_token_probes(xt, xd, (&vt, &vd), target, opts, protocol),
+    )
 }
 
 /// The work of [`token_direction_probes`], on the layer's train and dev rows and their target
@@ -305,15 +308,19 @@ fn fit_token_probes(
             removed_col.push(next.next().unwrap_or(f64::NAN));
         }
     }
+    let [target_name, seed_name, k_name, top_name, removed_name] = PROBE_COLUMNS;
     Ok(DataFrame::new_infer_height(vec![
-        Column::new("target".into(), vec![target.name(); seed_col.len()]),
-        Column::new("seed".into(), seed_col),
-        Column::new("k".into(), k_col),
-        Column::new("top_k_accuracy".into(), top_col),
-        Column::new("removed_accuracy".into(), removed_col),
+        Column::new(target_name.into(), vec![target.name(); seed_col.len()]),
+        Column::new(seed_name.into(), seed_col),
+        Column::new(k_name.into(), k_col),
+        Column::new(top_name.into(), top_col),
+        Column::new(removed_name.into(), removed_col),
     ])?
     .fresh())
 }
+
+/// The columns of [`token_direction_probes`]' table, in order.
+const PROBE_COLUMNS: [&str; 5] = ["target", "seed", "k", "top_k_accuracy", "removed_accuracy"];
 
 /// One seed's draw of training tokens for [`token_direction_probes`]: its labels, its principal
 /// coordinates and dev's (in the draw's basis), and the one scale both are divided by.

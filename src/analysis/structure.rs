@@ -7,12 +7,11 @@ use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
 use crate::analysis::protocol::Protocol;
 use crate::data::tokens::TokenClass;
-use crate::geometry::cluster::{kmeans, local_isotropy, KMeansOptions};
+use crate::geometry::cluster::{kmeans_labels, local_isotropy};
 use crate::geometry::spectrum::Pca;
 use crate::geometry::stats::{adjusted_rand_index, normalized_mutual_info, Spread};
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
-use crate::util::memo::{cached_frame, Key};
 use crate::util::sample::sorted_sample;
 use anyhow::{bail, Result};
 use faer::Mat;
@@ -172,37 +171,6 @@ pub fn structure_scores(emb: &Embeddings, labels: &[usize]) -> Result<DataFrame>
         Column::new("purity".into(), [weighted]),
     ])?
     .fresh())
-}
-
-/// The cluster of every row of `w` under [`kmeans`] with `opts`, cached on disk by the rows'
-/// values and the options ([`crate::util::memo`]): a table, a sweep or a cell run again reuses
-/// the clustering instead of running k-means again.
-pub(crate) fn kmeans_labels(w: &Matrix, opts: &KMeansOptions) -> Result<Vec<usize>> {
-    let key = Key::new("kmeans-labels").matrix(w).debug(opts);
-    let frame = cached_frame(key, || {
-        let labels = kmeans(w, opts)?.labels;
-        Ok(DataFrame::new_infer_height(vec![Column::new(
-            "cluster".into(),
-            labels.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-        )])?)
-    })?;
-    let labels: Option<Vec<usize>> =
-        frame
-            .column("cluster")
-            .ok()
-            .and_then(|c| c.u32().ok())
-            .map(|c| {
-                c.iter()
-                    .map(|c| c.map_or(usize::MAX, |c| c as usize))
-                    .collect()
-            });
-    match labels {
-        Some(l) if l.len() == w.rows() && l.iter().all(|&c| c < opts.k) => Ok(l),
-        _ => {
-            eprintln!("ignoring cached k-means labels that do not fit the rows: running k-means");
-            Ok(kmeans(w, opts)?.labels)
-        }
-    }
 }
 
 /// k-means of hidden state `layer` with `k` clusters, once per seed of `protocol`, each scored by

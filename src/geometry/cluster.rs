@@ -605,6 +605,29 @@ pub fn kmeans(w: &Matrix, opts: &KMeansOptions) -> Result<Clustering> {
     Ok(best.expect("n_init is at least 1"))
 }
 
+/// The cluster of every row of `w` under [`kmeans`] with `opts`, cached on disk by the rows'
+/// values and the options ([`crate::util::memo`]): the analysis tables, a sweep or a cell run
+/// again reuse the clustering instead of running k-means again.
+pub fn kmeans_labels(w: &Matrix, opts: &KMeansOptions) -> Result<Vec<usize>> {
+    let key = Key::new("kmeans-labels").matrix(w).debug(opts);
+    cached_json(
+        key,
+        |labels: &Vec<usize>| {
+            if labels.len() != w.rows() || labels.iter().any(|&l| l >= opts.k) {
+                bail!(
+                    "{} labels, the largest {:?}, for {} rows and k = {}",
+                    labels.len(),
+                    labels.iter().max(),
+                    w.rows(),
+                    opts.k
+                );
+            }
+            Ok(())
+        },
+        || Ok(kmeans(w, opts)?.labels),
+    )
+}
+
 /// k-means from given initial centres (`init`, k × d), run to convergence (no label changes or
 /// `max_iter`): scikit-learn's `KMeans(init=centres, n_init=1, tol=0)`. The reference tests use
 /// it to compare clusterings without depending on random draws.
@@ -745,16 +768,20 @@ pub fn choose_k(
     let key = Key::new("choose-k")
         .matrix(w)
         .debug(&(&ks, opts, sample, floor));
-    let stored = cached_json(key, || {
-        Ok(StoredChoice::from(&choose_k_uncached(
-            w,
-            ks.clone(),
-            opts,
-            sample,
-            floor,
-        )?))
-    })?;
-    stored.into_choice(w)
+    let stored = cached_json(
+        key,
+        |stored: &StoredChoice| stored.fits(w),
+        || {
+            Ok(StoredChoice::from(&choose_k_uncached(
+                w,
+                ks.clone(),
+                opts,
+                sample,
+                floor,
+            )?))
+        },
+    )?;
+    Ok(stored.into_choice())
 }
 
 /// [`choose_k`]'s work, not cached.
@@ -804,11 +831,12 @@ fn choose_k_uncached(
     }
 }
 
-/// A [`KChoice`] as its cache entry keeps it: the centres row-major, every f64 as its bits (JSON
-/// text does not always parse back to the same f64).
+/// A [`KChoice`] as its cache entry keeps it: the centres row-major (`k` × `d`), every f64 as
+/// its bits (JSON text does not always parse back to the same f64).
 #[derive(Serialize, Deserialize)]
 struct StoredChoice {
     k: usize,
+    d: usize,
     scores: Vec<(usize, u64)>,
     labels: Vec<usize>,
     centroids: Vec<u64>,
@@ -820,7 +848,8 @@ impl From<&KChoice> for StoredChoice {
     fn from(choice: &KChoice) -> StoredChoice {
         let c = &choice.clustering;
         StoredChoice {
-            k: choice.k,
+            k: c.centroids.nrows(),
+            d: c.centroids.ncols(),
             scores: choice
                 .scores
                 .iter()
@@ -837,23 +866,30 @@ impl From<&KChoice> for StoredChoice {
 }
 
 impl StoredChoice {
-    /// The choice back, checked against the rows it was made for.
-    fn into_choice(self, w: &Matrix) -> Result<KChoice> {
-        let d = w.cols();
-        let rows = self.centroids.len() / d.max(1);
-        if self.labels.len() != w.rows()
-            || self.centroids.len() != rows * d
-            || rows != self.k
-            || self.labels.iter().any(|&l| l >= rows)
+    /// Fails unless the entry is a choice for `w`'s rows: a label per row, k centres of its
+    /// width.
+    fn fits(&self, w: &Matrix) -> Result<()> {
+        if self.d != w.cols()
+            || self.centroids.len() != self.k * self.d
+            || self.labels.len() != w.rows()
+            || self.labels.iter().any(|&l| l >= self.k)
         {
             bail!(
-                "a cached choice of k does not fit the {} × {d} rows (delete cache/results/choose-k)",
-                w.rows()
+                "a choice of k for {} rows of width {} does not fit {} rows of width {}",
+                self.labels.len(),
+                self.d,
+                w.rows(),
+                w.cols()
             );
         }
-        let centroids = Mat::from_fn(rows, d, |i, j| f64::from_bits(self.centroids[i * d + j]));
-        Ok(KChoice {
-            k: self.k,
+        Ok(())
+    }
+
+    /// The choice back (checked by [`StoredChoice::fits`] first).
+    fn into_choice(self) -> KChoice {
+        let (k, d) = (self.k, self.d);
+        KChoice {
+            k,
             scores: self
                 .scores
                 .into_iter()
@@ -861,11 +897,11 @@ impl StoredChoice {
                 .collect(),
             clustering: Clustering {
                 labels: self.labels,
-                centroids,
+                centroids: Mat::from_fn(k, d, |i, j| f64::from_bits(self.centroids[i * d + j])),
                 inertia: f64::from_bits(self.inertia),
                 iterations: self.iterations,
             },
-        })
+        }
     }
 }
 

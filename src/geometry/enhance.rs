@@ -131,9 +131,14 @@ impl Method {
         }
     }
 
-    fn clusters(&self) -> Option<usize> {
+    /// The k-means a clustered method runs, seeded by `seed` (the authors' kind,
+    /// [`KMeansOptions::authors`]); `None` for the methods without clusters.
+    pub fn kmeans_options(&self, seed: u64) -> Option<KMeansOptions> {
         match *self {
-            Method::ClusterZeroMean { k } | Method::ClusterBased { k, .. } => Some(k),
+            Method::ClusterZeroMean { k } | Method::ClusterBased { k, .. } => Some(KMeansOptions {
+                seed,
+                ..KMeansOptions::authors(k)
+            }),
             _ => None,
         }
     }
@@ -189,7 +194,7 @@ impl Method {
         labels: Option<&[usize]>,
         seed: u64,
     ) -> Result<Option<Vec<Vec<usize>>>> {
-        Ok(match (self.clusters(), labels) {
+        Ok(match (self.kmeans_options(seed), labels) {
             (None, _) => None,
             (Some(_), Some(labels)) => {
                 if labels.len() != w.rows() {
@@ -202,13 +207,7 @@ impl Method {
                 }
                 Some(members(labels, labels.iter().max().map_or(0, |m| m + 1)))
             }
-            (Some(k), None) => {
-                let opts = KMeansOptions {
-                    seed,
-                    ..KMeansOptions::authors(k)
-                };
-                Some(kmeans(w, &opts)?.members())
-            }
+            (Some(opts), None) => Some(kmeans(w, &opts)?.members()),
         })
     }
 

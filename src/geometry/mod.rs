@@ -2,7 +2,10 @@
 //! local isotropy, local intrinsic dimension, the isotropy-enhancement methods, logistic
 //! regression and the statistics the analyses need. Plain matrices in, numbers and matrices out:
 //! linear algebra on faer in f64, matrices in and out as f32 [`crate::util::matrix::Matrix`]; no
-//! candle, no polars, so every estimator here runs (and is tested) on any matrix.
+//! candle, no polars, so every estimator here runs (and is tested) on any matrix. Two results that
+//! tables and notebook cells ask for again, [`cluster::kmeans_labels`] and [`cluster::choose_k`],
+//! are cached on disk by their inputs ([`crate::util::memo`]); everything else is computed on
+//! every call.
 //!
 //! - [`isotropy`]: I(W) (Mu & Viswanath 2018): one sign per eigenvector, the range any sign
 //!   choice gives, dead coordinates;

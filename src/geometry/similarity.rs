@@ -12,6 +12,14 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
+/// The Euclidean norm of a row, summed in f64.
+fn norm(row: &[f32]) -> f64 {
+    row.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
 /// Rows of `w` scaled to unit norm, in f64 (row-major), with a flag per row: false for a zero row.
 fn unit_rows(w: &Matrix) -> (Vec<f64>, Vec<bool>) {
     let d = w.cols();
@@ -19,11 +27,7 @@ fn unit_rows(w: &Matrix) -> (Vec<f64>, Vec<bool>) {
     let mut nonzero = vec![false; w.rows()];
     for i in 0..w.rows() {
         let row = w.row(i);
-        let norm = row
-            .iter()
-            .map(|&x| f64::from(x) * f64::from(x))
-            .sum::<f64>()
-            .sqrt();
+        let norm = norm(row);
         if norm > 0.0 {
             nonzero[i] = true;
             for (o, &x) in out[i * d..(i + 1) * d].iter_mut().zip(row) {
@@ -46,11 +50,7 @@ fn unit_sums(w: &Matrix) -> (Vec<f64>, Vec<f64>, usize) {
             let (mut sum, mut sq, mut n) = (vec![0.0; d], vec![0.0; d], 0);
             for i in b * BLOCK..((b + 1) * BLOCK).min(w.rows()) {
                 let row = w.row(i);
-                let norm = row
-                    .iter()
-                    .map(|&x| f64::from(x) * f64::from(x))
-                    .sum::<f64>()
-                    .sqrt();
+                let norm = norm(row);
                 if norm > 0.0 {
                     n += 1;
                     for ((s, q), &x) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {

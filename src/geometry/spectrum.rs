@@ -182,6 +182,9 @@ impl Pca {
 pub(crate) fn remove_directions(w: &Matrix, mean: &[f64], top: MatRef<'_, f64>) -> Result<Matrix> {
     let (n, dim, d) = (w.rows(), w.cols(), top.ncols());
     let mut data = vec![0f32; n * dim];
+    if data.is_empty() {
+        return Matrix::new(n, dim, data);
+    }
     data.par_chunks_mut(BLOCK_ROWS * dim)
         .enumerate()
         .for_each_init(

@@ -4,12 +4,14 @@
 //! computed for it in `<cache>/results/<kind>/<key>.parquet` (a value that is not a table,
 //! [`cached_json`]: `<key>.json`).
 //!
-//! The build stamp is a hash of the crate's sources and lock file, made when it is compiled: a
-//! change to the code (a fixed bug, a new default) never reads a table an older build wrote. An
-//! unreadable entry is reported and computed again; an entry that cannot be written costs the
-//! next run time only.
+//! The build stamp is a hash of the crate's sources, manifest, lock file, compiled-in data and
+//! compiler version, made when it is compiled (`build.rs`): a change to the code (a fixed bug, a
+//! new default) never reads a result an older build wrote. An entry that cannot be read, or that
+//! its caller's check refuses (a table of the wrong shape), is reported, computed again and
+//! replaced; an entry that cannot be written costs the next run time only.
 
 use crate::util::atomic;
+use crate::util::frame::Fresh;
 use crate::util::hash::hex;
 use crate::util::matrix::Matrix;
 use anyhow::{Context, Result};
@@ -18,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt::Debug;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// How many hex digits of a key name its file (96 bits).
@@ -96,62 +99,108 @@ impl Key {
     }
 }
 
-/// The table for `key`: read from the cache when an earlier run computed it, else computed by
-/// `compute` and written to the cache (atomically).
-pub fn cached_frame(key: Key, compute: impl FnOnce() -> Result<DataFrame>) -> Result<DataFrame> {
-    let path = key.path("parquet");
+/// The table for `key`: read from the cache when an earlier run computed it and `check` accepts
+/// it, else computed by `compute` and written to the cache (atomically). The table returned is
+/// fresh ([`Fresh`]).
+pub fn cached_frame(
+    key: Key,
+    check: impl Fn(&DataFrame) -> Result<()>,
+    compute: impl FnOnce() -> Result<DataFrame>,
+) -> Result<DataFrame> {
+    let frame = cached(
+        &key.path("parquet"),
+        |path| {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            ParquetReader::new(file)
+                .finish()
+                .with_context(|| format!("reading {}", path.display()))
+        },
+        |file, frame| {
+            ParquetWriter::new(file).finish(&mut frame.clone())?;
+            Ok(())
+        },
+        check,
+        compute,
+    )?;
+    Ok(frame.fresh())
+}
+
+/// A check for [`cached_frame`]: fails unless `frame` has `height` rows and exactly `columns`,
+/// in that order.
+///
+/// ```
+/// use isotropy_lab::polars::prelude::{Column, DataFrame};
+/// use isotropy_lab::util::memo::expect_shape;
+///
+/// let t = DataFrame::new_infer_height(vec![Column::new("k".into(), [1u32, 2])])?;
+/// assert!(expect_shape(&t, 2, &["k"]).is_ok());
+/// assert!(expect_shape(&t, 3, &["k"]).is_err());
+/// assert!(expect_shape(&t, 2, &["seed"]).is_err());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn expect_shape(frame: &DataFrame, height: usize, columns: &[&str]) -> Result<()> {
+    let names: Vec<&str> = frame
+        .get_column_names()
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    if frame.height() != height || names != columns {
+        anyhow::bail!(
+            "a table of {} rows with columns {names:?}, where {height} rows with {columns:?} \
+             were expected",
+            frame.height()
+        );
+    }
+    Ok(())
+}
+
+/// The value for `key`, as [`cached_frame`] keeps a table, in a JSON file. JSON text does not
+/// always parse back to the same `f64` (serde_json's parser may miss by the last bit): keep an
+/// `f64` that must come back exact as its bits (`f64::to_bits`).
+pub fn cached_json<T: Serialize + DeserializeOwned>(
+    key: Key,
+    check: impl Fn(&T) -> Result<()>,
+    compute: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    cached(
+        &key.path("json"),
+        |path| {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{}: not a cached value", path.display()))
+        },
+        |file, value| {
+            let mut buffered = std::io::BufWriter::new(file);
+            serde_json::to_writer(&mut buffered, value)?;
+            Ok(buffered.flush()?)
+        },
+        check,
+        compute,
+    )
+}
+
+/// The cache's one rule: an entry at `path` that `read` reads and `check` accepts is the
+/// result; otherwise (reported) the result is computed and written in its place, best-effort.
+fn cached<T>(
+    path: &Path,
+    read: impl FnOnce(&Path) -> Result<T>,
+    write: impl FnOnce(&mut std::fs::File, &T) -> Result<()>,
+    check: impl Fn(&T) -> Result<()>,
+    compute: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     if path.is_file() {
-        match read_frame(&path) {
-            Ok(frame) => return Ok(frame),
+        match read(path).and_then(|value| check(&value).map(|()| value)) {
+            Ok(value) => return Ok(value),
             Err(e) => eprintln!(
-                "ignoring an unreadable cache entry {}: {e:#}",
+                "ignoring the cache entry {}, computing it again: {e:#}",
                 path.display()
             ),
         }
     }
-    let mut frame = compute()?;
-    if let Err(e) = atomic::write_file(&path, |f| {
-        ParquetWriter::new(f).finish(&mut frame)?;
-        Ok(())
-    }) {
-        eprintln!("not caching {}: {e:#}", path.display());
-    }
-    Ok(frame)
-}
-
-fn read_frame(path: &Path) -> Result<DataFrame> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    ParquetReader::new(file)
-        .finish()
-        .with_context(|| format!("reading {}", path.display()))
-}
-
-/// The value for `key`, as [`cached_frame`] keeps a table: read from its JSON file when an
-/// earlier run computed it, else computed and written. JSON text does not always parse back to
-/// the same `f64` (serde_json's parser may miss by the last bit): keep an `f64` that must come
-/// back exact as its bits (`f64::to_bits`).
-pub fn cached_json<T: Serialize + DeserializeOwned>(
-    key: Key,
-    compute: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    let path = key.path("json");
-    if path.is_file() {
-        let read = std::fs::read(&path)
-            .with_context(|| format!("reading {}", path.display()))
-            .and_then(|bytes| {
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{}: not a cached value", path.display()))
-            });
-        match read {
-            Ok(value) => return Ok(value),
-            Err(e) => eprintln!("ignoring an unreadable cache entry: {e:#}"),
-        }
-    }
     let value = compute()?;
-    let written = serde_json::to_vec(&value)
-        .map_err(anyhow::Error::from)
-        .and_then(|bytes| atomic::write_bytes(&path, &bytes));
-    if let Err(e) = written {
+    if let Err(e) = atomic::write_file(path, |file| write(file, &value)) {
         eprintln!("not caching {}: {e:#}", path.display());
     }
     Ok(value)
