@@ -8,8 +8,13 @@
 //! matrix product on the library the encoder's kernels use (gemm, every core), and the bench
 //! prints the time that peak would take for the encoder's matrix products over the padded
 //! batches (the limit) beside the time taken.
+//!
+//! A warm cell reads the extraction back from the cache instead: the bench also times
+//! [`Embeddings::load`] of the extraction just made, beside `std::fs::read` of its hidden-states
+//! file: one copy of the bytes from the page cache on one thread, the first step of the load
+//! before it mapped the file.
 
-use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source, HIDDEN_STATES_FILE};
 use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::nn::model::Model;
 use std::time::Instant;
@@ -95,13 +100,15 @@ fn main() -> anyhow::Result<()> {
         ..ExtractOptions::default()
     };
     let mut best = f64::INFINITY;
-    let mut tokens = 0;
+    let mut emb = None;
     for _ in 0..3 {
         let start = Instant::now();
-        let emb = Embeddings::extract_uncached(&model, &source, &opts)?;
+        emb = Some(Embeddings::extract_uncached(&model, &source, &opts)?);
         best = best.min(start.elapsed().as_secs_f64());
-        tokens = emb.num_tokens();
     }
+    let emb = emb.expect("three runs");
+    let tokens = emb.num_tokens();
+    let (load, read, bytes) = load_times(&emb)?;
     let peak = peak_flops();
     let flops = encoder_flops(&model, &opts)?;
     println!(
@@ -119,5 +126,31 @@ fn main() -> anyhow::Result<()> {
         "isotropy-lab extract SST-2 dev: {tokens} tokens, {hidden_states} hidden states, best of 3 {best:.2} s = {:.0} tokens/s",
         tokens as f64 / best
     );
+    println!(
+        "load of the cached extraction ({:.0} MB of hidden states): best of 3 {load:.3} s; std::fs::read of the file {read:.3} s",
+        bytes as f64 / 1e6
+    );
     Ok(())
+}
+
+/// Best of three: [`Embeddings::load`] of `emb` saved to a temporary folder, and `std::fs::read`
+/// of its hidden-states file; with the file's size in bytes.
+fn load_times(emb: &Embeddings) -> anyhow::Result<(f64, f64, u64)> {
+    let dir = tempfile::tempdir()?;
+    emb.save(dir.path())?;
+    let file = dir.path().join(HIDDEN_STATES_FILE);
+    let (mut load, mut read) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let start = Instant::now();
+        let loaded = Embeddings::load(dir.path())?;
+        load = load.min(start.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            loaded.matrices == emb.matrices,
+            "the load gave other values"
+        );
+        let start = Instant::now();
+        std::hint::black_box(std::fs::read(&file)?);
+        read = read.min(start.elapsed().as_secs_f64());
+    }
+    Ok((load, read, std::fs::metadata(&file)?.len()))
 }

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::{
     Column, DataFrame, DataType, IdxCa, IdxSize, ParquetReader, ParquetWriter, SerReader,
 };
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -419,7 +420,7 @@ impl Embeddings {
                 safetensors::tensor::TensorView::new(
                     safetensors::Dtype::F32,
                     vec![m.rows(), m.cols()],
-                    bytemuck_f32(m.data()),
+                    bytemuck::cast_slice(m.data()),
                 )
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -434,11 +435,18 @@ impl Embeddings {
         })
     }
 
-    /// Reads an extraction folder written by [`Embeddings::save`] (or `isolab extract`).
+    /// Reads an extraction folder written by [`Embeddings::save`] (or `isolab extract`). The
+    /// hidden states are mapped into memory and each layer copied once into its matrix, the
+    /// layers in parallel.
     pub fn load(dir: &Path) -> Result<Embeddings> {
         let st_path = dir.join(HIDDEN_STATES_FILE);
-        let bytes =
-            std::fs::read(&st_path).with_context(|| format!("reading {}", st_path.display()))?;
+        let file = std::fs::File::open(&st_path)
+            .with_context(|| format!("opening {}", st_path.display()))?;
+        // SAFETY: the map is read only while `load` runs, and the extraction cache replaces its
+        // files by renaming new ones over them (util::atomic), never by writing in place, so the
+        // mapped file does not change under it.
+        let bytes = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .with_context(|| format!("reading {}", st_path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .with_context(|| format!("{}: not a safetensors file", st_path.display()))?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes)
@@ -469,34 +477,35 @@ impl Embeddings {
         let tokens = ParquetReader::new(file)
             .finish()
             .with_context(|| format!("reading {}", tokens_path.display()))?;
-        let mut matrices = Vec::new();
-        for &layer in &layers {
-            let view = tensors.tensor(&format!("layer_{layer}"))?;
-            let shape = view.shape();
-            if view.dtype() != safetensors::Dtype::F32 || shape.len() != 2 {
-                bail!(
-                    "{}: layer_{layer} must be a 2-D f32 tensor, found {:?} {:?}",
-                    st_path.display(),
-                    view.dtype(),
-                    shape
-                );
-            }
-            if shape[0] != tokens.height() {
-                bail!(
-                    "{}: layer_{layer} has {} rows but {} has {} tokens",
-                    st_path.display(),
-                    shape[0],
-                    tokens_path.display(),
-                    tokens.height()
-                );
-            }
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            matrices.push(Matrix::new(shape[0], shape[1], data)?);
-        }
+        let matrices = layers
+            .par_iter()
+            .map(|&layer| {
+                let view = tensors.tensor(&format!("layer_{layer}"))?;
+                let shape = view.shape();
+                if view.dtype() != safetensors::Dtype::F32 || shape.len() != 2 {
+                    bail!(
+                        "{}: layer_{layer} must be a 2-D f32 tensor, found {:?} {:?}",
+                        st_path.display(),
+                        view.dtype(),
+                        shape
+                    );
+                }
+                if shape[0] != tokens.height() {
+                    bail!(
+                        "{}: layer_{layer} has {} rows but {} has {} tokens",
+                        st_path.display(),
+                        shape[0],
+                        tokens_path.display(),
+                        tokens.height()
+                    );
+                }
+                // safetensors checked that the bytes hold shape[0] × shape[1] values; the
+                // format is little-endian, as are all targets candle supports.
+                let mut data = vec![0f32; shape[0] * shape[1]];
+                bytemuck::cast_slice_mut(&mut data).copy_from_slice(view.data());
+                Matrix::new(shape[0], shape[1], data)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let truncated = meta
             .get("truncated")
             .and_then(|t| t.parse().ok())
@@ -509,12 +518,6 @@ impl Embeddings {
             meta,
         })
     }
-}
-
-fn bytemuck_f32(data: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern of the right length is a valid [u8]; the
-    // safetensors format is little-endian, as are all targets candle supports.
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
 }
 
 /// The sentences of a source (sampled), their labels as a column, and the GLUE task if any.
