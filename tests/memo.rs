@@ -2,10 +2,11 @@
 //! the same inputs (an entry planted in its place comes back, which only a read can give),
 //! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
 //! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
-//! enhancement table's measures) give from the cache what they compute.
+//! enhancement table's measures, the layer table's rows) give from the cache what they compute.
 
 mod common;
 
+use isotropy_lab::analysis::layers::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::analysis::methods::method_table;
 use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, TokenTarget};
 use isotropy_lab::analysis::protocol::Protocol;
@@ -259,4 +260,40 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
         "planted measures must be read"
     );
     assert_eq!(numbers(&read, "size"), numbers(&first, "size"));
+
+    // The layer table: a row per layer read back exactly; a refused row recomputed; other
+    // measures, other entries.
+    let measures = MeasureOptions::only(&[Measure::Isotropy, Measure::Cosine]);
+    let fresh = layer_table(&dev, &measures).unwrap();
+    assert_eq!(layer_table(&dev, &measures).unwrap(), fresh);
+    let dir = results.join("layer-measures");
+    let entries = files(&dir);
+    assert_eq!(entries.len(), dev.layers.len(), "one entry per layer");
+    for path in &entries {
+        let mut row: Vec<(String, u64)> =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for (name, bits) in &mut row {
+            if name == "mean_cosine" {
+                *bits = 0.125f64.to_bits();
+            }
+        }
+        std::fs::write(path, serde_json::to_vec(&row).unwrap()).unwrap();
+    }
+    let read = layer_table(&dev, &measures).unwrap();
+    assert!(
+        numbers(&read, "mean_cosine").iter().all(|&v| v == 0.125),
+        "planted rows must be read"
+    );
+    assert_eq!(numbers(&read, "isotropy"), numbers(&fresh, "isotropy"));
+    std::fs::write(&entries[0], b"[]").unwrap();
+    let repaired = numbers(&layer_table(&dev, &measures).unwrap(), "mean_cosine");
+    let recomputed: Vec<f64> = repaired.iter().copied().filter(|&v| v != 0.125).collect();
+    assert_eq!(
+        recomputed.len(),
+        1,
+        "a refused row must be recomputed, the others read"
+    );
+    assert!(numbers(&fresh, "mean_cosine").contains(&recomputed[0]));
+    layer_table(&dev, &MeasureOptions::only(&[Measure::Spectrum])).unwrap();
+    assert_eq!(files(&dir).len(), 2 * entries.len());
 }

@@ -1,5 +1,6 @@
 //! Every measure of the geometry toolkit as one table per extraction: one row per layer, the
-//! columns of the chosen [`Measure`]s.
+//! columns of the chosen [`Measure`]s. Each layer's row is cached on disk by its inputs
+//! ([`crate::util::memo`]), so a chapter's table answers from the cache when its cell runs again.
 
 use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
@@ -12,7 +13,8 @@ use crate::geometry::similarity::{
 use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
-use anyhow::{anyhow, Result};
+use crate::util::memo::{cached_json, Key};
+use anyhow::{anyhow, bail, Result};
 use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame};
 use std::fmt;
@@ -139,13 +141,13 @@ impl MeasureOptions {
 
 /// Columns under construction, in insertion order.
 #[derive(Default)]
-struct Columns(Vec<(&'static str, Vec<f64>)>);
+struct Columns(Vec<(String, Vec<f64>)>);
 
 impl Columns {
-    fn push(&mut self, name: &'static str, v: f64) {
+    fn push(&mut self, name: &str, v: f64) {
         match self.0.iter_mut().find(|c| c.0 == name) {
             Some(c) => c.1.push(v),
-            None => self.0.push((name, vec![v])),
+            None => self.0.push((name.to_string(), vec![v])),
         }
     }
 }
@@ -193,18 +195,17 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
     for (&l, m) in emb.layers.iter().zip(&emb.matrices) {
         cols.push("layer", l as f64);
         cols.push("tokens", m.rows() as f64);
-        for &measure in &Measure::ALL {
-            if has(measure) {
-                measure_layer(m, measure, opts, &token_text, &sentence, &mut cols)
-                    .map_err(|e| e.context(format!("layer {l}")))?;
-            }
+        let row = layer_row(m, opts, &token_text, &sentence)
+            .map_err(|e| e.context(format!("layer {l}")))?;
+        for (name, bits) in row {
+            cols.push(&name, f64::from_bits(bits));
         }
     }
     let columns = cols
         .0
         .into_iter()
         .map(|(name, v)| {
-            if COUNTS.contains(&name) {
+            if COUNTS.contains(&name.as_str()) {
                 Column::new(name.into(), v.iter().map(|&x| x as u32).collect::<Vec<_>>())
             } else {
                 Column::new(name.into(), v)
@@ -214,7 +215,48 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
     Ok(DataFrame::new_infer_height(columns)?.fresh())
 }
 
-/// Adds one row of every chosen measure's columns for the layer `m`. One arm per measure, so a
+/// The columns of every chosen measure for the layer `m`, in table order, each value as its bits
+/// (`f64::to_bits`, so it comes back exact from the cache): cached on disk by the rows' values,
+/// the options, and the token texts and sentence ids the measures read.
+fn layer_row(
+    m: &Matrix,
+    opts: &MeasureOptions,
+    token_text: &[String],
+    sentence: &[u32],
+) -> Result<Vec<(String, u64)>> {
+    let key = Key::new("layer-measures")
+        .matrix(m)
+        .debug(opts)
+        .debug(&token_text)
+        .debug(&sentence);
+    cached_json(
+        key,
+        |row: &Vec<(String, u64)>| {
+            let mut names: Vec<&str> = row.iter().map(|(name, _)| name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            if names.len() != row.len() || row.is_empty() != opts.measures.is_empty() {
+                bail!("{} columns, {} distinct names", row.len(), names.len());
+            }
+            Ok(())
+        },
+        || {
+            let mut cols = Columns::default();
+            for &measure in &Measure::ALL {
+                if opts.measures.contains(&measure) {
+                    measure_layer(m, measure, opts, token_text, sentence, &mut cols)?;
+                }
+            }
+            Ok(cols
+                .0
+                .into_iter()
+                .map(|(name, v)| (name, v[0].to_bits()))
+                .collect())
+        },
+    )
+}
+
+/// Adds the columns of `measure` for the layer `m`. One arm per measure, so a
 /// reader finds each column's computation in one place; that makes it long.
 fn measure_layer(
     m: &Matrix,
