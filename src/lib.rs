@@ -40,7 +40,9 @@ pub mod prelude {
         split_half_accuracy, token_direction_probes, TokenProbeOptions, TokenTarget,
     };
     pub use crate::analysis::protocol::Protocol;
-    pub use crate::analysis::spread::{bootstrap_layer, bootstrap_pair, summarise};
+    pub use crate::analysis::spread::{
+        bootstrap_layer, bootstrap_pair, bootstrap_statistic, summarise, Statistic,
+    };
     pub use crate::analysis::structure::{
         cluster_composition, cluster_table, clustering_agreement, pca_points, sentence_pca_points,
         structure_over_seeds, structure_scores,

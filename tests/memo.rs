@@ -2,7 +2,8 @@
 //! the same inputs (an entry planted in its place comes back, which only a read can give),
 //! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
 //! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
-//! enhancement table's measures, the layer table's rows) give from the cache what they compute.
+//! enhancement table's measures, the layer table's rows, the bootstraps of named statistics) give
+//! from the cache what they compute.
 
 mod common;
 
@@ -10,6 +11,7 @@ use isotropy_lab::analysis::layers::{layer_table, Measure, MeasureOptions};
 use isotropy_lab::analysis::methods::method_table;
 use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, TokenTarget};
 use isotropy_lab::analysis::protocol::Protocol;
+use isotropy_lab::analysis::spread::{bootstrap_pair, bootstrap_statistic, Statistic};
 use isotropy_lab::analysis::structure::{structure_over_seeds, structure_scores};
 use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_labels, KMeansOptions};
@@ -296,4 +298,35 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     assert!(numbers(&fresh, "mean_cosine").contains(&recomputed[0]));
     layer_table(&dev, &MeasureOptions::only(&[Measure::Spectrum])).unwrap();
     assert_eq!(files(&dir).len(), 2 * entries.len());
+
+    // A named statistic's paired bootstrap: what the closure gives, read back, repaired.
+    let ratio = Statistic::ParticipationRatio;
+    let boot = || bootstrap_statistic(&dev, &dev, 6, 3, 1, ratio).unwrap();
+    let fresh = boot();
+    let direct = bootstrap_pair(&dev, &dev, 6, 3, 1, |m| ratio.of(m)).unwrap();
+    assert_eq!(format!("{fresh:?}"), format!("{direct:?}"));
+    assert_eq!(format!("{:?}", boot()), format!("{fresh:?}"));
+    let entry = files(&results.join("bootstrap-pair"));
+    assert_eq!(entry.len(), 1);
+    let bits = |v: f64| v.to_bits();
+    let planted = vec![
+        [bits(1.0), bits(2.0)],
+        [bits(3.0), bits(4.0)],
+        [bits(5.0), bits(9.0)],
+    ];
+    std::fs::write(&entry[0], serde_json::to_vec(&planted).unwrap()).unwrap();
+    let [a, b, difference] = boot();
+    assert_eq!(
+        (a.mean, b.mean, difference.mean),
+        (3.0, 5.0, 2.0),
+        "a planted entry must be read"
+    );
+    std::fs::write(&entry[0], serde_json::to_vec(&planted[..2]).unwrap()).unwrap();
+    assert_eq!(
+        format!("{:?}", boot()),
+        format!("{fresh:?}"),
+        "too few resamples must be refused and recomputed"
+    );
+    bootstrap_statistic(&dev, &dev, 6, 3, 1, Statistic::Dominant).unwrap();
+    assert_eq!(files(&results.join("bootstrap-pair")).len(), 2);
 }

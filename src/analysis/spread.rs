@@ -1,13 +1,18 @@
 //! The spread of a measurement: over the seeds of a table (one row per seed, summarised by
 //! [`summarise`]) or over bootstrap resamples of the sentences ([`bootstrap_layer`], and
 //! [`bootstrap_pair`] for the difference between two models on the same sentences), for the
-//! measures no seed controls (I(W), the spectrum).
+//! measures no seed controls (I(W), the spectrum). The chapters' own statistics are named
+//! ([`Statistic`]), so that their paired bootstrap ([`bootstrap_statistic`]) is cached on disk by
+//! its inputs ([`crate::util::memo`]); a closure's code cannot be part of a cache key.
 
 use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
+use crate::geometry::isotropy::{dead_coordinates, isotropy};
+use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
 use crate::geometry::stats::Spread;
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
+use crate::util::memo::{cached_json, Key};
 use crate::util::sample::bootstrap_groups;
 use anyhow::{bail, Result};
 use polars::prelude::{Column, DataFrame, DataType, IdxCa, IdxSize};
@@ -116,13 +121,104 @@ pub fn bootstrap_pair(
     seed: u64,
     measure: impl Fn(&Matrix) -> Result<f64>,
 ) -> Result<[Spread; 3]> {
-    if sentence_ids(base)? != sentence_ids(other)? {
-        bail!("paired bootstrap: the two extractions hold different sentences or tokens");
-    }
+    paired_sentences(base, other)?;
     let a = resampled(base, layer, resamples, seed, &measure)?;
     let b = resampled(other, layer, resamples, seed, &measure)?;
-    let difference: Vec<f64> = a.iter().zip(&b).map(|(x, y)| y - x).collect();
-    Ok([Spread::of(&a)?, Spread::of(&b)?, Spread::of(&difference)?])
+    paired_spreads(&a, &b)
+}
+
+/// A statistic of a layer's rows that the chapters bootstrap, by name.
+///
+/// ```
+/// use isotropy_lab::analysis::spread::Statistic;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// // Variances 4 and 1 along two axes: participation ratio (4 + 1)² / (4² + 1²).
+/// let w = Matrix::new(4, 2, vec![2.0, 0.0, -2.0, 0.0, 0.0, 1.0, 0.0, -1.0])?;
+/// let ratio = Statistic::ParticipationRatio.of(&w)?;
+/// assert!((ratio - 25.0 / 17.0).abs() < 1e-9);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statistic {
+    /// log10 of I(W) over both signs of every eigenvector, without the coordinates that are
+    /// zero in every row ([`dead_coordinates`]).
+    LogIsotropyLive,
+    /// The number of dominant directions: variances above [`DOMINANT_FACTOR`] × their mean.
+    Dominant,
+    /// The participation ratio of the variances, (Σλ)² / Σλ².
+    ParticipationRatio,
+}
+
+impl Statistic {
+    /// The statistic of the rows of `m`.
+    pub fn of(&self, m: &Matrix) -> Result<f64> {
+        Ok(match self {
+            Statistic::LogIsotropyLive => isotropy(&m.without_columns(&dead_coordinates(m)))?
+                .both_signs
+                .log10(),
+            Statistic::Dominant => Spectrum::of(m)?.dominant(DOMINANT_FACTOR) as f64,
+            Statistic::ParticipationRatio => Spectrum::of(m)?.participation_ratio(),
+        })
+    }
+}
+
+/// [`bootstrap_pair`] of a named [`Statistic`], cached on disk by the two layers' values, the
+/// sentences behind their rows, the resamples, the seed and the statistic: a cell run again
+/// reads the resampled values back instead of measuring every resample again.
+pub fn bootstrap_statistic(
+    base: &Embeddings,
+    other: &Embeddings,
+    layer: usize,
+    resamples: usize,
+    seed: u64,
+    statistic: Statistic,
+) -> Result<[Spread; 3]> {
+    let sentence = paired_sentences(base, other)?;
+    let key = Key::new("bootstrap-pair")
+        .matrix(base.layer(layer)?)
+        .matrix(other.layer(layer)?)
+        .debug(&sentence)
+        .debug(&(resamples, seed, statistic));
+    // Each resample's value on the base and on the other, as bits (exact from the cache).
+    let values: Vec<[u64; 2]> = cached_json(
+        key,
+        |values: &Vec<[u64; 2]>| {
+            if values.len() != resamples {
+                bail!("{} resampled values, {resamples} expected", values.len());
+            }
+            Ok(())
+        },
+        || {
+            let measure = |m: &Matrix| statistic.of(m);
+            let a = resampled(base, layer, resamples, seed, &measure)?;
+            let b = resampled(other, layer, resamples, seed, &measure)?;
+            Ok(a.iter()
+                .zip(&b)
+                .map(|(x, y)| [x.to_bits(), y.to_bits()])
+                .collect())
+        },
+    )?;
+    let (a, b): (Vec<f64>, Vec<f64>) = values
+        .iter()
+        .map(|[x, y]| (f64::from_bits(*x), f64::from_bits(*y)))
+        .unzip();
+    paired_spreads(&a, &b)
+}
+
+/// The sentence behind each token row, the same for both extractions (else an error).
+fn paired_sentences(base: &Embeddings, other: &Embeddings) -> Result<Vec<u32>> {
+    let sentence = sentence_ids(base)?;
+    if sentence != sentence_ids(other)? {
+        bail!("paired bootstrap: the two extractions hold different sentences or tokens");
+    }
+    Ok(sentence)
+}
+
+/// The spreads of `a`, of `b` and of the difference b − a.
+fn paired_spreads(a: &[f64], b: &[f64]) -> Result<[Spread; 3]> {
+    let difference: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
+    Ok([Spread::of(a)?, Spread::of(b)?, Spread::of(&difference)?])
 }
 
 fn sentence_ids(emb: &Embeddings) -> Result<Vec<u32>> {
