@@ -300,10 +300,21 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     assert_eq!(files(&dir).len(), 2 * entries.len());
 
     // A named statistic's paired bootstrap: what the closure gives, read back, repaired.
+    // The other side: the same tokens with one coordinate zeroed (scaling would not change the
+    // participation ratio), so the two sides differ and a swap would show.
+    let mut other = dev.clone();
+    let at = dev.layers.iter().position(|&l| l == 6).unwrap();
+    let (rows, cols) = (m.rows(), m.cols());
+    let mut zeroed = m.data().to_vec();
+    for r in 0..rows {
+        zeroed[r * cols] = 0.0;
+    }
+    other.matrices[at] = Matrix::new(rows, cols, zeroed).unwrap();
     let ratio = Statistic::ParticipationRatio;
-    let boot = || bootstrap_statistic(&dev, &dev, 6, 3, 1, ratio).unwrap();
+    let boot = || bootstrap_statistic(&dev, &other, 6, 3, 1, ratio).unwrap();
     let fresh = boot();
-    let direct = bootstrap_pair(&dev, &dev, 6, 3, 1, |m| ratio.of(m)).unwrap();
+    let direct = bootstrap_pair(&dev, &other, 6, 3, 1, |m| ratio.of(m)).unwrap();
+    assert_ne!(fresh[0].mean, fresh[1].mean, "the two sides must differ");
     assert_eq!(format!("{fresh:?}"), format!("{direct:?}"));
     assert_eq!(format!("{:?}", boot()), format!("{fresh:?}"));
     let entry = files(&results.join("bootstrap-pair"));
@@ -327,6 +338,6 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
         format!("{fresh:?}"),
         "too few resamples must be refused and recomputed"
     );
-    bootstrap_statistic(&dev, &dev, 6, 3, 1, Statistic::Dominant).unwrap();
+    bootstrap_statistic(&dev, &other, 6, 3, 1, Statistic::Dominant).unwrap();
     assert_eq!(files(&results.join("bootstrap-pair")).len(), 2);
 }

@@ -437,14 +437,18 @@ impl Embeddings {
 
     /// Reads an extraction folder written by [`Embeddings::save`] (or `isolab extract`). The
     /// hidden states are mapped into memory and each layer copied once into its matrix, the
-    /// layers in parallel.
+    /// layers in parallel: nothing may rewrite `hidden_states.safetensors` in place while it
+    /// loads (the cache and `isolab extract` replace files by renaming new ones over them; a
+    /// program that rewrites the file in place, such as Python's `safetensors.save_file`, must
+    /// not run on the same folder meanwhile).
     pub fn load(dir: &Path) -> Result<Embeddings> {
         let st_path = dir.join(HIDDEN_STATES_FILE);
         let file = std::fs::File::open(&st_path)
             .with_context(|| format!("opening {}", st_path.display()))?;
-        // SAFETY: the map is read only while `load` runs, and the extraction cache replaces its
-        // files by renaming new ones over them (util::atomic), never by writing in place, so the
-        // mapped file does not change under it.
+        // SAFETY: the map is read only while `load` runs. The extraction cache and the CLI
+        // replace their files by renaming new ones over them (util::atomic), never by writing in
+        // place, so the mapped file does not change under it; for a folder written otherwise the
+        // doc above states the condition.
         let bytes = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
             .with_context(|| format!("reading {}", st_path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
@@ -500,7 +504,7 @@ impl Embeddings {
                     );
                 }
                 // safetensors checked that the bytes hold shape[0] × shape[1] values; the
-                // format is little-endian, as are all targets candle supports.
+                // format is little-endian, as is every target this crate builds for (below).
                 let mut data = vec![0f32; shape[0] * shape[1]];
                 bytemuck::cast_slice_mut(&mut data).copy_from_slice(view.data());
                 Matrix::new(shape[0], shape[1], data)
@@ -519,6 +523,10 @@ impl Embeddings {
         })
     }
 }
+
+// The cache's bytes are copied as they lie in memory, in safetensors' little-endian order.
+#[cfg(target_endian = "big")]
+compile_error!("isotropy-lab reads and writes safetensors as little-endian memory");
 
 /// The sentences of a source (sampled), their labels as a column, and the GLUE task if any.
 fn read_source(

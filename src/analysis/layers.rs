@@ -235,7 +235,10 @@ fn layer_row(
             let mut names: Vec<&str> = row.iter().map(|(name, _)| name.as_str()).collect();
             names.sort_unstable();
             names.dedup();
-            if names.len() != row.len() || row.is_empty() != opts.measures.is_empty() {
+            if row.is_empty() != opts.measures.is_empty() {
+                bail!("{} columns for {} measures", row.len(), opts.measures.len());
+            }
+            if names.len() != row.len() {
                 bail!("{} columns, {} distinct names", row.len(), names.len());
             }
             Ok(())

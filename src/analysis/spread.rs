@@ -133,7 +133,7 @@ pub fn bootstrap_pair(
 /// use isotropy_lab::analysis::spread::Statistic;
 /// use isotropy_lab::util::matrix::Matrix;
 ///
-/// // Variances 4 and 1 along two axes: participation ratio (4 + 1)² / (4² + 1²).
+/// // Variances in the ratio 4 : 1 along two axes: participation ratio (4 + 1)² / (4² + 1²).
 /// let w = Matrix::new(4, 2, vec![2.0, 0.0, -2.0, 0.0, 0.0, 1.0, 0.0, -1.0])?;
 /// let ratio = Statistic::ParticipationRatio.of(&w)?;
 /// assert!((ratio - 25.0 / 17.0).abs() < 1e-9);
@@ -141,7 +141,8 @@ pub fn bootstrap_pair(
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Statistic {
-    /// log10 of I(W) over both signs of every eigenvector, without the coordinates that are
+    /// log10 of I(W) over *both* signs of every eigenvector (the layer table's
+    /// `isotropy_both_signs`, not its one-sign `isotropy_live`), without the coordinates that are
     /// zero in every row ([`dead_coordinates`]).
     LogIsotropyLive,
     /// The number of dominant directions: variances above [`DOMINANT_FACTOR`] × their mean.
