@@ -2,8 +2,8 @@
 //! the same inputs (an entry planted in its place comes back, which only a read can give),
 //! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
 //! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
-//! enhancement table's measures, the layer table's rows, the bootstraps of named statistics) give
-//! from the cache what they compute.
+//! enhancement table's measures, the layer table's rows, named statistics and their bootstraps,
+//! the sha256 of large files) give from the cache what they compute.
 
 mod common;
 
@@ -18,7 +18,8 @@ use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_labels, KMeansOpt
 use isotropy_lab::geometry::enhance::Method;
 use isotropy_lab::util::frame::column_numbers;
 use isotropy_lab::util::matrix::Matrix;
-use isotropy_lab::util::memo::{cached_frame, expect_shape, Key};
+use isotropy_lab::util::hash::sha256_file;
+use isotropy_lab::util::memo::{cached_frame, expect_shape, file_sha256, Key};
 use polars::prelude::{Column, DataFrame, ParquetReader, ParquetWriter, SerReader};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -313,7 +314,7 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     let ratio = Statistic::ParticipationRatio;
     let boot = || bootstrap_statistic(&dev, &other, 6, 3, 1, ratio).unwrap();
     let fresh = boot();
-    let direct = bootstrap_pair(&dev, &other, 6, 3, 1, |m| ratio.of(m)).unwrap();
+    let direct = bootstrap_pair(&dev, &other, 6, 3, 1, |m| ratio.measure(m)).unwrap();
     assert_ne!(fresh[0].mean, fresh[1].mean, "the two sides must differ");
     assert_eq!(format!("{fresh:?}"), format!("{direct:?}"));
     assert_eq!(format!("{:?}", boot()), format!("{fresh:?}"));
@@ -340,4 +341,60 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     );
     bootstrap_statistic(&dev, &other, 6, 3, 1, Statistic::Dominant).unwrap();
     assert_eq!(files(&results.join("bootstrap-pair")).len(), 2);
+    assert!(
+        !results.join("statistic").exists(),
+        "a bootstrap's resamples are measured, not cached one by one"
+    );
+
+    // A named statistic of a whole layer: measured once, read back, repaired.
+    let layer = dev.layer(6).unwrap();
+    let measured = ratio.measure(layer).unwrap();
+    assert_eq!(ratio.of(layer).unwrap().to_bits(), measured.to_bits());
+    let entry = files(&results.join("statistic"));
+    assert_eq!(entry.len(), 1);
+    std::fs::write(&entry[0], serde_json::to_vec(&7.5f64.to_bits()).unwrap()).unwrap();
+    assert_eq!(ratio.of(layer).unwrap(), 7.5, "a planted entry must be read");
+    std::fs::write(&entry[0], b"not json").unwrap();
+    assert_eq!(
+        ratio.of(layer).unwrap().to_bits(),
+        measured.to_bits(),
+        "an unreadable entry must be recomputed"
+    );
+    Statistic::Dominant.of(layer).unwrap();
+    ratio.of(other.layer(6).unwrap()).unwrap();
+    assert_eq!(files(&results.join("statistic")).len(), 3);
+
+    // A large file's sha256: read back while the file is unchanged, hashed again once it is
+    // replaced; a small file's hashed every time. (The models loaded above have entries too.)
+    let hashes = results.join("file-sha256");
+    let before = files(&hashes);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.safetensors");
+    let mut content = vec![7u8; 2 << 20];
+    std::fs::write(&weights, &content).unwrap();
+    let sha = file_sha256(&weights).unwrap();
+    assert_eq!(sha, sha256_file(&weights).unwrap());
+    let entry: Vec<PathBuf> = files(&hashes)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(entry.len(), 1);
+    let planted = "0".repeat(64);
+    std::fs::write(&entry[0], serde_json::to_vec(&planted).unwrap()).unwrap();
+    assert_eq!(
+        file_sha256(&weights).unwrap(),
+        planted,
+        "an unchanged file's hash must be read back"
+    );
+    std::fs::write(&entry[0], serde_json::to_vec("not a hash").unwrap()).unwrap();
+    assert_eq!(file_sha256(&weights).unwrap(), sha, "a refused entry is recomputed");
+    content[0] = 8;
+    isotropy_lab::util::atomic::write_bytes(&weights, &content).unwrap();
+    let replaced = file_sha256(&weights).unwrap();
+    assert_eq!(replaced, sha256_file(&weights).unwrap());
+    assert_ne!(replaced, sha, "a replaced file must be hashed again");
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, b"{}").unwrap();
+    assert_eq!(file_sha256(&config).unwrap(), sha256_file(&config).unwrap());
+    assert_eq!(files(&hashes).len(), before.len() + 2);
 }

@@ -2,8 +2,9 @@
 //! [`summarise`]) or over bootstrap resamples of the sentences ([`bootstrap_layer`], and
 //! [`bootstrap_pair`] for the difference between two models on the same sentences), for the
 //! measures no seed controls (I(W), the spectrum). The chapters' own statistics are named
-//! ([`Statistic`]), so that their paired bootstrap ([`bootstrap_statistic`]) is cached on disk by
-//! its inputs ([`crate::util::memo`]); a closure's code cannot be part of a cache key.
+//! ([`Statistic`]), so that their values ([`Statistic::of`]) and their paired bootstrap
+//! ([`bootstrap_statistic`]) are cached on disk by their inputs ([`crate::util::memo`]); a
+//! closure's code cannot be part of a cache key.
 
 use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
@@ -152,8 +153,17 @@ pub enum Statistic {
 }
 
 impl Statistic {
-    /// The statistic of the rows of `m`.
+    /// The statistic of the rows of `m`, cached on disk by `m`'s values and the statistic
+    /// ([`crate::util::memo`]): a cell run again reads it back.
     pub fn of(&self, m: &Matrix) -> Result<f64> {
+        let key = Key::new("statistic").matrix(m).debug(self);
+        let bits = cached_json(key, |_: &u64| Ok(()), || Ok(self.measure(m)?.to_bits()))?;
+        Ok(f64::from_bits(bits))
+    }
+
+    /// The statistic of the rows of `m`, measured (what [`Statistic::of`] caches, and what a
+    /// bootstrap measures on each resample, which is not worth a file of its own).
+    pub fn measure(&self, m: &Matrix) -> Result<f64> {
         Ok(match self {
             Statistic::LogIsotropyLive => isotropy(&m.without_columns(&dead_coordinates(m)))?
                 .both_signs
@@ -191,7 +201,7 @@ pub fn bootstrap_statistic(
             Ok(())
         },
         || {
-            let measure = |m: &Matrix| statistic.of(m);
+            let measure = |m: &Matrix| statistic.measure(m);
             let a = resampled(base, layer, resamples, seed, &measure)?;
             let b = resampled(other, layer, resamples, seed, &measure)?;
             Ok(a.iter()

@@ -1,13 +1,33 @@
 //! A dense row-major f32 matrix: one row per token, one column per hidden dimension.
 
 use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
 
-/// A row-major `rows × cols` matrix of f32.
-#[derive(Debug, Clone, PartialEq)]
+/// A row-major `rows × cols` matrix of f32. Its values never change once made, so its
+/// [`Matrix::digest`] is computed once and kept.
+#[derive(Clone)]
 pub struct Matrix {
     rows: usize,
     cols: usize,
     data: Vec<f32>,
+    digest: OnceLock<[u8; 32]>,
+}
+
+impl PartialEq for Matrix {
+    fn eq(&self, other: &Matrix) -> bool {
+        (self.rows, self.cols) == (other.rows, other.cols) && self.data == other.data
+    }
+}
+
+impl std::fmt::Debug for Matrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("data", &self.data)
+            .finish()
+    }
 }
 
 impl Matrix {
@@ -20,7 +40,40 @@ impl Matrix {
                 rows * cols
             );
         }
-        Ok(Self { rows, cols, data })
+        Ok(Self::from_parts(rows, cols, data))
+    }
+
+    fn from_parts(rows: usize, cols: usize, data: Vec<f32>) -> Matrix {
+        Matrix {
+            rows,
+            cols,
+            data,
+            digest: OnceLock::new(),
+        }
+    }
+
+    /// sha256 of the shape and every value's bits (little-endian), computed on the first call
+    /// and kept: what the result caches ([`crate::util::memo::Key::matrix`]) key a matrix by,
+    /// so a layer read by several cached results is hashed once.
+    ///
+    /// ```
+    /// use isotropy_lab::util::matrix::Matrix;
+    ///
+    /// let a = Matrix::new(2, 2, vec![1.0, 2.0, 3.0, 4.0])?;
+    /// assert_eq!(a.digest(), a.clone().digest());
+    /// // The same values in another shape, or one value changed, give another digest.
+    /// assert_ne!(a.digest(), Matrix::new(1, 4, vec![1.0, 2.0, 3.0, 4.0])?.digest());
+    /// assert_ne!(a.digest(), Matrix::new(2, 2, vec![1.0, 2.0, 3.0, -4.0])?.digest());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn digest(&self) -> [u8; 32] {
+        *self.digest.get_or_init(|| {
+            let mut hasher = Sha256::new();
+            hasher.update((self.rows as u64).to_le_bytes());
+            hasher.update((self.cols as u64).to_le_bytes());
+            hasher.update(bytemuck::cast_slice::<f32, u8>(&self.data));
+            hasher.finalize().into()
+        })
     }
 
     /// Number of rows (tokens).
@@ -79,11 +132,7 @@ impl Matrix {
             let row = self.row(i);
             data.extend(keep.iter().map(|&j| row[j]));
         }
-        Matrix {
-            rows: self.rows,
-            cols: keep.len(),
-            data,
-        }
+        Matrix::from_parts(self.rows, keep.len(), data)
     }
 
     /// The matrix of the rows `idx`, in that order (repeats allowed: a bootstrap resample).
@@ -139,7 +188,7 @@ impl Matrix {
         let (rows, cols) = (m.nrows(), m.ncols());
         let mut data = vec![0f32; rows * cols];
         write_f32(m, &mut data);
-        Matrix { rows, cols, data }
+        Matrix::from_parts(rows, cols, data)
     }
 }
 

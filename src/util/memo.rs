@@ -12,9 +12,9 @@
 
 use crate::util::atomic;
 use crate::util::frame::Fresh;
-use crate::util::hash::hex;
+use crate::util::hash::{hex, sha256_file};
 use crate::util::matrix::Matrix;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use polars::prelude::{DataFrame, ParquetReader, ParquetWriter, SerReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,17 +64,9 @@ impl Key {
         self.hasher.update(bytes);
     }
 
-    /// Adds a matrix: its shape and every value's bits.
+    /// Adds a matrix: its shape and every value's bits, through its [`Matrix::digest`].
     pub fn matrix(mut self, m: &Matrix) -> Key {
-        self.part(format!("{}x{}", m.rows(), m.cols()).as_bytes());
-        self.hasher
-            .update(((m.data().len() * 4) as u64).to_le_bytes());
-        let mut bytes = Vec::with_capacity(4 * 4096);
-        for chunk in m.data().chunks(4096) {
-            bytes.clear();
-            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
-            self.hasher.update(&bytes);
-        }
+        self.part(&m.digest());
         self
     }
 
@@ -178,6 +170,44 @@ pub fn cached_json<T: Serialize + DeserializeOwned>(
         },
         check,
         compute,
+    )
+}
+
+/// Files smaller than this are hashed every time by [`file_sha256`]: reading them costs less than
+/// a cache entry.
+const HASHED_EVERY_TIME: u64 = 1 << 20;
+
+/// [`sha256_file`], cached by the file's identity: its canonical path, length, modification time
+/// and (on Unix) inode. A model's weights (90 MB and more) are hashed when its files are verified
+/// and again for its fingerprint at every load; a file that has not changed since is not read
+/// again. A file rewritten in place with the same length within one tick of its modification
+/// time would be missed (the rule git's index and make also rely on); the crate itself only
+/// ever replaces files whole ([`atomic`]), which gives them a new inode. Files under 1 MiB are
+/// hashed every time.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() < HASHED_EVERY_TIME {
+        return sha256_file(path);
+    }
+    let canonical =
+        std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let key = Key::new("file-sha256")
+        .debug(&canonical)
+        .debug(&(meta.len(), meta.modified().ok(), inode));
+    cached_json(
+        key,
+        |sha: &String| {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("{sha:?} is not a sha256");
+            }
+            Ok(())
+        },
+        || sha256_file(path),
     )
 }
 
