@@ -17,7 +17,7 @@
 //! unseeded; this crate runs the same kind of k-means ([`KMeansOptions::authors`]) with a seed,
 //! so a clustering (not the method) differs from any one run of theirs.
 
-use crate::geometry::cluster::{kmeans, members, KMeansOptions};
+use crate::geometry::cluster::{kmeans_labels, members, KMeansOptions};
 use crate::geometry::isotropy::{log_f_both_signs, Isotropy};
 use crate::geometry::spectrum::{centred, remove_directions, Pca, Spectrum};
 use crate::geometry::Centred;
@@ -144,7 +144,8 @@ impl Method {
     }
 
     /// Applies the method to `w`'s rows (clustering with the authors' k-means,
-    /// [`KMeansOptions::authors`], seeded by `seed`), f32 out.
+    /// [`KMeansOptions::authors`], seeded by `seed`; its labels cached on disk,
+    /// [`kmeans_labels`]), f32 out.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
         self.apply_with(w, None, seed)
     }
@@ -207,12 +208,13 @@ impl Method {
                 }
                 Some(members(labels, labels.iter().max().map_or(0, |m| m + 1)))
             }
-            (Some(opts), None) => Some(kmeans(w, &opts)?.members()),
+            (Some(opts), None) => Some(members(&kmeans_labels(w, &opts)?, opts.k)),
         })
     }
 
     /// Applies the method in f64. For the clustered methods, `labels` (one cluster per row, 0..k)
-    /// replaces the k-means step when given; otherwise k-means runs with `seed`.
+    /// replaces the k-means step when given; otherwise the k-means labels seeded by `seed`
+    /// ([`kmeans_labels`]).
     pub fn apply_f64(&self, w: &Matrix, labels: Option<&[usize]>, seed: u64) -> Result<Mat<f64>> {
         w.check_finite(&format!("enhancement {}", self.label()))?;
         let dim = w.cols();
