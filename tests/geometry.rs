@@ -535,6 +535,7 @@ fn kmeans_plus_plus_inertia_is_at_most_scikit_learns() {
 
 #[test]
 fn enhancement_invariants() {
+    common::setup(); // the clustered methods cache their k-means labels: in the tests' cache folder
     let bytes = reference();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let m = f32_matrix(&st, "sst2");

@@ -3,7 +3,8 @@
 //! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
 //! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
 //! enhancement table's measures, the layer table's rows, named statistics and their bootstraps,
-//! the sha256 of large files) give from the cache what they compute.
+//! the clustered methods' labels, the sha256 of large files) give from the cache what they
+//! compute.
 
 mod common;
 
@@ -17,9 +18,9 @@ use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_labels, KMeansOptions};
 use isotropy_lab::geometry::enhance::Method;
 use isotropy_lab::util::frame::column_numbers;
-use isotropy_lab::util::matrix::Matrix;
 use isotropy_lab::util::hash::sha256_file;
-use isotropy_lab::util::memo::{cached_frame, expect_shape, file_sha256, Key};
+use isotropy_lab::util::matrix::Matrix;
+use isotropy_lab::util::memo::{cached_frame, expect_shape, sha256_file_cached, Key};
 use polars::prelude::{Column, DataFrame, ParquetReader, ParquetWriter, SerReader};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -353,7 +354,11 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     let entry = files(&results.join("statistic"));
     assert_eq!(entry.len(), 1);
     std::fs::write(&entry[0], serde_json::to_vec(&7.5f64.to_bits()).unwrap()).unwrap();
-    assert_eq!(ratio.of(layer).unwrap(), 7.5, "a planted entry must be read");
+    assert_eq!(
+        ratio.of(layer).unwrap(),
+        7.5,
+        "a planted entry must be read"
+    );
     std::fs::write(&entry[0], b"not json").unwrap();
     assert_eq!(
         ratio.of(layer).unwrap().to_bits(),
@@ -364,16 +369,43 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     ratio.of(other.layer(6).unwrap()).unwrap();
     assert_eq!(files(&results.join("statistic")).len(), 3);
 
+    // A clustered method applied without labels clusters with the cached k-means labels: a
+    // planted labelling is what it uses.
+    let method = Method::ClusterBased { k: 5, d: 2 };
+    let opts = method.kmeans_options(3).unwrap();
+    let labels = kmeans_labels(m, &opts).unwrap();
+    let entry = files(&results.join("kmeans-labels"))
+        .into_iter()
+        .find(|p| {
+            let text = std::fs::read(p).unwrap();
+            serde_json::from_slice::<Vec<usize>>(&text).is_ok_and(|l| l == labels)
+        })
+        .expect("the labels' entry");
+    let planted: Vec<usize> = (0..m.rows()).map(|i| i % opts.k).collect();
+    assert_ne!(planted, labels);
+    std::fs::write(&entry, serde_json::to_vec(&planted).unwrap()).unwrap();
+    let applied = method.apply(m, 3).unwrap();
+    assert_eq!(applied, method.apply_with(m, Some(&planted), 3).unwrap());
+    assert_ne!(applied, method.apply_with(m, Some(&labels), 3).unwrap());
+
     // A large file's sha256: read back while the file is unchanged, hashed again once it is
-    // replaced; a small file's hashed every time. (The models loaded above have entries too.)
+    // replaced; a small file, or one written in the last 2 s, hashed every time. (The models
+    // loaded above have entries too.)
     let hashes = results.join("file-sha256");
     let before = files(&hashes);
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("model.safetensors");
     let mut content = vec![7u8; 2 << 20];
     std::fs::write(&weights, &content).unwrap();
-    let sha = file_sha256(&weights).unwrap();
-    assert_eq!(sha, sha256_file(&weights).unwrap());
+    let sha = sha256_file(&weights).unwrap();
+    assert_eq!(sha256_file_cached(&weights).unwrap(), sha);
+    assert_eq!(
+        files(&hashes),
+        before,
+        "a file just written must not be cached"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(sha256_file_cached(&weights).unwrap(), sha);
     let entry: Vec<PathBuf> = files(&hashes)
         .into_iter()
         .filter(|p| !before.contains(p))
@@ -382,19 +414,32 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
     let planted = "0".repeat(64);
     std::fs::write(&entry[0], serde_json::to_vec(&planted).unwrap()).unwrap();
     assert_eq!(
-        file_sha256(&weights).unwrap(),
+        sha256_file_cached(&weights).unwrap(),
         planted,
         "an unchanged file's hash must be read back"
     );
     std::fs::write(&entry[0], serde_json::to_vec("not a hash").unwrap()).unwrap();
-    assert_eq!(file_sha256(&weights).unwrap(), sha, "a refused entry is recomputed");
+    assert_eq!(
+        sha256_file_cached(&weights).unwrap(),
+        sha,
+        "a refused entry is recomputed"
+    );
     content[0] = 8;
     isotropy_lab::util::atomic::write_bytes(&weights, &content).unwrap();
-    let replaced = file_sha256(&weights).unwrap();
+    let replaced = sha256_file_cached(&weights).unwrap();
     assert_eq!(replaced, sha256_file(&weights).unwrap());
     assert_ne!(replaced, sha, "a replaced file must be hashed again");
     let config = dir.path().join("config.json");
     std::fs::write(&config, b"{}").unwrap();
-    assert_eq!(file_sha256(&config).unwrap(), sha256_file(&config).unwrap());
-    assert_eq!(files(&hashes).len(), before.len() + 2);
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(
+        sha256_file_cached(&config).unwrap(),
+        sha256_file(&config).unwrap()
+    );
+    assert_eq!(sha256_file_cached(&weights).unwrap(), replaced);
+    assert_eq!(
+        files(&hashes).len(),
+        before.len() + 2,
+        "the replaced file once settled has an entry of its own, the small file none"
+    );
 }

@@ -504,7 +504,7 @@ impl Embeddings {
                     );
                 }
                 // safetensors checked that the bytes hold shape[0] × shape[1] values; the
-                // format is little-endian, as is every target this crate builds for (below).
+                // format is little-endian, as is every target this crate builds for (`util::matrix`).
                 let mut data = vec![0f32; shape[0] * shape[1]];
                 bytemuck::cast_slice_mut(&mut data).copy_from_slice(view.data());
                 Matrix::new(shape[0], shape[1], data)
@@ -523,10 +523,6 @@ impl Embeddings {
         })
     }
 }
-
-// The cache's bytes are copied as they lie in memory, in safetensors' little-endian order.
-#[cfg(target_endian = "big")]
-compile_error!("isotropy-lab reads and writes safetensors as little-endian memory");
 
 /// The sentences of a source (sampled), their labels as a column, and the GLUE task if any.
 fn read_source(

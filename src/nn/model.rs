@@ -5,7 +5,7 @@ use crate::nn::bert::{Config, Encoder};
 use crate::nn::weights::read_checkpoint;
 use crate::util::atomic;
 use crate::util::hash::hex;
-use crate::util::memo::file_sha256;
+use crate::util::memo::sha256_file_cached;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -185,12 +185,12 @@ pub(crate) fn read_config(files: &ModelFiles) -> Result<(Config, serde_json::Val
     Ok((config, value))
 }
 
-/// sha256 over the sha256 of the config, weights and tokenizer files ([`file_sha256`]: the
+/// sha256 over the sha256 of the config, weights and tokenizer files ([`sha256_file_cached`]: the
 /// weights are read again only when they changed).
 fn fingerprint(files: &ModelFiles) -> Result<String> {
     let mut h = Sha256::new();
     for p in [&files.config, &files.weights, &files.tokenizer] {
-        h.update(file_sha256(p)?.as_bytes());
+        h.update(sha256_file_cached(p)?.as_bytes());
     }
     Ok(hex(&h.finalize()))
 }

@@ -4,6 +4,12 @@ use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
+// A matrix's values are read and written as they lie in memory: hashed by
+// [`Matrix::digest`], and copied to and from the extraction cache's safetensors files, which are
+// little-endian.
+#[cfg(target_endian = "big")]
+compile_error!("isotropy-lab reads and writes f32 values as little-endian memory");
+
 /// A row-major `rows × cols` matrix of f32. Its values never change once made, so its
 /// [`Matrix::digest`] is computed once and kept.
 #[derive(Clone)]
@@ -52,7 +58,8 @@ impl Matrix {
         }
     }
 
-    /// sha256 of the shape and every value's bits (little-endian), computed on the first call
+    /// sha256 of the shape and every value's bits (little-endian: the crate builds on
+    /// little-endian targets only), computed on the first call
     /// and kept: what the result caches ([`crate::util::memo::Key::matrix`]) key a matrix by,
     /// so a layer read by several cached results is hashed once.
     ///

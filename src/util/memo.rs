@@ -2,7 +2,8 @@
 //! answers from disk: a [`Key`] hashes the inputs (matrices by their values, options by their
 //! `Debug` text) together with the build of this crate, and [`cached_frame`] keeps the table
 //! computed for it in `<cache>/results/<kind>/<key>.parquet` (a value that is not a table,
-//! [`cached_json`]: `<key>.json`).
+//! [`cached_json`]: `<key>.json`). One kind is keyed by a file's identity, not its contents:
+//! [`sha256_file_cached`], the hash of a large file that has not changed.
 //!
 //! The build stamp is a hash of the crate's sources, manifest, lock file, compiled-in data and
 //! compiler version, made when it is compiled (`build.rs`): a change to the code (a fixed bug, a
@@ -173,42 +174,71 @@ pub fn cached_json<T: Serialize + DeserializeOwned>(
     )
 }
 
-/// Files smaller than this are hashed every time by [`file_sha256`]: reading them costs less than
-/// a cache entry.
+/// Files smaller than this are hashed every time by [`sha256_file_cached`]: reading them costs
+/// less than a cache entry.
 const HASHED_EVERY_TIME: u64 = 1 << 20;
 
-/// [`sha256_file`], cached by the file's identity: its canonical path, length, modification time
-/// and (on Unix) inode. A model's weights (90 MB and more) are hashed when its files are verified
-/// and again for its fingerprint at every load; a file that has not changed since is not read
-/// again. A file rewritten in place with the same length within one tick of its modification
-/// time would be missed (the rule git's index and make also rely on); the crate itself only
-/// ever replaces files whole ([`atomic`]), which gives them a new inode. Files under 1 MiB are
-/// hashed every time.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.len() < HASHED_EVERY_TIME {
-        return sha256_file(path);
-    }
-    let canonical =
-        std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+/// How long a file must have stood unchanged before [`sha256_file_cached`] keeps its hash: a
+/// file written within the same tick of the clock as its last stat could change unseen.
+const SETTLED_SECONDS: i64 = 2;
+
+/// [`sha256_file`], cached by the file's identity: its canonical path, length, device, inode,
+/// modification and change times (the change time no tool can set back: what git's index also
+/// keeps). A model's weights (90 MB and more) are hashed when its files are verified and again
+/// for its fingerprint at every load; a file whose identity has not changed is not read again.
+///
+/// Kept only for a file that stood unchanged for 2 s before it was hashed and did not change
+/// while it was; a file that changes while it is hashed is an error. Files under 1 MiB, and
+/// every file on a system without Unix file metadata, are hashed every time. Deleting
+/// `<cache>/results/file-sha256` makes every file be read again.
+pub fn sha256_file_cached(path: &Path) -> Result<String> {
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0u64;
-    let key = Key::new("file-sha256")
-        .debug(&canonical)
-        .debug(&(meta.len(), meta.modified().ok(), inode));
-    cached_json(
-        key,
-        |sha: &String| {
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!("{sha:?} is not a sha256");
-            }
-            Ok(())
-        },
-        || sha256_file(path),
-    )
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Length, device, inode, modification and change times (seconds, nanoseconds).
+        let identity = || -> Result<(std::fs::Metadata, [i64; 7])> {
+            let m =
+                std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+            let id = [
+                m.len() as i64,
+                m.dev() as i64,
+                m.ino() as i64,
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ];
+            Ok((m, id))
+        };
+        let (meta, before) = identity()?;
+        // The later of the modification and change times, in whole seconds.
+        let touched = before[3].max(before[5]);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if meta.len() >= HASHED_EVERY_TIME && now - touched > SETTLED_SECONDS {
+            let canonical = std::fs::canonicalize(path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            let key = Key::new("file-sha256").debug(&canonical).debug(&before);
+            return cached_json(
+                key,
+                |sha: &String| {
+                    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        bail!("{sha:?} is not a sha256");
+                    }
+                    Ok(())
+                },
+                || {
+                    let sha = sha256_file(path)?;
+                    if identity()?.1 != before {
+                        bail!("{}: the file changed while it was hashed", path.display());
+                    }
+                    Ok(sha)
+                },
+            );
+        }
+    }
+    sha256_file(path)
 }
 
 /// The cache's one rule: an entry at `path` that `read` reads and `check` accepts is the
