@@ -196,10 +196,10 @@ pub fn sha256_file_cached(path: &Path) -> Result<String> {
     {
         use std::os::unix::fs::MetadataExt;
         // Length, device, inode, modification and change times (seconds, nanoseconds).
-        let identity = || -> Result<(std::fs::Metadata, [i64; 7])> {
+        let identity = || -> Result<[i64; 7]> {
             let m =
                 std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-            let id = [
+            Ok([
                 m.len() as i64,
                 m.dev() as i64,
                 m.ino() as i64,
@@ -207,16 +207,15 @@ pub fn sha256_file_cached(path: &Path) -> Result<String> {
                 m.mtime_nsec(),
                 m.ctime(),
                 m.ctime_nsec(),
-            ];
-            Ok((m, id))
+            ])
         };
-        let (meta, before) = identity()?;
+        let before = identity()?;
         // The later of the modification and change times, in whole seconds.
         let touched = before[3].max(before[5]);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        if meta.len() >= HASHED_EVERY_TIME && now - touched > SETTLED_SECONDS {
+        if before[0] >= HASHED_EVERY_TIME as i64 && now - touched > SETTLED_SECONDS {
             let canonical = std::fs::canonicalize(path)
                 .with_context(|| format!("resolving {}", path.display()))?;
             let key = Key::new("file-sha256").debug(&canonical).debug(&before);
@@ -230,7 +229,7 @@ pub fn sha256_file_cached(path: &Path) -> Result<String> {
                 },
                 || {
                     let sha = sha256_file(path)?;
-                    if identity()?.1 != before {
+                    if identity()? != before {
                         bail!("{}: the file changed while it was hashed", path.display());
                     }
                     Ok(sha)
