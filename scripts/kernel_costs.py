@@ -3,7 +3,9 @@
 Jupyter's first request, the prelude of notebooks/evcxr.toml included), then the wall time of a few
 cells that do almost no work, each sent after the previous one answered. What these cells take is
 evcxr's overhead (generate, type, compile, link and load a crate per cell), which every cell of a
-chapter pays on top of its own work; docs/timings.md records it.
+chapter pays on top of its own work; docs/timings.md records it. Run it with no other kernel of
+the lab open: a kernel that finds slot 0 taken starts in another slot, and the first start in a
+new slot copies the warm build folder (1.8 GB), which would count in the start.
 
 Usage: .venv/bin/python scripts/kernel_costs.py [CELL ...]   (default: the cells below)
 """
