@@ -11,8 +11,14 @@ screenshot of each tab in OUT.
 The lab runs the chapters in the quick profile (ISOLAB_PROFILE=quick, inherited by the kernels)
 unless ISOLAB_PROFILE is set.
 
-Usage: .venv/bin/python scripts/check_lab.py [--out DIR] [FIRST.ipynb SECOND.ipynb]
-Exit status 1 when a check fails, with what was found.
+--slow-start SECONDS makes every kernel's start that much slower (the copy's prelude sleeps), as a
+cold dependency build or a loaded machine does: evcxr answers Jupyter only once its prelude has run,
+and with jupyter_server's default 60 s timeouts a start over about two minutes broke the tab's
+connection (its Run All never ran). The lab waits for the kernel instead (scripts/lab.sh).
+
+Usage: .venv/bin/python scripts/check_lab.py [--out DIR] [--slow-start SECONDS] [FIRST.ipynb SECOND.ipynb]
+Exit status 1 when a check fails, with what was found (and, for a tab that never finished, what
+its page and the lab's log showed).
 """
 import argparse
 import json
@@ -61,10 +67,11 @@ def settings_dir():
     return folder
 
 
-def copy_of_notebooks(out):
+def copy_of_notebooks(out, slow_start):
     """The chapters copied into OUT/notebooks, which the lab serves instead of notebooks/: the lab
     saves the notebooks it runs (with their outputs and the test's edit), and the repository's must
-    stay as they are. Its evcxr.toml names the support crate by its absolute path."""
+    stay as they are. Its evcxr.toml names the support crate by its absolute path, and its prelude
+    ends with a sleep of `slow_start` seconds when that is not zero."""
     folder = out / "notebooks"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -73,7 +80,14 @@ def copy_of_notebooks(out):
     config = (ROOT / "notebooks" / "evcxr.toml").read_text()
     if 'path = ".."' not in config:
         sys.exit("notebooks/evcxr.toml no longer names the crate as path = \"..\"; update check_lab.py")
-    (folder / "evcxr.toml").write_text(config.replace('path = ".."', f"path = {json.dumps(str(ROOT))}"))
+    config = config.replace('path = ".."', f"path = {json.dumps(str(ROOT))}")
+    if slow_start:
+        prelude = re.compile(r'^prelude = "(.*)"$', re.MULTILINE)
+        if not prelude.search(config):
+            sys.exit("notebooks/evcxr.toml has no one-line prelude = \"...\"; update check_lab.py")
+        sleep = f"std::thread::sleep(std::time::Duration::from_secs({slow_start}));"
+        config = prelude.sub(lambda m: f'prelude = "{m.group(1)} {sleep}"', config)
+    (folder / "evcxr.toml").write_text(config)
     return folder
 
 
@@ -145,6 +159,44 @@ def wait_for_idle(port, name, timeout=900):
     raise AssertionError(f"the kernel of {name} did not become idle within {timeout} s")
 
 
+def indicator(driver):
+    """The kernel status the visible tab's toolbar shows ("idle", "busy", "unknown", ...)."""
+    found = driver.find_elements(By.CSS_SELECTOR,
+                                 ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
+    return found[0].get_attribute("data-status") if found else None
+
+
+def wait_for_browser_idle(driver, name, timeout=300):
+    """Waits until the tab itself shows its kernel idle: the server can see an idle kernel while
+    the tab's connection to it is broken, and then the tab's Run All never reaches the kernel."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if indicator(driver) == "idle":
+            return None
+        time.sleep(0.5)
+    return f"{name}: the tab does not show its kernel idle {timeout} s after the server does (it shows {indicator(driver)!r})"
+
+
+def diagnosis(driver, port, name, log_path):
+    """What a tab that never finished shows: its prompts, its kernel status, any dialog, the
+    server's view of its kernel, and the lab log's last warnings and errors."""
+    prompts = [prompt(c) for c in code_cells(driver)]
+    lines = [f"{name}: prompts {prompts}, toolbar kernel status {indicator(driver)!r}"]
+    for dialog in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+        lines.append(f"{name}: a dialog is open: {dialog.text[:300]!r}")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sessions?token={TOKEN}", timeout=5) as r:
+            states = {s["path"]: s["kernel"]["execution_state"] for s in json.load(r)}
+        lines.append(f"the server's kernels: {states}")
+    except OSError as error:
+        lines.append(f"the server did not list its sessions: {error}")
+    log = Path(log_path).read_text(errors="replace").splitlines()
+    notable = [line[:200] for line in log if re.match(r"\[[WEC] ", line) or "Error" in line]
+    lines.append(f"the lab log's last warnings and errors ({log_path}):")
+    lines += ["  " + line for line in notable[-15:]]
+    return lines
+
+
 def menu(driver, top, item):
     for label in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel"):
         if label.text == top:
@@ -196,6 +248,8 @@ def problems(driver, name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "target" / "lab-test"))
+    ap.add_argument("--slow-start", type=int, default=0, metavar="SECONDS",
+                    help="make every kernel's start this much slower (default 0)")
     ap.add_argument("notebooks", nargs="*", default=["00_tour.ipynb", "01_isotropy_by_layer.ipynb"])
     args = ap.parse_args()
     out = Path(args.out)
@@ -203,7 +257,7 @@ def main():
     first, second = [Path(n).name for n in args.notebooks]
     port = free_port()
     log = open(out / "lab.log", "w")
-    lab = start_lab(port, log, copy_of_notebooks(out))
+    lab = start_lab(port, log, copy_of_notebooks(out, args.slow_start))
     driver = None
     found = []
     try:
@@ -216,8 +270,15 @@ def main():
             driver.get(f"http://127.0.0.1:{port}/lab/workspaces/tab{i}/tree/{name}?reset&token={TOKEN}")
             tabs[name] = driver.current_window_handle
             wait_for_notebook(driver)
-        for name in tabs:
-            wait_for_idle(port, name)
+        for name, handle in tabs.items():
+            wait_for_idle(port, name, timeout=900 + args.slow_start)
+            driver.switch_to.window(handle)
+            problem = wait_for_browser_idle(driver, name)
+            if problem:
+                found += [problem] + diagnosis(driver, port, name, log.name)
+        if found:
+            print("\n".join(found))
+            sys.exit(1)
         started = {}
         for name, handle in tabs.items():
             driver.switch_to.window(handle)
@@ -239,6 +300,7 @@ def main():
             driver.save_screenshot(str(out / f"{Path(name).stem}.png"))
             if name not in done:
                 found.append(f"{name}: still running after 30 minutes")
+                found += diagnosis(driver, port, name, log.name)
             found += problems(driver, name)
         if not found:
             found += edit_and_rerun(driver, tabs[second], second, out)

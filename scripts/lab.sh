@@ -17,6 +17,10 @@ if [ ! -d target/evcxr/target ]; then
   echo "note: the kernel's build folder is cold; the first kernel start builds every dependency" \
     "(about 13 minutes on 2 cores). 'bash scripts/setup.sh' warms it beforehand." >&2
 fi
+# A kernel answers Jupyter only once evcxr has run the prelude (it builds the cell crate first: about
+# 40 s for two kernels at once on 2 cores, 13 minutes with a cold dependency build). With
+# jupyter_server's 60 s kernel_info timeout a start over about two minutes broke the tab's
+# connection and evcxr died on the closed socket; wait up to 30 minutes instead.
 # Jupyter refuses to run as root without --allow-root (containers and CI machines run as root).
 as_root=()
 if [ "$(id -u)" = 0 ]; then as_root=(--allow-root); fi
@@ -24,4 +28,5 @@ exec .venv/bin/jupyter lab --no-browser "${as_root[@]}" \
   --ServerApp.ip="${ISOLAB_LAB_IP:-127.0.0.1}" \
   --ServerApp.port="${ISOLAB_LAB_PORT:-8888}" \
   --ServerApp.root_dir="${ISOLAB_LAB_DIR:-$(pwd)/notebooks}" \
+  --MappingKernelManager.kernel_info_timeout=1800 \
   "$@"

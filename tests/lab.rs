@@ -3,6 +3,11 @@
 //! their cells at the same time, each shows a rendered table and figure and no error, and an edited
 //! parameter cell and the cell after it run again with new output. Screenshots of both tabs are
 //! kept in target/lab-test.
+//!
+//! Every kernel starts 150 s slower than it would (`--slow-start 150`: the prelude sleeps), as on a
+//! loaded machine or with a cold dependency build. evcxr answers Jupyter only once its prelude has
+//! run; with jupyter_server's default 60 s timeouts such a start broke both tabs (their kernels
+//! died, Run All never ran), which is what `scripts/lab.sh`'s longer timeout fixes.
 
 mod common;
 
@@ -16,6 +21,7 @@ fn two_chapters_run_side_by_side_in_the_browser_and_an_edited_cell_answers() {
     let status = Command::new(python)
         .env("ISOLAB_PROFILE", "quick")
         .arg(root.join("scripts/check_lab.py"))
+        .args(["--slow-start", "150"])
         .arg("--out")
         .arg(&out)
         .status()
