@@ -12,9 +12,10 @@ The lab runs the chapters in the quick profile (ISOLAB_PROFILE=quick, inherited 
 unless ISOLAB_PROFILE is set.
 
 --slow-start SECONDS makes every kernel's start that much slower (the copy's prelude sleeps), as a
-cold dependency build or a loaded machine does: evcxr answers Jupyter only once its prelude has run,
-and with jupyter_server's default 60 s timeouts a start over about two minutes broke the tab's
-connection (its Run All never ran). The lab waits for the kernel instead (scripts/lab.sh).
+loaded machine or a cold dependency build could: evcxr answers Jupyter only once its prelude has
+run, and with jupyter_server's default 60 s timeouts a start over about two minutes broke the tab's
+connection (its Run All never ran). Setup writes a 30-minute timeout for the server instead
+(environment.md, "The lab").
 
 Usage: .venv/bin/python scripts/check_lab.py [--out DIR] [--slow-start SECONDS] [FIRST.ipynb SECOND.ipynb]
 Exit status 1 when a check fails, with what was found (and, for a tab that never finished, what
@@ -160,10 +161,15 @@ def wait_for_idle(port, name, timeout=900):
 
 
 def indicator(driver):
-    """The kernel status the visible tab's toolbar shows ("idle", "busy", "unknown", ...)."""
-    found = driver.find_elements(By.CSS_SELECTOR,
-                                 ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
-    return found[0].get_attribute("data-status") if found else None
+    """The kernel status the visible tab's toolbar shows ("idle", "busy", "unknown", ...). The
+    toolbar starts at "idle" before the tab hears from its kernel, so this is read only once the
+    server has seen the kernel idle."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR,
+                                     ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
+        return found[0].get_attribute("data-status") if found else None
+    except StaleElementReferenceException:
+        return None  # the toolbar re-rendered while we read it: ask again
 
 
 def wait_for_browser_idle(driver, name, timeout=300):
@@ -177,13 +183,19 @@ def wait_for_browser_idle(driver, name, timeout=300):
     return f"{name}: the tab does not show its kernel idle {timeout} s after the server does (it shows {indicator(driver)!r})"
 
 
-def diagnosis(driver, port, name, log_path):
+def diagnosis(driver, port, name, out, log_path):
     """What a tab that never finished shows: its prompts, its kernel status, any dialog, the
-    server's view of its kernel, and the lab log's last warnings and errors."""
-    prompts = [prompt(c) for c in code_cells(driver)]
-    lines = [f"{name}: prompts {prompts}, toolbar kernel status {indicator(driver)!r}"]
-    for dialog in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
-        lines.append(f"{name}: a dialog is open: {dialog.text[:300]!r}")
+    server's view of its kernel, and the lab log's last warnings, errors and restarts. Keeps a
+    screenshot of the tab in OUT. Whatever cannot be read is said, and the rest still returned."""
+    lines = []
+    try:
+        driver.save_screenshot(str(out / f"{Path(name).stem}-stuck.png"))
+        prompts = [prompt(c) for c in code_cells(driver)]
+        lines.append(f"{name}: prompts {prompts}, toolbar kernel status {indicator(driver)!r}")
+        for dialog in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+            lines.append(f"{name}: a dialog is open: {dialog.text[:300]!r}")
+    except Exception as error:  # a page that changes under us must not hide the rest
+        lines.append(f"{name}: the page could not be read: {type(error).__name__}: {str(error)[:200]}")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sessions?token={TOKEN}", timeout=5) as r:
             states = {s["path"]: s["kernel"]["execution_state"] for s in json.load(r)}
@@ -191,10 +203,19 @@ def diagnosis(driver, port, name, log_path):
     except OSError as error:
         lines.append(f"the server did not list its sessions: {error}")
     log = Path(log_path).read_text(errors="replace").splitlines()
-    notable = [line[:200] for line in log if re.match(r"\[[WEC] ", line) or "Error" in line]
-    lines.append(f"the lab log's last warnings and errors ({log_path}):")
+    notable = [line[:200] for line in log
+               if (re.match(r"\[[WEC] ", line) or "Error" in line or "restart" in line.lower())
+               and "Nudge: attempt" not in line]
+    lines.append(f"the lab log's last warnings, errors and restarts ({log_path}):")
     lines += ["  " + line for line in notable[-15:]]
     return lines
+
+
+def non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--slow-start must be 0 or more seconds, not {value}")
+    return value
 
 
 def menu(driver, top, item):
@@ -248,12 +269,14 @@ def problems(driver, name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "target" / "lab-test"))
-    ap.add_argument("--slow-start", type=int, default=0, metavar="SECONDS",
+    ap.add_argument("--slow-start", type=non_negative, default=0, metavar="SECONDS",
                     help="make every kernel's start this much slower (default 0)")
     ap.add_argument("notebooks", nargs="*", default=["00_tour.ipynb", "01_isotropy_by_layer.ipynb"])
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):  # screenshots of an earlier run
+        old.unlink()
     first, second = [Path(n).name for n in args.notebooks]
     port = free_port()
     log = open(out / "lab.log", "w")
@@ -271,11 +294,14 @@ def main():
             tabs[name] = driver.current_window_handle
             wait_for_notebook(driver)
         for name, handle in tabs.items():
-            wait_for_idle(port, name, timeout=900 + args.slow_start)
             driver.switch_to.window(handle)
-            problem = wait_for_browser_idle(driver, name)
+            try:
+                wait_for_idle(port, name, timeout=900 + args.slow_start)
+                problem = wait_for_browser_idle(driver, name)
+            except (AssertionError, OSError) as error:
+                problem = f"{name}: {error}"
             if problem:
-                found += [problem] + diagnosis(driver, port, name, log.name)
+                found += [problem] + diagnosis(driver, port, name, out, log.name)
         if found:
             print("\n".join(found))
             sys.exit(1)
@@ -300,7 +326,7 @@ def main():
             driver.save_screenshot(str(out / f"{Path(name).stem}.png"))
             if name not in done:
                 found.append(f"{name}: still running after 30 minutes")
-                found += diagnosis(driver, port, name, log.name)
+                found += diagnosis(driver, port, name, out, log.name)
             found += problems(driver, name)
         if not found:
             found += edit_and_rerun(driver, tabs[second], second, out)

@@ -9,18 +9,17 @@
 # notebooks (the browser test serves a copy, since the lab saves what it runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/jupyter-lab ] || ! .venv/bin/jupyter kernelspec list | grep -qw isotropy-lab; then
-  echo "JupyterLab or the isotropy-lab kernel is missing: run 'bash scripts/setup.sh' first" >&2
+# setup also writes the server's kernel timeout (.venv/etc/jupyter/jupyter_server_config.d): without
+# it a kernel that takes over about two minutes to start breaks its tab.
+if [ ! -x .venv/bin/jupyter-lab ] || ! .venv/bin/jupyter kernelspec list | grep -qw isotropy-lab ||
+  [ ! -e .venv/etc/jupyter/jupyter_server_config.d/isotropy-lab.json ]; then
+  echo "JupyterLab, the isotropy-lab kernel or the lab's server settings are missing: run 'bash scripts/setup.sh' first" >&2
   exit 1
 fi
 if [ ! -d target/evcxr/target ]; then
   echo "note: the kernel's build folder is cold; the first kernel start builds every dependency" \
     "(about 13 minutes on 2 cores). 'bash scripts/setup.sh' warms it beforehand." >&2
 fi
-# A kernel answers Jupyter only once evcxr has run the prelude (it builds the cell crate first: about
-# 40 s for two kernels at once on 2 cores, 13 minutes with a cold dependency build). With
-# jupyter_server's 60 s kernel_info timeout a start over about two minutes broke the tab's
-# connection and evcxr died on the closed socket; wait up to 30 minutes instead.
 # Jupyter refuses to run as root without --allow-root (containers and CI machines run as root).
 as_root=()
 if [ "$(id -u)" = 0 ]; then as_root=(--allow-root); fi
@@ -28,5 +27,4 @@ exec .venv/bin/jupyter lab --no-browser "${as_root[@]}" \
   --ServerApp.ip="${ISOLAB_LAB_IP:-127.0.0.1}" \
   --ServerApp.port="${ISOLAB_LAB_PORT:-8888}" \
   --ServerApp.root_dir="${ISOLAB_LAB_DIR:-$(pwd)/notebooks}" \
-  --MappingKernelManager.kernel_info_timeout=1800 \
   "$@"

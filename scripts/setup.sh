@@ -60,6 +60,16 @@ mkdir -p .venv/share/jupyter/lab/settings
 cat >.venv/share/jupyter/lab/settings/overrides.json <<'JSON'
 {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}
 JSON
+# The server waits up to 30 minutes for a kernel to answer (jupyter_server's default: 60 s). evcxr
+# answers only once it has run the prelude, which builds the cell crate first (38–41 s for two
+# kernels starting at once in the browser test; 13 minutes with a cold dependency build). With the
+# default, a start over about two minutes broke the tab's connection and evcxr died on the closed
+# socket (tests/lab.rs starts every kernel 150 s late to keep this checked). Any Jupyter server
+# started from .venv reads this file, not only scripts/lab.sh.
+mkdir -p .venv/etc/jupyter/jupyter_server_config.d
+cat >.venv/etc/jupyter/jupyter_server_config.d/isotropy-lab.json <<'JSON'
+{"MappingKernelManager": {"kernel_info_timeout": 1800}}
+JSON
 
 step "GLUE data"
 if [ -e data/glue ] || [ -n "${GLUE_DIR:-}" ]; then

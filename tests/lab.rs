@@ -4,10 +4,11 @@
 //! parameter cell and the cell after it run again with new output. Screenshots of both tabs are
 //! kept in target/lab-test.
 //!
-//! Every kernel starts 150 s slower than it would (`--slow-start 150`: the prelude sleeps), as on a
-//! loaded machine or with a cold dependency build. evcxr answers Jupyter only once its prelude has
+//! Every kernel starts 150 s slower than it would (`--slow-start 150`: the prelude sleeps), as a
+//! loaded machine or a cold dependency build could. evcxr answers Jupyter only once its prelude has
 //! run; with jupyter_server's default 60 s timeouts such a start broke both tabs (their kernels
-//! died, Run All never ran), which is what `scripts/lab.sh`'s longer timeout fixes.
+//! died, Run All never ran), which the 30-minute timeout setup writes for the server fixes
+//! (environment.md, "The lab").
 
 mod common;
 
