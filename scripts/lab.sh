@@ -9,10 +9,10 @@
 # notebooks (the browser test serves a copy, since the lab saves what it runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# setup also writes the server's kernel timeout (.venv/etc/jupyter/jupyter_server_config.d): without
+# setup also writes the server's kernel timeout (.venv/etc/jupyter/jupyter_server_config.json): without
 # it a kernel that takes over about two minutes to start breaks its tab.
 if [ ! -x .venv/bin/jupyter-lab ] || ! .venv/bin/jupyter kernelspec list | grep -qw isotropy-lab ||
-  [ ! -e .venv/etc/jupyter/jupyter_server_config.d/isotropy-lab.json ]; then
+  [ ! -e .venv/etc/jupyter/jupyter_server_config.json ]; then
   echo "JupyterLab, the isotropy-lab kernel or the lab's server settings are missing: run 'bash scripts/setup.sh' first" >&2
   exit 1
 fi

@@ -65,9 +65,10 @@ JSON
 # kernels starting at once in the browser test; 13 minutes with a cold dependency build). With the
 # default, a start over about two minutes broke the tab's connection and evcxr died on the closed
 # socket (tests/lab.rs starts every kernel 150 s late to keep this checked). Any Jupyter server
-# started from .venv reads this file, not only scripts/lab.sh.
-mkdir -p .venv/etc/jupyter/jupyter_server_config.d
-cat >.venv/etc/jupyter/jupyter_server_config.d/isotropy-lab.json <<'JSON'
+# started from .venv reads this file (jupyter_server_config.json in sys.prefix/etc/jupyter; the
+# files in jupyter_server_config.d only enable extensions), not only scripts/lab.sh.
+mkdir -p .venv/etc/jupyter
+cat >.venv/etc/jupyter/jupyter_server_config.json <<'JSON'
 {"MappingKernelManager": {"kernel_info_timeout": 1800}}
 JSON
 
