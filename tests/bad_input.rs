@@ -177,3 +177,47 @@ fn what_a_killed_writer_left_is_removed_by_the_next_write() {
         "another thread's temporary folder was removed"
     );
 }
+
+/// Threads filling the same folder at once (two tests extracting one cache entry, as CI saw fail
+/// with "Directory not empty") all succeed, and the folder holds one writer's whole content.
+#[test]
+fn concurrent_writers_of_one_folder_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("entry");
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let target = &target;
+                scope.spawn(move || {
+                    for round in 0..20u8 {
+                        isotropy_lab::util::atomic::write_dir(target, |tmp| {
+                            std::fs::write(tmp.join("a.bin"), [i, round])?;
+                            std::fs::write(tmp.join("b.bin"), [i, round])?;
+                            Ok(())
+                        })?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap().unwrap();
+        }
+    });
+    let a = std::fs::read(target.join("a.bin")).unwrap();
+    assert_eq!(
+        a,
+        std::fs::read(target.join("b.bin")).unwrap(),
+        "halves of two writes"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "entry")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary folders left: {leftovers:?}"
+    );
+}

@@ -80,6 +80,34 @@ pub fn write_file(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<()>) 
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Renames the folder `tmp` to `dir`. A folder at `dir` is first renamed aside (one atomic step,
+/// unlike removing it file by file, which another writer's rename can interrupt) and removed once
+/// `tmp` is in place. When another writer puts its folder at `dir` between those two renames, ours
+/// is tried again; every try lets some writer finish, so a few hundred always suffice.
+fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    use std::io::ErrorKind::{AlreadyExists, DirectoryNotEmpty, NotFound};
+    let mut tries_left = 500;
+    loop {
+        tries_left -= 1;
+        let aside = temp_sibling(dir);
+        if let Err(e) = fs::rename(dir, &aside) {
+            if e.kind() != NotFound {
+                return Err(e).with_context(|| format!("replacing {}", dir.display()));
+            }
+        }
+        let renamed = fs::rename(tmp, dir);
+        let _ = fs::remove_dir_all(&aside);
+        match renamed {
+            Ok(()) => return Ok(()),
+            Err(e) if tries_left > 0 && matches!(e.kind(), DirectoryNotEmpty | AlreadyExists) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()));
+            }
+        }
+    }
+}
+
 /// Writes bytes to `path` atomically.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_file(path, |f| Ok(f.write_all(bytes)?))
@@ -87,7 +115,10 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Fills a folder atomically: `fill` writes into an empty temporary sibling folder, which then
 /// replaces `dir` (an existing `dir` is removed first). On error nothing is left behind; what a
-/// killed writer left is removed by the next write of the same folder.
+/// killed writer left is removed by the next write of the same folder. Two writers of one folder
+/// at once (two threads filling the same cache entry) both succeed, the last one's content kept:
+/// a folder another writer renamed into place just before ours is moved aside and the rename tried
+/// again.
 pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -96,13 +127,7 @@ pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(
     let tmp = temp_sibling(dir);
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = fill(&tmp).and_then(|()| {
-        if dir.exists() {
-            fs::remove_dir_all(dir).with_context(|| format!("replacing {}", dir.display()))?;
-        }
-        fs::rename(&tmp, dir)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))
-    });
+    let result = fill(&tmp).and_then(|()| replace_dir(&tmp, dir));
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
