@@ -81,9 +81,9 @@ pub fn write_file(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<()>) 
 }
 
 /// Renames the folder `tmp` to `dir`. A folder at `dir` is first renamed aside (one atomic step,
-/// unlike removing it file by file, which another writer's rename can interrupt) and removed once
-/// `tmp` is in place. When another writer puts its folder at `dir` between those two renames, ours
-/// is tried again; every try lets some writer finish, so a few hundred always suffice.
+/// unlike removing it file by file, which another writer's rename can interrupt) and removed after
+/// our rename. When another writer puts its folder at `dir` between those two renames, ours is
+/// tried again, up to 500 times; then the error is returned.
 fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     use std::io::ErrorKind::{AlreadyExists, DirectoryNotEmpty, NotFound};
     let mut tries_left = 500;
@@ -114,7 +114,7 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Fills a folder atomically: `fill` writes into an empty temporary sibling folder, which then
-/// replaces `dir` (an existing `dir` is removed first). On error nothing is left behind; what a
+/// replaces `dir` (an existing `dir` is moved aside and removed). On error nothing is left behind; what a
 /// killed writer left is removed by the next write of the same folder. Two writers of one folder
 /// at once (two threads filling the same cache entry) both succeed, the last one's content kept:
 /// a folder another writer renamed into place just before ours is moved aside and the rename tried
