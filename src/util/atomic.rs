@@ -114,11 +114,11 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Fills a folder atomically: `fill` writes into an empty temporary sibling folder, which then
-/// replaces `dir` (an existing `dir` is moved aside and removed). On error nothing is left behind; what a
-/// killed writer left is removed by the next write of the same folder. Two writers of one folder
-/// at once (two threads filling the same cache entry) both succeed, the last one's content kept:
-/// a folder another writer renamed into place just before ours is moved aside and the rename tried
-/// again.
+/// replaces `dir` (an existing `dir` is moved aside and removed). On error nothing is left behind;
+/// what a killed writer left is removed by the next write of the same folder. Two writers of one
+/// folder at once (two threads filling the same cache entry) both succeed, the last one's content
+/// kept: a folder another writer renamed into place just before ours is moved aside and the rename
+/// tried again.
 pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
