@@ -1,5 +1,6 @@
 //! Our encoder against Hugging Face transformers, and I(W) / mean cosine against numpy.
 //! Reference values: tests/data/parity_minilm.safetensors, written by scripts/reference_parity.py.
+//! Built with the `cuda` feature, the encoder's checks run on the first GPU too (`on_gpu_*`).
 
 mod common;
 
@@ -60,10 +61,16 @@ impl Reference {
     }
 }
 
-fn minilm() -> Model {
+fn minilm(device: &Device) -> Model {
     common::setup();
-    common::minilm_dir();
-    Model::load_files(resolve_model("minilm").unwrap(), &Device::Cpu).unwrap()
+    let dir = common::minilm_dir();
+    Model::load_files(resolve_model(dir.to_str().unwrap()).unwrap(), device).unwrap()
+}
+
+/// The first CUDA GPU, for the same checks with the `cuda` feature.
+#[cfg(feature = "cuda")]
+fn gpu() -> Device {
+    Device::new_cuda(0).expect("the `cuda` feature's tests need a CUDA GPU")
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -76,7 +83,17 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn every_layer_matches_transformers_and_padding_changes_nothing() {
-    let model = minilm();
+    every_layer_matches_transformers_on(&Device::Cpu);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn on_gpu_every_layer_matches_transformers_and_padding_changes_nothing() {
+    every_layer_matches_transformers_on(&gpu());
+}
+
+fn every_layer_matches_transformers_on(device: &Device) {
+    let model = minilm(device);
     let reference = Reference::load();
     let probes = reference.probes();
     let (encodings, truncated) = model.tokenize(&probes, 512).unwrap();
@@ -98,9 +115,9 @@ fn every_layer_matches_transformers_and_padding_changes_nothing() {
             reference.ids(&format!("s{k}_type_ids")).as_slice()
         );
         let n = e.len();
-        let ids = Tensor::from_vec(e.get_ids().to_vec(), (1, n), &Device::Cpu).unwrap();
-        let types = Tensor::from_vec(e.get_type_ids().to_vec(), (1, n), &Device::Cpu).unwrap();
-        let mask = Tensor::ones((1, n), candle_core::DType::U32, &Device::Cpu).unwrap();
+        let ids = Tensor::from_vec(e.get_ids().to_vec(), (1, n), device).unwrap();
+        let types = Tensor::from_vec(e.get_type_ids().to_vec(), (1, n), device).unwrap();
+        let mask = Tensor::ones((1, n), candle_core::DType::U32, device).unwrap();
         let states = model
             .encoder
             .forward_all(&ids, &types, &mask, n_states - 1)
@@ -141,7 +158,7 @@ fn every_layer_matches_transformers_and_padding_changes_nothing() {
         mask.extend(std::iter::repeat_n(1u32, e.len()).chain(std::iter::repeat_n(0, pad)));
     }
     let b = encodings.len();
-    let t = |v: Vec<u32>| Tensor::from_vec(v, (b, len), &Device::Cpu).unwrap();
+    let t = |v: Vec<u32>| Tensor::from_vec(v, (b, len), device).unwrap();
     let states = model
         .encoder
         .forward_all(&t(ids), &t(types), &t(mask), n_states - 1)
@@ -249,11 +266,21 @@ fn isotropy_invariants() {
 
 #[test]
 fn sst2_dev_last_layer_isotropy_matches_transformers_and_numpy() {
+    sst2_dev_last_layer_isotropy_on(&Device::Cpu);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn on_gpu_sst2_dev_last_layer_isotropy_matches_transformers_and_numpy() {
+    sst2_dev_last_layer_isotropy_on(&gpu());
+}
+
+fn sst2_dev_last_layer_isotropy_on(device: &Device) {
     use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
     use isotropy_lab::data::glue::{Split, Task};
     // End to end: our tokenizer, batching, encoder and I(W) against transformers + numpy on all of
     // SST-2 dev (21,943 tokens). Hidden states agree to ~1e-5, so I(W) agrees to far better than 1e-3.
-    let model = minilm();
+    let model = minilm(device);
     let reference = Reference::load();
     let (_, expected) = reference.f64s("sst2_dev_last_expected");
     // The reference keeps [CLS] and [SEP] (21,943 tokens), so this extraction does too.
