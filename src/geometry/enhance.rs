@@ -22,9 +22,11 @@ use crate::geometry::isotropy::{log_f_both_signs, Isotropy};
 use crate::geometry::spectrum::{centred, remove_directions, Pca, Spectrum};
 use crate::geometry::Centred;
 use crate::util::matrix::Matrix;
+use crate::util::memo::{cached_json, Key};
 use anyhow::{anyhow, bail, Result};
 use faer::{Mat, MatRef};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -145,7 +147,9 @@ impl Method {
 
     /// Applies the method to `w`'s rows (clustering with the authors' k-means,
     /// [`KMeansOptions::authors`], seeded by `seed`; its labels cached on disk,
-    /// [`kmeans_labels`]), f32 out.
+    /// [`kmeans_labels`]), f32 out. The methods that remove directions keep each group's means
+    /// and top axes on disk too ([`crate::util::memo`], keyed by the rows' values, the method
+    /// and the clustering): applied again to the same rows, they only project.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
         self.apply_with(w, None, seed)
     }
@@ -157,13 +161,38 @@ impl Method {
     pub fn apply_with(&self, w: &Matrix, labels: Option<&[usize]>, seed: u64) -> Result<Matrix> {
         w.check_finite(&format!("enhancement {}", self.label()))?;
         let remove = self.removed_directions(w.cols())?;
-        let Some(groups) = self.groups(w, labels, seed)? else {
-            return centre_and_remove_rows(w, remove);
+        let groups = self.groups(w, labels, seed)?;
+        let removals = if remove == 0 {
+            None
+        } else {
+            let clusters = match labels {
+                Some(labels) => format!("labels {labels:?}"),
+                None => format!("seed {seed}"),
+            };
+            let key = Key::new("enhance-removal")
+                .matrix(w)
+                .debug(self)
+                .debug(&clusters);
+            Some(cached_removals(key, w, groups.as_deref(), remove)?)
+        };
+        let Some(groups) = groups else {
+            return match &removals {
+                Some(r) => r[0].remove_from(w),
+                None => centre_rows(w),
+            };
         };
         let cleaned = groups
             .par_iter()
-            .filter(|rows| !rows.is_empty())
-            .map(|rows| Ok((rows, centre_and_remove_rows(&w.select_rows(rows)?, remove)?)))
+            .enumerate()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(g, rows)| {
+                let part = w.select_rows(rows)?;
+                let cleaned = match &removals {
+                    Some(r) => r[g].remove_from(&part)?,
+                    None => centre_rows(&part)?,
+                };
+                Ok((rows, cleaned))
+            })
             .collect::<Result<Vec<_>>>()?;
         let dim = w.cols();
         let mut out = vec![0f32; w.rows() * dim];
@@ -401,15 +430,106 @@ fn check_removable(method: &Method, d: usize, dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// [`centre_and_remove`] on f32 rows, f32 out (at most rows − 1 directions), without an f64
-/// copy of the rows.
-fn centre_and_remove_rows(w: &Matrix, d: usize) -> Result<Matrix> {
-    let d = d.min(w.rows().saturating_sub(1));
-    if d == 0 {
-        let means = Centred::new(w).means;
-        return remove_directions(w, &means, Mat::<f64>::zeros(w.cols(), 0).as_ref());
+/// What one group of rows loses under a method that removes directions: its column means and its
+/// top principal axes (`dim` × d, column-major), kept as `f64` bits so that a cached fit gives
+/// back exactly the result of a fresh one.
+#[derive(Serialize, Deserialize)]
+struct Removal {
+    means: Vec<u64>,
+    top: Vec<u64>,
+    dim: usize,
+}
+
+impl Removal {
+    /// The fit for `w`'s rows: at most rows − 1 directions of `d` (a single row keeps none and
+    /// becomes zero).
+    fn fit(w: &Matrix, d: usize) -> Result<Removal> {
+        let d = d.min(w.rows().saturating_sub(1));
+        let bits = |v: &mut dyn Iterator<Item = f64>| v.map(f64::to_bits).collect::<Vec<u64>>();
+        let (means, top) = if d == 0 {
+            (Centred::new(w).means, Vec::new())
+        } else {
+            let pca = Pca::fit(w)?;
+            let top = pca.components.get(.., ..d);
+            let columns: Vec<f64> = (0..d).flat_map(|j| top.col(j).iter().copied()).collect();
+            (pca.mean, columns)
+        };
+        Ok(Removal {
+            means: bits(&mut means.into_iter()),
+            top: bits(&mut top.into_iter()),
+            dim: w.cols(),
+        })
     }
-    Pca::fit(w)?.remove_top_rows(w, d)
+
+    /// Checks a fit read back from the cache against the rows it is for.
+    fn check(&self, dim: usize) -> Result<()> {
+        if self.dim != dim || self.means.len() != dim || self.top.len() % dim.max(1) != 0 {
+            bail!(
+                "a fit of {} means and {} axis values for {} columns, where {dim} columns were \
+                 expected",
+                self.means.len(),
+                self.top.len(),
+                self.dim
+            );
+        }
+        Ok(())
+    }
+
+    /// `w`'s rows minus the means, without their projections on the axes, f32 out.
+    fn remove_from(&self, w: &Matrix) -> Result<Matrix> {
+        let means: Vec<f64> = self.means.iter().map(|&b| f64::from_bits(b)).collect();
+        let d = self.top.len() / self.dim.max(1);
+        let top = Mat::from_fn(self.dim, d, |i, j| {
+            f64::from_bits(self.top[j * self.dim + i])
+        });
+        remove_directions(w, &means, top.as_ref())
+    }
+}
+
+/// The removal of each group (`groups`, else all rows as one), fitted in parallel, cached on disk
+/// by `key` ([`cached_json`]): a method applied again to the same rows skips its PCAs (one
+/// 384 × 384 covariance and eigendecomposition per group, most of what the cluster-based method
+/// costs) and only projects.
+fn cached_removals(
+    key: Key,
+    w: &Matrix,
+    groups: Option<&[Vec<usize>]>,
+    d: usize,
+) -> Result<Vec<Removal>> {
+    let count = groups.map_or(1, |g| g.len());
+    cached_json(
+        key,
+        |removals: &Vec<Removal>| {
+            if removals.len() != count {
+                bail!("{} fits for {count} groups of rows", removals.len());
+            }
+            removals.iter().try_for_each(|r| r.check(w.cols()))
+        },
+        || match groups {
+            None => Ok(vec![Removal::fit(w, d)?]),
+            Some(groups) => groups
+                .par_iter()
+                .map(|rows| {
+                    if rows.is_empty() {
+                        // An empty cluster is never applied; its fit is the zero means.
+                        Ok(Removal {
+                            means: vec![0f64.to_bits(); w.cols()],
+                            top: Vec::new(),
+                            dim: w.cols(),
+                        })
+                    } else {
+                        Removal::fit(&w.select_rows(rows)?, d)
+                    }
+                })
+                .collect(),
+        },
+    )
+}
+
+/// `w`'s rows minus their column means, f32 out, without an f64 copy of the rows.
+fn centre_rows(w: &Matrix) -> Result<Matrix> {
+    let means = Centred::new(w).means;
+    remove_directions(w, &means, Mat::<f64>::zeros(w.cols(), 0).as_ref())
 }
 
 /// Subtracts the column means of `x`, then removes the projections on its top `d` principal
