@@ -463,7 +463,8 @@ impl Removal {
 
     /// Checks a fit read back from the cache against the rows it is for.
     fn check(&self, dim: usize) -> Result<()> {
-        if self.dim != dim || self.means.len() != dim || self.top.len() % dim.max(1) != 0 {
+        if self.dim != dim || self.means.len() != dim || !self.top.len().is_multiple_of(dim.max(1))
+        {
             bail!(
                 "a fit of {} means and {} axis values for {} columns, where {dim} columns were \
                  expected",
