@@ -603,54 +603,6 @@ fn enhancement_invariants() {
     assert!(after > before, "I(W) {before} → {after}");
 }
 
-/// A method that removes directions keeps each group's fit (means and top axes) on disk: applied
-/// again to the same rows it reads the fit back and gives the same rows, bit for bit, as the
-/// uncached f64 path gives to f32 rounding.
-#[test]
-fn a_method_applied_again_reads_its_fit_back_and_gives_the_same_rows() {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    common::setup(); // the tests' cache folder
-    let started = SystemTime::now() - Duration::from_secs(1);
-    // Rows no earlier run cached: a Gaussian cloud seeded by the clock, stretched on one axis.
-    let seed = started.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let cloud = gaussian(400, 16, seed);
-    let data = cloud
-        .data()
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| if i % 16 == 0 { 5.0 * v + 2.0 } else { v })
-        .collect();
-    let w = Matrix::new(400, 16, data).unwrap();
-    let folder = isotropy_lab::util::paths::cache_dir().join("results/enhance-removal");
-    for method in [Method::Global { d: 3 }, Method::ClusterBased { k: 4, d: 2 }] {
-        let first = method.apply(&w, 0).unwrap();
-        let written = std::fs::read_dir(&folder)
-            .unwrap()
-            .filter(|e| {
-                let modified = e.as_ref().unwrap().metadata().unwrap().modified().unwrap();
-                modified >= started
-            })
-            .count();
-        assert!(
-            written > 0,
-            "{method}: no fit written to {}",
-            folder.display()
-        );
-        let again = method.apply(&w, 0).unwrap();
-        assert_eq!(first, again, "{method}: the cached fit gives other rows");
-        let exact = method.apply_f64(&w, None, 0).unwrap();
-        for i in 0..w.rows() {
-            for j in 0..w.cols() {
-                let (a, b) = (f64::from(again.row(i)[j]), exact[(i, j)]);
-                assert!(
-                    (a - b).abs() < 1e-5 * (1.0 + b.abs()),
-                    "{method} ({i}, {j}): {a} vs {b}"
-                );
-            }
-        }
-    }
-}
-
 /// The global method over a sweep of D from one PCA ([`GlobalSweep`]) gives what applying it and
 /// measuring the result gives, on real last-layer rows: the same matrix, I(W) (every sign
 /// variant) and spectrum.

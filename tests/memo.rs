@@ -3,8 +3,8 @@
 //! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
 //! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
 //! enhancement table's measures, the layer table's rows, named statistics and their bootstraps,
-//! the clustered methods' labels, the sha256 of large files) give from the cache what they
-//! compute.
+//! the clustered methods' labels, the fits of the methods that remove directions, the sha256 of
+//! large files) give from the cache what they compute.
 
 mod common;
 
@@ -381,12 +381,62 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
             serde_json::from_slice::<Vec<usize>>(&text).is_ok_and(|l| l == labels)
         })
         .expect("the labels' entry");
+    // Applied once before the labels change: its fits, cached too, are keyed by the clusters
+    // they were made on, so the planted labelling gets fits of its own, not these.
+    let before_planting = method.apply(m, 3).unwrap();
     let planted: Vec<usize> = (0..m.rows()).map(|i| i % opts.k).collect();
     assert_ne!(planted, labels);
     std::fs::write(&entry, serde_json::to_vec(&planted).unwrap()).unwrap();
     let applied = method.apply(m, 3).unwrap();
     assert_eq!(applied, method.apply_with(m, Some(&planted), 3).unwrap());
-    assert_ne!(applied, method.apply_with(m, Some(&labels), 3).unwrap());
+    assert_ne!(applied, before_planting);
+    // The uncached f64 path fits the planted clusters afresh: a stale fit would not agree.
+    let exact = method.apply_f64(m, Some(&planted), 3).unwrap();
+    let worst = (0..m.rows())
+        .flat_map(|i| (0..m.cols()).map(move |j| (i, j)))
+        .map(|(i, j)| (f64::from(applied.row(i)[j]) - exact[(i, j)]).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-4,
+        "the planted clusters' rows differ by {worst} from a fresh fit"
+    );
+    assert_eq!(
+        before_planting,
+        method.apply_with(m, Some(&labels), 3).unwrap()
+    );
+
+    // A method that removes directions keeps its fit (means and top axes): written once, read
+    // back (a planted fit that centres on zero and removes nothing gives the rows back
+    // unchanged, which only a read can give), recomputed when unreadable, and the same for
+    // every seed of a method without clusters.
+    let removals = results.join("enhance-removal");
+    let known = files(&removals);
+    let global = Method::Global { d: 2 };
+    let fitted = global.apply(m, 3).unwrap();
+    let new: Vec<PathBuf> = files(&removals)
+        .into_iter()
+        .filter(|p| !known.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "one fit written: {new:?}");
+    let nothing = serde_json::json!([{"means": vec![0u64; m.cols()], "top": [], "dim": m.cols()}]);
+    std::fs::write(&new[0], serde_json::to_vec(&nothing).unwrap()).unwrap();
+    assert_eq!(
+        global.apply(m, 3).unwrap(),
+        *m,
+        "a planted fit must be read"
+    );
+    assert_eq!(
+        global.apply(m, 4).unwrap(),
+        *m,
+        "the seed is no part of a global fit's key"
+    );
+    std::fs::write(&new[0], b"[]").unwrap();
+    assert_eq!(
+        global.apply(m, 3).unwrap(),
+        fitted,
+        "a fit for no group must be refused and recomputed"
+    );
+    assert_eq!(files(&removals).len(), known.len() + 1);
 
     // A large file's sha256: read back while the file is unchanged, hashed again once it is
     // replaced; a small file, or one written in the last 2 s, hashed every time. (The models

@@ -289,7 +289,10 @@ fn sst2_dev_last_layer_isotropy_on(device: &Device) {
         keep_special: true,
         ..ExtractOptions::default()
     };
-    let emb = Embeddings::extract(&model, &Source::glue(Task::Sst2, Split::Dev), &opts).unwrap();
+    // Uncached: the extraction cache is keyed by the model, the data and the options, not the
+    // device, so a cached entry would let the GPU test read the CPU's rows (or the reverse).
+    let source = Source::glue(Task::Sst2, Split::Dev);
+    let emb = Embeddings::extract_uncached(&model, &source, &opts).unwrap();
     let last = emb.layer(6).unwrap();
     assert_eq!(last.rows() as f64, expected[2]);
     let got = isotropy(last).unwrap();

@@ -149,7 +149,7 @@ impl Method {
     /// [`KMeansOptions::authors`], seeded by `seed`; its labels cached on disk,
     /// [`kmeans_labels`]), f32 out. The methods that remove directions keep each group's means
     /// and top axes on disk too ([`crate::util::memo`], keyed by the rows' values, the method
-    /// and the clustering): applied again to the same rows, they only project.
+    /// and the clusters, the labels themselves): applied again to the same rows, they only project.
     pub fn apply(&self, w: &Matrix, seed: u64) -> Result<Matrix> {
         self.apply_with(w, None, seed)
     }
@@ -161,18 +161,17 @@ impl Method {
     pub fn apply_with(&self, w: &Matrix, labels: Option<&[usize]>, seed: u64) -> Result<Matrix> {
         w.check_finite(&format!("enhancement {}", self.label()))?;
         let remove = self.removed_directions(w.cols())?;
-        let groups = self.groups(w, labels, seed)?;
+        let clustering = self.clustering(w, labels, seed)?;
+        let groups = clustering.as_ref().map(|(labels, k)| members(labels, *k));
         let removals = if remove == 0 {
             None
         } else {
-            let clusters = match labels {
-                Some(labels) => format!("labels {labels:?}"),
-                None => format!("seed {seed}"),
-            };
+            // Keyed by the clusters the fits are made on, not by the seed that drew them: a
+            // clustering read from its own cache entry may change under the same seed.
             let key = Key::new("enhance-removal")
                 .matrix(w)
                 .debug(self)
-                .debug(&clusters);
+                .debug(&clustering);
             Some(cached_removals(key, w, groups.as_deref(), remove)?)
         };
         let Some(groups) = groups else {
@@ -216,15 +215,15 @@ impl Method {
         }
     }
 
-    /// The row indices of each cluster for the clustered methods (from `labels`, else from the
-    /// cached k-means labels seeded by `seed`, [`kmeans_labels`]); `None` for the methods that
-    /// treat all rows as one group.
-    fn groups(
+    /// The cluster of every row for the clustered methods (`labels`, else the cached k-means
+    /// labels seeded by `seed`, [`kmeans_labels`]) with the number of clusters; `None` for the
+    /// methods that treat all rows as one group.
+    fn clustering(
         &self,
         w: &Matrix,
         labels: Option<&[usize]>,
         seed: u64,
-    ) -> Result<Option<Vec<Vec<usize>>>> {
+    ) -> Result<Option<(Vec<usize>, usize)>> {
         Ok(match (self.kmeans_options(seed), labels) {
             (None, _) => None,
             (Some(_), Some(labels)) => {
@@ -236,10 +235,23 @@ impl Method {
                         w.rows()
                     );
                 }
-                Some(members(labels, labels.iter().max().map_or(0, |m| m + 1)))
+                Some((labels.to_vec(), labels.iter().max().map_or(0, |m| m + 1)))
             }
-            (Some(opts), None) => Some(members(&kmeans_labels(w, &opts)?, opts.k)),
+            (Some(opts), None) => Some((kmeans_labels(w, &opts)?, opts.k)),
         })
+    }
+
+    /// The row indices of each cluster of [`Method::clustering`]; `None` for the methods that
+    /// treat all rows as one group.
+    fn groups(
+        &self,
+        w: &Matrix,
+        labels: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<Option<Vec<Vec<usize>>>> {
+        Ok(self
+            .clustering(w, labels, seed)?
+            .map(|(labels, k)| members(&labels, k)))
     }
 
     /// Applies the method in f64. For the clustered methods, `labels` (one cluster per row, 0..k)
@@ -445,7 +457,7 @@ impl Removal {
     /// becomes zero).
     fn fit(w: &Matrix, d: usize) -> Result<Removal> {
         let d = d.min(w.rows().saturating_sub(1));
-        let bits = |v: &mut dyn Iterator<Item = f64>| v.map(f64::to_bits).collect::<Vec<u64>>();
+        let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<u64>>();
         let (means, top) = if d == 0 {
             (Centred::new(w).means, Vec::new())
         } else {
@@ -455,16 +467,15 @@ impl Removal {
             (pca.mean, columns)
         };
         Ok(Removal {
-            means: bits(&mut means.into_iter()),
-            top: bits(&mut top.into_iter()),
+            means: bits(means),
+            top: bits(top),
             dim: w.cols(),
         })
     }
 
     /// Checks a fit read back from the cache against the rows it is for.
     fn check(&self, dim: usize) -> Result<()> {
-        if self.dim != dim || self.means.len() != dim || !self.top.len().is_multiple_of(dim.max(1))
-        {
+        if self.dim != dim || self.means.len() != dim || !self.top.len().is_multiple_of(dim) {
             bail!(
                 "a fit of {} means and {} axis values for {} columns, where {dim} columns were \
                  expected",
@@ -479,7 +490,7 @@ impl Removal {
     /// `w`'s rows minus the means, without their projections on the axes, f32 out.
     fn remove_from(&self, w: &Matrix) -> Result<Matrix> {
         let means: Vec<f64> = self.means.iter().map(|&b| f64::from_bits(b)).collect();
-        let d = self.top.len() / self.dim.max(1);
+        let d = self.top.len() / self.dim;
         let top = Mat::from_fn(self.dim, d, |i, j| {
             f64::from_bits(self.top[j * self.dim + i])
         });
@@ -489,8 +500,8 @@ impl Removal {
 
 /// The removal of each group (`groups`, else all rows as one), fitted in parallel, cached on disk
 /// by `key` ([`cached_json`]): a method applied again to the same rows skips its PCAs (one
-/// 384 × 384 covariance and eigendecomposition per group, most of what the cluster-based method
-/// costs) and only projects.
+/// dim × dim covariance and eigendecomposition per group, most of what the cluster-based method
+/// costs) and only projects. An empty cluster, never applied, gets an empty fit.
 fn cached_removals(
     key: Key,
     w: &Matrix,
@@ -512,7 +523,6 @@ fn cached_removals(
                 .par_iter()
                 .map(|rows| {
                     if rows.is_empty() {
-                        // An empty cluster is never applied; its fit is the zero means.
                         Ok(Removal {
                             means: vec![0f64.to_bits(); w.cols()],
                             top: Vec::new(),
