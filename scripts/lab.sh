@@ -16,9 +16,9 @@ if [ ! -x .venv/bin/jupyter-lab ] || ! .venv/bin/jupyter kernelspec list | grep 
   echo "JupyterLab, the isotropy-lab kernel or the lab's server settings are missing: run 'bash scripts/setup.sh' first" >&2
   exit 1
 fi
-if [ ! -d target/evcxr/target ]; then
-  echo "note: the kernel's build folder is cold; the first kernel start builds every dependency" \
-    "(about 13 minutes on 2 cores). 'bash scripts/setup.sh' warms it beforehand." >&2
+if [ ! -d target/evcxr/target ] && [ ! -d "target/$(rustc -vV | sed -n 's/^host: //p')/debug/deps" ]; then
+  echo "note: nothing is built yet; the first kernel start builds every dependency" \
+    "(about 13 minutes on 2 cores). 'bash scripts/setup.sh' builds them beforehand." >&2
 fi
 # Jupyter refuses to run as root without --allow-root (containers and CI machines run as root).
 as_root=()

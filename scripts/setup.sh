@@ -14,7 +14,9 @@ if cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
 else
   echo "building from source (7.7 minutes on 2 cores, docs/timings.md)"
   build_dir=$(mktemp -d)
-  CARGO_TARGET_DIR="$build_dir" cargo install evcxr_jupyter --version "$EVCXR_VERSION" --locked
+  # Built from the temporary folder, out of reach of this repository's .cargo/config.toml (whose
+  # settings are for the repository's own builds: evcxr_jupyter is a plain installed binary).
+  (cd "$build_dir" && CARGO_TARGET_DIR="$build_dir" cargo install evcxr_jupyter --version "$EVCXR_VERSION" --locked)
   rm -rf "$build_dir"
 fi
 
@@ -83,11 +85,13 @@ else
 fi
 
 step "Models (isolab fetch)"
+# This build compiles every dependency, with the kernel's settings (.cargo/config.toml): the
+# kernel's first start below copies them instead of compiling them again.
 cargo build --quiet --bin isolab
 for model in minilm minilm-sre; do
-  ./target/debug/isolab fetch "$model"
+  cargo run --quiet --bin isolab -- fetch "$model"
 done
 
-step "The kernel's build (target/evcxr; the first time every dependency: about 13 minutes on 2 cores)"
+step "The kernel's build (target/evcxr, seeded from the build above: isotropy-lab and the cells)"
 .venv/bin/python scripts/warm_kernel.py
 step "Done"
