@@ -11,20 +11,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-# .cargo/config.toml builds for the host's target explicitly (one build for the kernel and the rest)
-isolab="target/$(rustc -vV | sed -n 's/^host: //p')/release/isolab"
+# Through cargo, which finds the binary and Rust's standard library it links dynamically
+# (.cargo/config.toml, environment.md "One build")
+isolab=(cargo run --release --quiet --bin isolab --)
 dir=${ISOLAB_FINETUNES:-runs/finetune}
 seeds=${ISOLAB_SEEDS:-1}
 for task in sst2 mrpc stsb cola rte; do
   for ((seed = 0; seed < seeds; seed++)); do
     out="$dir/$task"
     if [ "$seed" -gt 0 ]; then out="$dir/$task-seed$seed"; fi
-    /usr/bin/time -f "$task run $seed (seed $((10 * seed))): %e s wall" "$isolab" finetune --task "$task" --base minilm --seed "$((10 * seed))" --out "$out"
+    /usr/bin/time -f "$task run $seed (seed $((10 * seed))): %e s wall" "${isolab[@]}" finetune --task "$task" --base minilm --seed "$((10 * seed))" --out "$out"
   done
 done
 # STS-B as a bi-encoder (mean pooling, cosine-similarity loss): the model chapters 05 and 07
 # compare with minilm on the cosine score.
-/usr/bin/time -f "stsb bi-encoder: %e s wall" "$isolab" finetune --task stsb --objective cosine --base minilm --out "$dir/stsb-cosine"
+/usr/bin/time -f "stsb bi-encoder: %e s wall" "${isolab[@]}" finetune --task stsb --objective cosine --base minilm --out "$dir/stsb-cosine"
 python3 - "$dir" "$seeds" <<'PY'
 import json, statistics, sys
 from pathlib import Path

@@ -27,24 +27,43 @@ evcxr="${CARGO_HOME:-$HOME/.cargo}/bin/evcxr_jupyter"
 slots="$root/target/evcxr-slots"
 mkdir -p "$slots"
 warm="$root/target/evcxr"
-host=$(rustc -vV | sed -n 's/^host: //p')
-seed_from_build() { # copy the repository's compiled dependencies into slot 0's target folder
-  local tmp="$warm/target.partial" kind part l1 l2
-  [ -d "$root/target/$host/debug/deps" ] || return 0 # nothing built yet: the kernel builds it all
-  echo "isotropy-lab kernel: seeding $warm/target from the repository's build (once)" >&2
-  rm -rf "$tmp"
-  mkdir -p "$root/target/debug"
-  exec {l1}>"$root/target/$host/debug/.cargo-lock" {l2}>"$root/target/debug/.cargo-lock"
-  flock "$l1" # cargo's own locks: no build runs in the repository while this copies
-  flock "$l2"
-  for kind in "$host/debug" debug; do # target code, then build scripts and proc macros
-    mkdir -p "$tmp/$kind"
-    for part in .fingerprint build deps; do
-      if [ -d "$root/target/$kind/$part" ]; then cp -a "$root/target/$kind/$part" "$tmp/$kind/"; fi
+rustc_bin=$(command -v rustc || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustc")
+host=$("$rustc_bin" -vV 2>/dev/null | sed -n 's/^host: //p') || true
+copy_build() { # copy_build TMP: the compiled crates (lib*: rlib, rmeta, proc-macro and dylib
+  # files), their dep-info and fingerprints, and the build scripts' folders; not the executables
+  local tmp=$1 kind part
+  for kind in debug "$host/debug"; do # build scripts and proc macros, then target code
+    mkdir -p "$tmp/$kind/deps" || return 1
+    for part in .fingerprint build; do
+      if [ -d "$root/target/$kind/$part" ]; then
+        cp -a "$root/target/$kind/$part" "$tmp/$kind/" || return 1
+      fi
     done
+    if [ -d "$root/target/$kind/deps" ]; then
+      find "$root/target/$kind/deps" -maxdepth 1 \( -name 'lib*' -o -name '*.d' \) \
+        -exec cp -a -t "$tmp/$kind/deps" {} + || return 1
+    fi
   done
+}
+seed_from_build() { # seed_from_build DIR: DIR/target from the repository's compiled dependencies
+  local dir=$1 tmp="$1/target.partial" built l1 l2
+  built="$root/target/$host/debug/deps"
+  if [ -z "$host" ] || [ ! -d "$built" ]; then return 0; fi # nothing built: the kernel builds it all
+  echo "isotropy-lab kernel: seeding $dir/target from the repository's build (once)" >&2
+  rm -rf "$tmp"
+  mkdir -p "$dir" "$root/target/debug"
+  # cargo's own locks, in cargo's order (the host's folder, then the target's): no build runs in
+  # the repository while this copies (cargo releases them while tests run)
+  exec {l1}>"$root/target/debug/.cargo-lock" {l2}>"$root/target/$host/debug/.cargo-lock"
+  flock "$l1"
+  flock "$l2"
+  if copy_build "$tmp"; then
+    mv "$tmp" "$dir/target"
+  else
+    rm -rf "$tmp"
+    echo "isotropy-lab kernel: could not copy the repository's build; building from scratch" >&2
+  fi
   exec {l1}>&- {l2}>&- # released before evcxr starts, which would otherwise inherit them
-  mv "$tmp" "$warm/target"
 }
 seed() { # seed DIR: copy slot 0 into DIR, atomically, with no build running in slot 0
   local dir=$1 tmp="$1.partial" host_lock="$warm/target/debug/.cargo-lock"
@@ -54,14 +73,16 @@ seed() { # seed DIR: copy slot 0 into DIR, atomically, with no build running in 
     echo "isotropy-lab kernel: seeding $dir from $warm (once per slot)" >&2
     flock "$host_lock" flock "$triple_lock" cp -a "$warm" "$tmp"
     mv "$tmp" "$dir"
-  fi # else slot 0 was never built: this slot builds its dependencies itself
+  else # slot 0 is not built yet (or is building): start from the repository's build instead
+    seed_from_build "$dir"
+  fi
 }
 for ((i = 0; i < 32; i++)); do
   dir="$warm"
   if [ "$i" -gt 0 ]; then dir="$root/target/evcxr-$i"; fi
   exec {lock}>"$slots/$i.lock"
   if flock -n "$lock"; then
-    if [ "$i" = 0 ] && [ ! -d "$dir/target" ]; then mkdir -p "$dir" && seed_from_build; fi
+    if [ "$i" = 0 ] && [ ! -d "$dir/target" ]; then seed_from_build "$dir"; fi
     if [ "$i" -gt 0 ] && [ ! -d "$dir" ]; then seed "$dir"; fi
     export EVCXR_TMPDIR="$dir"
     exec "$evcxr" "$@"

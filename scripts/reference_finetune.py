@@ -19,7 +19,6 @@ Writes one safetensors file per checkpoint with
 and metadata: task, n, weights_sha256 (of model.safetensors), problem_type, transformers version.
 
 Rerun (needs torch, transformers, safetensors; not part of CI):
-  cargo build --release
   for t in sst2 stsb mrpc; do
     cargo run --release --quiet --bin isolab -- finetune --task $t --out target/ref-$t --profile quick --steps 1 --eval-every 1 --trace-every 0
     .refvenv/bin/python scripts/reference_finetune.py --model target/ref-$t --task $t \

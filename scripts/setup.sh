@@ -14,9 +14,7 @@ if cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
 else
   echo "building from source (7.7 minutes on 2 cores, docs/timings.md)"
   build_dir=$(mktemp -d)
-  # Built from the temporary folder, out of reach of this repository's .cargo/config.toml (whose
-  # settings are for the repository's own builds: evcxr_jupyter is a plain installed binary).
-  (cd "$build_dir" && CARGO_TARGET_DIR="$build_dir" cargo install evcxr_jupyter --version "$EVCXR_VERSION" --locked)
+  CARGO_TARGET_DIR="$build_dir" cargo install evcxr_jupyter --version "$EVCXR_VERSION" --locked
   rm -rf "$build_dir"
 fi
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Warm the notebook kernel's build: start one isotropy-lab kernel in notebooks/ (slot 0,
 target/evcxr, unless a running kernel holds it), let it build the support crate and its
-dependencies, run one cell that uses the crate, and stop it. The first time this compiles every
-dependency (about 13 minutes on 2 cores, docs/timings.md); afterwards it takes seconds, and so does
-the first kernel start of a reader who opens a chapter.
+dependencies, run one cell that uses the crate, and stop it. The first time, the kernel starts from
+a copy of the repository's compiled dependencies (scripts/kernel.sh, after setup's `cargo build`)
+and compiles isotropy-lab and the cell crate; with nothing built it compiles every dependency
+(about 13 minutes on 2 cores, docs/timings.md). Afterwards it takes seconds, and so does the first
+kernel start of a reader who opens a chapter.
 
 Usage: .venv/bin/python scripts/warm_kernel.py
 """
