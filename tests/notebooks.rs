@@ -1,5 +1,5 @@
-//! Every notebook runs headless in the evcxr kernel with the quick profile, shows an HTML table
-//! and an SVG figure, records its key numbers within range, and has no error output
+//! Every notebook runs headless in the evcxr kernel with the quick profile (two at a time), shows
+//! an HTML table and an SVG figure, records its key numbers within range, and has no error output
 //! (scripts/run_notebooks.py does the checking); then each executed chapter's HTML is rendered in
 //! headless Chromium, whose figures must be decoded, visible and drawn and whose tables must have
 //! rows (scripts/check_render.py). Then chapter 01 in the paper profile. (tests/lab.rs runs two
@@ -46,6 +46,8 @@ fn notebooks_run_headless() {
         .env("ISOLAB_FINETUNES", &finetunes)
         .arg(root.join("scripts/run_notebooks.py"))
         .arg("--quick")
+        // Two chapters at a time: a kernel's cells are mostly one compiler process at a time.
+        .args(["--jobs", "2"])
         .arg("--out")
         .arg(&out)
         .status()
