@@ -71,17 +71,22 @@ def settings_dir():
 def copy_of_notebooks(out, slow_start):
     """The chapters copied into OUT/notebooks, which the lab serves instead of notebooks/: the lab
     saves the notebooks it runs (with their outputs and the test's edit), and the repository's must
-    stay as they are. Its evcxr.toml names the support crate by its absolute path, and its prelude
-    ends with a sleep of `slow_start` seconds when that is not zero."""
+    stay as they are. Its evcxr.toml names its path dependencies (the support crate and the
+    kernel's library) by absolute paths, and its prelude ends with a sleep of `slow_start` seconds
+    when that is not zero."""
     folder = out / "notebooks"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy2(notebook, folder)
     config = (ROOT / "notebooks" / "evcxr.toml").read_text()
-    if 'path = ".."' not in config:
-        sys.exit("notebooks/evcxr.toml no longer names the crate as path = \"..\"; update check_lab.py")
-    config = config.replace('path = ".."', f"path = {json.dumps(str(ROOT))}")
+    for dependency in ('path = ".."', 'path = "kernel"'):
+        if dependency not in config:
+            sys.exit(f"notebooks/evcxr.toml no longer has {dependency}; update check_lab.py")
+    # evcxr resolves a relative path against the folder the kernel starts in: the copy's
+    relative = re.compile(r'path = "([^"/][^"]*)"')
+    config = relative.sub(
+        lambda m: f"path = {json.dumps(str((ROOT / 'notebooks' / m.group(1)).resolve()))}", config)
     if slow_start:
         prelude = re.compile(r'^prelude = "(.*)"$', re.MULTILINE)
         if not prelude.search(config):

@@ -5,7 +5,8 @@
 # Slot 0 is target/evcxr, the folder setup warms; slot i > 0 is target/evcxr-<i>. A slot 0 that has
 # never been built starts from the repository's own build (`cargo build`, the tests), which
 # .cargo/config.toml compiles with the kernel's settings: its dependencies are then up to date
-# for the kernel as well, and its first start compiles only isotropy-lab and the cells. The kernel takes
+# for the kernel as well, and its first start compiles only isotropy-lab, the kernel's library
+# (notebooks/kernel) and the cells. The kernel takes
 # the first free slot and holds it (an flock on target/evcxr-slots/<i>.lock, inherited by
 # evcxr_jupyter) for its whole life, so a slot is reused by the next kernel once its kernel exits.
 # A new slot starts as a copy of slot 0 that keeps every file's time stamp, made while no build
@@ -73,7 +74,7 @@ seed() { # seed DIR: copy slot 0 into DIR, atomically, with no build running in 
     echo "isotropy-lab kernel: seeding $dir from $warm (once per slot)" >&2
     flock "$host_lock" flock "$triple_lock" cp -a "$warm" "$tmp"
     mv "$tmp" "$dir"
-  else # slot 0 is not built yet (or is building): start from the repository's build instead
+  else # slot 0 was never built: start from the repository's build instead
     seed_from_build "$dir"
   fi
 }
@@ -82,8 +83,14 @@ for ((i = 0; i < 32; i++)); do
   if [ "$i" -gt 0 ]; then dir="$root/target/evcxr-$i"; fi
   exec {lock}>"$slots/$i.lock"
   if flock -n "$lock"; then
-    if [ "$i" = 0 ] && [ ! -d "$dir/target" ]; then seed_from_build "$dir"; fi
-    if [ "$i" -gt 0 ] && [ ! -d "$dir" ]; then seed "$dir"; fi
+    if [ ! -d "$dir/target" ]; then # never built, or a seed copy was cut short
+      if [ "$i" = 0 ]; then
+        seed_from_build "$dir"
+      else
+        rm -rf "$dir" # holds no build: nothing to keep
+        seed "$dir"
+      fi
+    fi
     export EVCXR_TMPDIR="$dir"
     exec "$evcxr" "$@"
   fi

@@ -95,6 +95,7 @@ def mathjax_beside(out_dir):
 
 
 def run(path, out_dir):
+    print(f"running {path.name} ...", flush=True)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -140,12 +141,15 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     mathjax_beside(out_dir)  # once, before notebooks that finish together would both copy it
     failed = 0
-    print(f"running {len(paths)} notebook(s), {args.jobs} at a time ...", flush=True)
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs)
+    try:
         runs = {pool.submit(run, path, out_dir): path for path in paths}
         for future in concurrent.futures.as_completed(runs):  # each as it finishes
             path = runs[future]
-            seconds, found = future.result()
+            try:
+                seconds, found = future.result()
+            except Exception as error:  # the kernel died or did not start, a cell timed out, ...
+                seconds, found = math.nan, [f"the run stopped: {type(error).__name__}: {error}"]
             if found:
                 failed += 1
                 print(f"FAILED {path.name} ({seconds:.0f} s):", flush=True)
@@ -153,6 +157,10 @@ def main():
                     print("  " + p.replace("\n", "\n  "), flush=True)
             else:
                 print(f"ok {path.name} ({seconds:.0f} s) -> {out_dir / (path.stem + '.html')}", flush=True)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)  # the notebooks not started yet
+        raise
+    pool.shutdown()
     print(f"notebooks: {len(paths) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

@@ -3,9 +3,9 @@
 target/evcxr, unless a running kernel holds it), let it build the support crate and its
 dependencies, run one cell that uses the crate, and stop it. The first time, the kernel starts from
 a copy of the repository's compiled dependencies (scripts/kernel.sh, after setup's `cargo build`)
-and compiles isotropy-lab and the cell crate; with nothing built it compiles every dependency
-(about 13 minutes on 2 cores, docs/timings.md). Afterwards it takes seconds, and so does the first
-kernel start of a reader who opens a chapter.
+and compiles isotropy-lab, the kernel's library (notebooks/kernel) and the cell crate; with
+nothing built it compiles every dependency (about 13 minutes on 2 cores, docs/timings.md).
+Afterwards it takes seconds, and so does the first kernel start of a reader who opens a chapter.
 
 Usage: .venv/bin/python scripts/warm_kernel.py
 """

@@ -314,8 +314,15 @@ impl Embeddings {
         let dir = crate::util::paths::cache_dir()
             .join("extract")
             .join(&key[..CACHE_KEY_CHARS]);
+        let mut unreadable = false;
         if dir.join(HIDDEN_STATES_FILE).is_file() {
-            match Embeddings::load(&dir) {
+            // Another kernel writing the same entry replaces its folder: a read that meets the
+            // moment between the old folder moving aside and the new one moving in is tried again.
+            let loaded = Embeddings::load(&dir).or_else(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                Embeddings::load(&dir)
+            });
+            match loaded {
                 Ok(e) => {
                     println!(
                         "{}: {} tokens loaded from the cache ({})",
@@ -325,14 +332,21 @@ impl Embeddings {
                     );
                     return Ok(e);
                 }
-                Err(e) => eprintln!(
-                    "ignoring an unreadable cache entry {}: {e:#}",
-                    dir.display()
-                ),
+                Err(e) => {
+                    eprintln!(
+                        "ignoring an unreadable cache entry {}: {e:#}",
+                        dir.display()
+                    );
+                    unreadable = true;
+                }
             }
         }
         let emb = Embeddings::extract_uncached(model, source, opts)?;
-        atomic::write_dir(&dir, |tmp| emb.save(tmp))?;
+        // A kernel that extracted the same entry meanwhile (two chapters at once) wrote the same
+        // rows: keep its entry rather than replace it under a reader.
+        if unreadable || !dir.join(HIDDEN_STATES_FILE).is_file() {
+            atomic::write_dir(&dir, |tmp| emb.save(tmp))?;
+        }
         Ok(emb)
     }
 
