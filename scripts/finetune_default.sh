@@ -10,10 +10,12 @@
 # reports a finished one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-# Through cargo, which finds the binary and Rust's standard library it links dynamically
-# (.cargo/config.toml, environment.md "One build")
-isolab=(cargo run --release --quiet --bin isolab --)
+# The dev-profile binary setup built (its dependencies at opt-level 2): a release build would
+# compile every dependency a second time (about 10 minutes on 2 cores) for a step 1.09x faster
+# (docs/timings.md, environment.md "One build"). Run through cargo, which finds Rust's standard
+# library the binary links dynamically (.cargo/config.toml).
+cargo build --quiet --bin isolab
+isolab=(cargo run --quiet --bin isolab --)
 dir=${ISOLAB_FINETUNES:-runs/finetune}
 seeds=${ISOLAB_SEEDS:-1}
 for task in sst2 mrpc stsb cola rte; do

@@ -8,7 +8,7 @@ bash scripts/setup.sh
 bash scripts/finetune_default.sh
 # Chapter 08's experiment: I-STAR on SST-2, MRPC and CoLA × λ ∈ {−5, 0, 5}, ISOLAB_SEEDS seeds
 # (default 1; about 40 minutes per seed on two cores), into runs/isotropy-reg (resumable).
-cargo run --release --quiet --bin isolab -- reg-experiment
+cargo run --quiet --bin isolab -- reg-experiment
 .venv/bin/python scripts/run_notebooks.py --out out
 echo
 echo "Executed notebooks: $(pwd)/out/*.html"

@@ -20,7 +20,7 @@ and metadata: task, n, weights_sha256 (of model.safetensors), problem_type, tran
 
 Rerun (needs torch, transformers, safetensors; not part of CI):
   for t in sst2 stsb mrpc; do
-    cargo run --release --quiet --bin isolab -- finetune --task $t --out target/ref-$t --profile quick --steps 1 --eval-every 1 --trace-every 0
+    cargo run --quiet --bin isolab -- finetune --task $t --out target/ref-$t --profile quick --steps 1 --eval-every 1 --trace-every 0
     .refvenv/bin/python scripts/reference_finetune.py --model target/ref-$t --task $t \
         --glue data/glue --out tests/data/finetune_reference_$t.safetensors
   done

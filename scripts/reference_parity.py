@@ -18,7 +18,7 @@ of largest magnitude is positive (first on ties), the convention isotropy_lab do
 
 Rerun (needs torch, transformers, numpy, safetensors; not part of CI):
   bash scripts/reference_env.sh   # the pinned reference environment in .refvenv
-  cargo run --release -- fetch minilm
+  cargo run -- fetch minilm
   .refvenv/bin/python scripts/reference_parity.py --model data/models/minilm --glue data/glue
 """
 import argparse

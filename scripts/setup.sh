@@ -79,7 +79,7 @@ elif [ -d ../shared/data/glue ]; then
   ln -s "$(cd ../shared/data/glue && pwd)" data/glue
   echo "linked data/glue -> ../shared/data/glue"
 else
-  echo "no GLUE data here: run 'cargo run --release -- fetch glue' (needs the Hugging Face Hub) or set GLUE_DIR"
+  echo "no GLUE data here: run 'cargo run -- fetch glue' (needs the Hugging Face Hub) or set GLUE_DIR"
 fi
 
 step "Models (isolab fetch)"
