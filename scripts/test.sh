@@ -9,7 +9,7 @@ bash scripts/setup.sh
 # Every test is built first, so that the two runs below only run them.
 cargo test --no-run --quiet --lib --bins --tests
 # The browser test (tests/lab.rs) spends 150 s of its 4 minutes waiting on purpose (its kernels
-# start late), so it runs beside the others (docs/timings.md: the whole run took 2.5 minutes
+# start late), so it runs beside the others (docs/timings.md: the whole run took about 3 minutes
 # less); its output follows theirs. Every other file in tests/ runs in the main run.
 lab_log=target/lab-test.log
 mkdir -p target
