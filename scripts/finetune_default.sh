@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The dev-profile binary setup built (its dependencies at opt-level 2): a release build would
-# compile every dependency a second time (about 10 minutes on 2 cores) for a step 1.09x faster
+# compile every dependency a second time (9-13 minutes on 2 cores) for a step about 1.08x faster
 # (docs/timings.md, environment.md "One build"). Run through cargo, which finds Rust's standard
 # library the binary links dynamically (.cargo/config.toml).
 cargo build --quiet --bin isolab

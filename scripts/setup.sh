@@ -12,7 +12,7 @@ step "evcxr_jupyter $EVCXR_VERSION"
 if cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
   echo "already installed"
 else
-  echo "building from source (7.7 minutes on 2 cores, docs/timings.md)"
+  echo "building from source (5–8 minutes on 2 cores, docs/timings.md)"
   build_dir=$(mktemp -d)
   CARGO_TARGET_DIR="$build_dir" cargo install evcxr_jupyter --version "$EVCXR_VERSION" --locked
   rm -rf "$build_dir"
