@@ -107,13 +107,20 @@ def start_lab(port, log, folder):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if lab.poll() is not None:
-            sys.exit(f"the lab exited with status {lab.returncode}; see {log.name}")
+            sys.exit(f"the lab exited with status {lab.returncode}; {log_tail(log)}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={TOKEN}", timeout=2)
             return lab
         except OSError:
             time.sleep(0.5)
-    sys.exit(f"the lab did not answer on port {port} within 120 s; see {log.name}")
+    sys.exit(f"the lab did not answer on port {port} within 120 s; {log_tail(log)}")
+
+
+def log_tail(log, lines=30):
+    """The last lines of the lab's log, for a failure message (a CI log shows only the output)."""
+    log.flush()
+    tail = Path(log.name).read_text(errors="replace").splitlines()[-lines:]
+    return f"the end of {log.name}:\n" + "\n".join(tail)
 
 
 def browser():

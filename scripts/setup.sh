@@ -9,7 +9,9 @@ step "Rust toolchain: rust-src (evcxr's analyser needs it)"
 rustup component add rust-src >/dev/null 2>&1 || rustup component add rust-src
 
 step "evcxr_jupyter $EVCXR_VERSION"
-if cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
+# Read whole, then searched (a `| grep -q` pipeline can fail under pipefail when grep exits early).
+installed=$(cargo install --list)
+if grep -q "^evcxr_jupyter v$EVCXR_VERSION:" <<<"$installed"; then
   echo "already installed"
 else
   echo "building from source (5–8 minutes on 2 cores, docs/timings.md)"
