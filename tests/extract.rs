@@ -3,7 +3,7 @@
 mod common;
 
 use candle_core::Device;
-use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
+use isotropy_lab::analysis::extract::{cache_entry, Embeddings, ExtractOptions, Source};
 use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{self, Split, Task};
@@ -469,5 +469,49 @@ fn training_frequencies_are_cached_and_recounted_when_unreadable() {
     assert_eq!(
         polars::prelude::SerReader::finish(table).unwrap().height(),
         fresh.len()
+    );
+}
+
+#[test]
+fn a_request_for_some_layers_is_read_from_the_entry_of_every_layer() {
+    let model = minilm();
+    // Sentences of this test alone: no other test (or earlier code) writes their cache entries.
+    let source = Source::Sentences {
+        name: "the layer-subset test".into(),
+        sentences: vec![
+            "Only the requested hidden states are read back.".into(),
+            "The entry of every hidden state answers a narrower request.".into(),
+        ],
+    };
+    let every = ExtractOptions::default();
+    let some = ExtractOptions {
+        layers: Some(vec![6, 2]),
+        ..ExtractOptions::default()
+    };
+    let all = Embeddings::extract(&model, &source, &every).unwrap();
+    let entry = cache_entry(&model, &source, &every).unwrap();
+    assert!(entry.join("hidden_states.safetensors").is_file());
+
+    let read = Embeddings::extract(&model, &source, &some).unwrap();
+    assert_eq!(read.layers, vec![2, 6]);
+    let fresh = Embeddings::extract_uncached(&model, &source, &some).unwrap();
+    assert_eq!(
+        read.matrices, fresh.matrices,
+        "the same values as an extraction of just those hidden states"
+    );
+    assert_eq!(read.layer(6).unwrap(), all.layer(6).unwrap());
+    assert!(read.tokens.equals_missing(&fresh.tokens));
+    assert!(
+        !cache_entry(&model, &source, &some).unwrap().exists(),
+        "served from the entry of every hidden state, not extracted and stored again"
+    );
+
+    let err = format!(
+        "{:#}",
+        Embeddings::load_layers(&entry, &[2, 9]).unwrap_err()
+    );
+    assert!(
+        err.contains("hidden state 9 is not stored") && err.contains(&entry.display().to_string()),
+        "{err}"
     );
 }

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokenizers::Encoding;
 
 /// Bump when the on-disk layout or the meaning of a column changes: old cache entries are then
@@ -309,36 +309,33 @@ impl Embeddings {
 
     /// Extracts, or loads from the cache when the same model, data and options were extracted
     /// before. The cache key covers the model files' hash, the data files' hashes and every option.
+    /// A request for some hidden states (`layers: Some(..)`) is also answered by the entry of an
+    /// extraction of every hidden state with the same other options: only the requested ones are
+    /// read from it, the same values an extraction of just those would give.
     pub fn extract(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<Embeddings> {
-        let key = cache_key(model, source, opts)?;
-        let dir = crate::util::paths::cache_dir()
-            .join("extract")
-            .join(&key[..CACHE_KEY_CHARS]);
+        let dir = cache_entry(model, source, opts)?;
         let mut unreadable = false;
-        if dir.join(HIDDEN_STATES_FILE).is_file() {
-            // Another kernel writing the same entry replaces its folder: a read that meets the
-            // moment between the old folder moving aside and the new one moving in is tried again.
-            let loaded = Embeddings::load(&dir).or_else(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                Embeddings::load(&dir)
-            });
-            match loaded {
-                Ok(e) => {
-                    println!(
-                        "{}: {} tokens loaded from the cache ({})",
-                        source.describe(),
-                        e.num_tokens(),
-                        dir.display()
-                    );
-                    return Ok(e);
-                }
-                Err(e) => {
-                    eprintln!(
-                        "ignoring an unreadable cache entry {}: {e:#}",
-                        dir.display()
-                    );
-                    unreadable = true;
-                }
+        match read_entry(&dir, None) {
+            Some(Ok(e)) => return Ok(from_cache(e, source, &dir)),
+            Some(Err(e)) => {
+                eprintln!(
+                    "ignoring an unreadable cache entry {}: {e:#}",
+                    dir.display()
+                );
+                unreadable = true;
+            }
+            None => {}
+        }
+        if let Some(wanted) = &opts.layers {
+            let every = ExtractOptions {
+                layers: None,
+                ..opts.clone()
+            };
+            let every_dir = cache_entry(model, source, &every)?;
+            if let Some(Ok(mut e)) = read_entry(&every_dir, Some(wanted)) {
+                e.meta
+                    .insert("options".into(), serde_json::to_string(opts)?);
+                return Ok(from_cache(e, source, &every_dir));
             }
         }
         let emb = Embeddings::extract_uncached(model, source, opts)?;
@@ -456,14 +453,31 @@ impl Embeddings {
     /// program that rewrites the file in place, such as Python's `safetensors.save_file`, must
     /// not run on the same folder meanwhile).
     pub fn load(dir: &Path) -> Result<Embeddings> {
+        Embeddings::read(dir, None)
+    }
+
+    /// [`Embeddings::load`] of hidden states `layers` only: the others are not read from disk.
+    /// Fails, naming the folder, if it does not hold one of them.
+    pub fn load_layers(dir: &Path, layers: &[usize]) -> Result<Embeddings> {
+        Embeddings::read(dir, Some(layers))
+    }
+
+    /// Reads the hidden states `wanted` (all when `None`) and the token table of `dir`.
+    fn read(dir: &Path, wanted: Option<&[usize]>) -> Result<Embeddings> {
         let st_path = dir.join(HIDDEN_STATES_FILE);
         let file = std::fs::File::open(&st_path)
             .with_context(|| format!("opening {}", st_path.display()))?;
-        // SAFETY: the map is read only while `load` runs. The extraction cache and the CLI
+        // Every page is read up front when every layer is wanted; otherwise only the pages of
+        // the wanted layers are read, as they are copied.
+        let mut options = memmap2::MmapOptions::new();
+        if wanted.is_none() {
+            options.populate();
+        }
+        // SAFETY: the map is read only while `read` runs. The extraction cache and the CLI
         // replace their files by renaming new ones over them (util::atomic), never by writing in
-        // place, so the mapped file does not change under it; for a folder written otherwise the
-        // doc above states the condition.
-        let bytes = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        // place, so the mapped file does not change under it; for a folder written otherwise
+        // [`Embeddings::load`]'s doc states the condition.
+        let bytes = unsafe { options.map(&file) }
             .with_context(|| format!("reading {}", st_path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .with_context(|| format!("{}: not a safetensors file", st_path.display()))?;
@@ -489,6 +503,18 @@ impl Embeddings {
             layers.push(layer);
         }
         layers.sort_unstable();
+        if let Some(wanted) = wanted {
+            let mut wanted = wanted.to_vec();
+            wanted.sort_unstable();
+            wanted.dedup();
+            if let Some(missing) = wanted.iter().find(|l| !layers.contains(l)) {
+                bail!(
+                    "{}: hidden state {missing} is not stored (it holds {layers:?})",
+                    st_path.display()
+                );
+            }
+            layers = wanted;
+        }
         let tokens_path = dir.join(TOKENS_FILE);
         let file = std::fs::File::open(&tokens_path)
             .with_context(|| format!("opening {}", tokens_path.display()))?;
@@ -740,6 +766,39 @@ fn token_table(
 
 /// The cache key: sha256 over the format version, the model fingerprint, the data files' hashes
 /// and the options.
+/// The cache folder that holds, or would hold, the extraction of `source` by `model` with `opts`
+/// (under `cache/extract`, [`crate::util::paths::cache_dir`]).
+pub fn cache_entry(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<PathBuf> {
+    let key = cache_key(model, source, opts)?;
+    Ok(crate::util::paths::cache_dir()
+        .join("extract")
+        .join(&key[..CACHE_KEY_CHARS]))
+}
+
+/// Reads hidden states `layers` (all when `None`) of the cache entry `dir`; `None` when there is
+/// no entry. Another kernel writing the same entry replaces its folder: a read that meets the
+/// moment between the old folder moving aside and the new one moving in is tried again.
+fn read_entry(dir: &Path, layers: Option<&[usize]>) -> Option<Result<Embeddings>> {
+    if !dir.join(HIDDEN_STATES_FILE).is_file() {
+        return None;
+    }
+    Some(Embeddings::read(dir, layers).or_else(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Embeddings::read(dir, layers)
+    }))
+}
+
+/// Reports an extraction read from the cache entry `dir`, and returns it.
+fn from_cache(e: Embeddings, source: &Source, dir: &Path) -> Embeddings {
+    println!(
+        "{}: {} tokens loaded from the cache ({})",
+        source.describe(),
+        e.num_tokens(),
+        dir.display()
+    );
+    e
+}
+
 fn cache_key(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<String> {
     let mut h = Sha256::new();
     h.update(format!("isolab-extract-v{FORMAT_VERSION}\n").as_bytes());
