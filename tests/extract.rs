@@ -488,6 +488,8 @@ fn a_request_for_some_layers_is_read_from_the_entry_of_every_layer() {
         layers: Some(vec![6, 2]),
         ..ExtractOptions::default()
     };
+    // An entry of the narrower request left by an older build would answer it directly.
+    let _ = std::fs::remove_dir_all(cache_entry(&model, &source, &some).unwrap());
     let all = Embeddings::extract(&model, &source, &every).unwrap();
     let entry = cache_entry(&model, &source, &every).unwrap();
     assert!(entry.join("hidden_states.safetensors").is_file());
@@ -501,6 +503,10 @@ fn a_request_for_some_layers_is_read_from_the_entry_of_every_layer() {
     );
     assert_eq!(read.layer(6).unwrap(), all.layer(6).unwrap());
     assert!(read.tokens.equals_missing(&fresh.tokens));
+    assert_eq!(
+        read.meta, fresh.meta,
+        "the facts of the request, not of the entry"
+    );
     assert!(
         !cache_entry(&model, &source, &some).unwrap().exists(),
         "served from the entry of every hidden state, not extracted and stored again"
@@ -514,4 +520,19 @@ fn a_request_for_some_layers_is_read_from_the_entry_of_every_layer() {
         err.contains("hidden state 9 is not stored") && err.contains(&entry.display().to_string()),
         "{err}"
     );
+    // A request the model cannot answer fails as it would uncached, entry or no entry.
+    for (layers, expected) in [
+        (vec![], "no layers requested"),
+        (vec![7], "layer 7 does not exist"),
+    ] {
+        let bad = ExtractOptions {
+            layers: Some(layers),
+            ..ExtractOptions::default()
+        };
+        let err = format!(
+            "{:#}",
+            Embeddings::extract(&model, &source, &bad).unwrap_err()
+        );
+        assert!(err.contains(expected), "{err}");
+    }
 }

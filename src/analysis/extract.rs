@@ -313,7 +313,10 @@ impl Embeddings {
     /// extraction of every hidden state with the same other options: only the requested ones are
     /// read from it, the same values an extraction of just those would give.
     pub fn extract(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<Embeddings> {
-        let dir = cache_entry(model, source, opts)?;
+        // The options are checked first: a cached entry answers only a valid request.
+        let wanted = opts.hidden_states(model.encoder.num_hidden_states())?;
+        let inputs = input_digest(model, source)?;
+        let dir = entry_for(&inputs, opts)?;
         let mut unreadable = false;
         match read_entry(&dir, None) {
             Some(Ok(e)) => return Ok(from_cache(e, source, &dir)),
@@ -326,16 +329,23 @@ impl Embeddings {
             }
             None => {}
         }
-        if let Some(wanted) = &opts.layers {
+        if opts.layers.is_some() {
             let every = ExtractOptions {
                 layers: None,
                 ..opts.clone()
             };
-            let every_dir = cache_entry(model, source, &every)?;
-            if let Some(Ok(mut e)) = read_entry(&every_dir, Some(wanted)) {
-                e.meta
-                    .insert("options".into(), serde_json::to_string(opts)?);
-                return Ok(from_cache(e, source, &every_dir));
+            let every_dir = entry_for(&inputs, &every)?;
+            match read_entry(&every_dir, Some(&wanted)) {
+                Some(Ok(mut e)) => {
+                    e.meta
+                        .insert("options".into(), serde_json::to_string(opts)?);
+                    return Ok(from_cache(e, source, &every_dir));
+                }
+                Some(Err(e)) => eprintln!(
+                    "not reading hidden states {wanted:?} from the cache entry {}: {e:#}",
+                    every_dir.display()
+                ),
+                None => {}
             }
         }
         let emb = Embeddings::extract_uncached(model, source, opts)?;
@@ -507,6 +517,9 @@ impl Embeddings {
             let mut wanted = wanted.to_vec();
             wanted.sort_unstable();
             wanted.dedup();
+            if wanted.is_empty() {
+                bail!("{}: no hidden states requested", st_path.display());
+            }
             if let Some(missing) = wanted.iter().find(|l| !layers.contains(l)) {
                 bail!(
                     "{}: hidden state {missing} is not stored (it holds {layers:?})",
@@ -764,12 +777,18 @@ fn token_table(
     ])?)
 }
 
-/// The cache key: sha256 over the format version, the model fingerprint, the data files' hashes
-/// and the options.
 /// The cache folder that holds, or would hold, the extraction of `source` by `model` with `opts`
 /// (under `cache/extract`, [`crate::util::paths::cache_dir`]).
 pub fn cache_entry(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<PathBuf> {
-    let key = cache_key(model, source, opts)?;
+    entry_for(&input_digest(model, source)?, opts)
+}
+
+/// The cache folder for the inputs hashed in `inputs` ([`input_digest`]) and `opts`: named by
+/// sha256 over the format version, the model fingerprint, the data and the options.
+fn entry_for(inputs: &Sha256, opts: &ExtractOptions) -> Result<PathBuf> {
+    let mut h = inputs.clone();
+    h.update(serde_json::to_string(opts)?.as_bytes());
+    let key = hex(&h.finalize());
     Ok(crate::util::paths::cache_dir()
         .join("extract")
         .join(&key[..CACHE_KEY_CHARS]))
@@ -799,7 +818,9 @@ fn from_cache(e: Embeddings, source: &Source, dir: &Path) -> Embeddings {
     e
 }
 
-fn cache_key(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<String> {
+/// The part of an extraction's cache key every option shares, hashed once: the format version,
+/// the model fingerprint and the data (the GLUE files' hashes, or the sentences).
+fn input_digest(model: &Model, source: &Source) -> Result<Sha256> {
     let mut h = Sha256::new();
     h.update(format!("isolab-extract-v{FORMAT_VERSION}\n").as_bytes());
     h.update(model.fingerprint.as_bytes());
@@ -820,6 +841,5 @@ fn cache_key(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<St
             }
         }
     }
-    h.update(serde_json::to_string(opts)?.as_bytes());
-    Ok(hex(&h.finalize()))
+    Ok(h)
 }
