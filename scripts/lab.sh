@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # it a kernel that takes over about two minutes to start breaks its tab.
 # The kernel list is read whole before it is searched: `jupyter kernelspec list | grep -q` fails
 # now and then under pipefail (grep exits at the match, jupyter's next line meets a closed pipe).
-kernels=$(.venv/bin/jupyter kernelspec list 2>/dev/null || true)
+kernels=$(.venv/bin/jupyter kernelspec list || true)
 if [ ! -x .venv/bin/jupyter-lab ] || ! grep -qw isotropy-lab <<<"$kernels" ||
   [ ! -e .venv/etc/jupyter/jupyter_server_config.json ]; then
   echo "JupyterLab, the isotropy-lab kernel or the lab's server settings are missing: run 'bash scripts/setup.sh' first" >&2
