@@ -8,8 +8,10 @@
 //! classifier each read one spelling.
 
 use anyhow::{Context, Result};
+use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -61,7 +63,7 @@ pub fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
     let raw: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "bin") {
         candle_core::pickle::read_all(path)
     } else {
-        candle_core::safetensors::load(path, &Device::Cpu).map(|m| m.into_iter().collect())
+        read_safetensors(path)
     }
     .with_context(|| {
         format!(
@@ -81,6 +83,20 @@ pub fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
         }
     }
     Ok(out)
+}
+
+/// Every tensor of a safetensors file, mapped into memory and copied once into tensors, the
+/// tensors in parallel (reading the file into a buffer first copied each weight twice).
+fn read_safetensors(path: &Path) -> candle_core::Result<Vec<(String, Tensor)>> {
+    // SAFETY: the map is read only while this function copies it (milliseconds). The checkpoints
+    // this crate writes or fetches are replaced by renaming new files over them (util::atomic,
+    // the wheel unpacking, hf-hub's downloads), never rewritten in place; a program that rewrites
+    // a checkpoint in place must not run while it loads (as for `Embeddings::load`).
+    let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
+    file.tensors()
+        .into_par_iter()
+        .map(|(name, view)| Ok((name, view.load(&Device::Cpu)?)))
+        .collect()
 }
 
 /// Trainable variables for the tensors of `tensors` whose names `keep` accepts, sorted by name,
