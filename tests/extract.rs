@@ -8,6 +8,7 @@ use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::data::fetch::resolve_model;
 use isotropy_lab::data::glue::{self, Split, Task};
 use isotropy_lab::nn::model::Model;
+use isotropy_lab::util::hash::hex;
 use polars::prelude::{ParquetReader, SerReader};
 use std::process::Command;
 
@@ -535,4 +536,52 @@ fn a_request_for_some_layers_is_read_from_the_entry_of_every_layer() {
         );
         assert!(err.contains(expected), "{err}");
     }
+}
+
+#[test]
+fn a_cached_layer_is_not_hashed_again() {
+    let model = minilm();
+    let source = Source::Sentences {
+        name: "the stored-digest test".into(),
+        sentences: vec!["A layer read back from the cache keeps its digest.".into()],
+    };
+    let opts = ExtractOptions::default();
+    let entry = cache_entry(&model, &source, &opts).unwrap();
+    let _ = std::fs::remove_dir_all(&entry);
+    let fresh = Embeddings::extract_uncached(&model, &source, &opts).unwrap();
+    Embeddings::extract(&model, &source, &opts).unwrap();
+    let path = entry.join("hidden_states.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    for (layer, m) in fresh.layers.iter().zip(&fresh.matrices) {
+        assert_eq!(
+            meta.get(&format!("sha256_layer_{layer}")),
+            Some(&hex(&m.digest())),
+            "layer {layer}'s digest is stored with it"
+        );
+    }
+    // A digest planted in the entry is what the layer read back reports: it was not hashed.
+    let planted = [7u8; 32];
+    meta.insert("sha256_layer_3".into(), hex(&planted));
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let rewritten = safetensors::serialize(tensors.tensors(), Some(meta)).unwrap();
+    std::fs::write(&path, rewritten).unwrap();
+    let read = Embeddings::extract(&model, &source, &opts).unwrap();
+    assert_eq!(read.layer(3).unwrap().digest(), planted);
+    assert_eq!(
+        read.layer(4).unwrap().digest(),
+        fresh.layer(4).unwrap().digest()
+    );
+    assert_eq!(
+        read.meta, fresh.meta,
+        "the digests are not facts of the extraction"
+    );
+    // A folder read with `Embeddings::load` (it may come from elsewhere) is hashed anew.
+    let loaded = Embeddings::load(&entry).unwrap();
+    assert_eq!(
+        loaded.layer(3).unwrap().digest(),
+        fresh.layer(3).unwrap().digest()
+    );
+    std::fs::remove_dir_all(&entry).unwrap();
 }

@@ -15,7 +15,7 @@ use crate::nn::batch::{embed_tokens, TokenRows};
 use crate::nn::model::Model;
 use crate::util::atomic;
 use crate::util::frame::Fresh;
-use crate::util::hash::{hex, sha256_file};
+use crate::util::hash::{hex, sha256_file, sha256_from_hex};
 use crate::util::matrix::Matrix;
 use crate::util::progress::Progress;
 use crate::util::sample::sorted_sample;
@@ -41,6 +41,11 @@ const CACHE_KEY_CHARS: usize = 24;
 pub const HIDDEN_STATES_FILE: &str = "hidden_states.safetensors";
 /// The token table's file name in an extraction folder.
 pub const TOKENS_FILE: &str = "tokens.parquet";
+
+/// The prefix of the metadata entries of `hidden_states.safetensors` that hold each layer's
+/// [`Matrix::digest`] (`sha256_layer_<i>`, hex): a layer read back from the extraction cache is
+/// not hashed again for the result caches that key it by its values.
+const DIGEST_KEY_PREFIX: &str = "sha256_layer_";
 
 /// What to embed.
 #[derive(Debug, Clone)]
@@ -447,6 +452,9 @@ impl Embeddings {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
         meta.insert("truncated".into(), self.truncated.to_string());
+        for (layer, m) in self.layers.iter().zip(&self.matrices) {
+            meta.insert(format!("{DIGEST_KEY_PREFIX}{layer}"), hex(&m.digest()));
+        }
         let bytes = safetensors::serialize(names.iter().zip(views.iter().cloned()), Some(meta))?;
         atomic::write_bytes(&dir.join(HIDDEN_STATES_FILE), &bytes)?;
         let mut tokens = self.tokens.clone();
@@ -463,17 +471,21 @@ impl Embeddings {
     /// program that rewrites the file in place, such as Python's `safetensors.save_file`, must
     /// not run on the same folder meanwhile).
     pub fn load(dir: &Path) -> Result<Embeddings> {
-        Embeddings::read(dir, None)
+        Ok(Embeddings::read(dir, None)?.0)
     }
 
     /// [`Embeddings::load`] of hidden states `layers` only: the others are not read from disk.
     /// Fails, naming the folder, if it does not hold one of them.
     pub fn load_layers(dir: &Path, layers: &[usize]) -> Result<Embeddings> {
-        Embeddings::read(dir, Some(layers))
+        Ok(Embeddings::read(dir, Some(layers))?.0)
     }
 
-    /// Reads the hidden states `wanted` (all when `None`) and the token table of `dir`.
-    fn read(dir: &Path, wanted: Option<&[usize]>) -> Result<Embeddings> {
+    /// Reads the hidden states `wanted` (all when `None`) and the token table of `dir`, and the
+    /// digests [`Embeddings::save`] stored for the layers read, by layer (not in `meta`).
+    fn read(
+        dir: &Path,
+        wanted: Option<&[usize]>,
+    ) -> Result<(Embeddings, BTreeMap<usize, [u8; 32]>)> {
         let st_path = dir.join(HIDDEN_STATES_FILE);
         let file = std::fs::File::open(&st_path)
             .with_context(|| format!("opening {}", st_path.display()))?;
@@ -493,12 +505,12 @@ impl Embeddings {
             .with_context(|| format!("{}: not a safetensors file", st_path.display()))?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes)
             .with_context(|| format!("{}: corrupt safetensors file", st_path.display()))?;
-        let meta: BTreeMap<String, String> = header
+        let (stored, meta): (BTreeMap<String, String>, BTreeMap<String, String>) = header
             .metadata()
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .collect();
+            .partition(|(key, _)| key.starts_with(DIGEST_KEY_PREFIX));
         let mut layers = Vec::new();
         for name in tensors.names() {
             let layer: usize = name
@@ -567,13 +579,21 @@ impl Embeddings {
             .get("truncated")
             .and_then(|t| t.parse().ok())
             .unwrap_or(0);
-        Ok(Embeddings {
+        let digests = layers
+            .iter()
+            .filter_map(|&layer| {
+                let text = stored.get(&format!("{DIGEST_KEY_PREFIX}{layer}"))?;
+                Some((layer, sha256_from_hex(text)?))
+            })
+            .collect();
+        let emb = Embeddings {
             layers,
             matrices,
             tokens,
             truncated,
             meta,
-        })
+        };
+        Ok((emb, digests))
     }
 }
 
@@ -801,9 +821,20 @@ fn read_entry(dir: &Path, layers: Option<&[usize]>) -> Option<Result<Embeddings>
     if !dir.join(HIDDEN_STATES_FILE).is_file() {
         return None;
     }
-    Some(Embeddings::read(dir, layers).or_else(|_| {
+    let read = Embeddings::read(dir, layers).or_else(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         Embeddings::read(dir, layers)
+    });
+    // The cache's own entries are trusted for their digests: `save` computed them from these
+    // values and the entry is replaced whole, never edited. (A folder a user passes to
+    // `Embeddings::load` may have been rewritten by other tools: its layers are hashed anew.)
+    Some(read.map(|(emb, digests)| {
+        for (layer, m) in emb.layers.iter().zip(&emb.matrices) {
+            if let Some(&digest) = digests.get(layer) {
+                m.assume_digest(digest);
+            }
+        }
+        emb
     }))
 }
 

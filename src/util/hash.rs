@@ -32,3 +32,23 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The 32 bytes a sha256 [`hex`] text spells, or `None` if `text` is not 64 hex digits.
+///
+/// ```
+/// use isotropy_lab::util::hash::{hex, sha256_from_hex};
+///
+/// let digest = [7u8; 32];
+/// assert_eq!(sha256_from_hex(&hex(&digest)), Some(digest));
+/// assert_eq!(sha256_from_hex("00ab10"), None);
+/// ```
+pub fn sha256_from_hex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}

@@ -83,6 +83,13 @@ impl Matrix {
         })
     }
 
+    /// Records `digest` as this matrix's [`Matrix::digest`] without hashing its values: for a
+    /// matrix read back from a file whose writer stored the digest of these very values (the
+    /// extraction cache). Does nothing if the digest is already known.
+    pub(crate) fn assume_digest(&self, digest: [u8; 32]) {
+        let _ = self.digest.set(digest);
+    }
+
     /// Number of rows (tokens).
     pub fn rows(&self) -> usize {
         self.rows
