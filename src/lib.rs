@@ -71,7 +71,8 @@ pub mod prelude {
     };
     pub use crate::geometry::spectrum::{Pca, Spectrum};
     pub use crate::geometry::stats::{
-        adjusted_rand_index, normalized_mutual_info, pearson, spearman, sts_spearman, Spread,
+        adjusted_rand_index, cosine, normalized_mutual_info, pearson, spearman, sts_spearman,
+        Spread,
     };
     pub use crate::nn::model::Model;
     pub use crate::notebook::display::{html_table, key_number, Captioned, EvcxrDisplay};

@@ -264,21 +264,30 @@ pub fn sts_spearman(first: &Matrix, second: &Matrix, gold: &[f64]) -> Result<f64
         );
     }
     let cos: Vec<f64> = (0..gold.len())
-        .map(|i| {
-            let (a, b) = (first.row(i), second.row(i));
-            let dot: f64 = a
-                .iter()
-                .zip(b)
-                .map(|(&x, &y)| f64::from(x) * f64::from(y))
-                .sum();
-            let na: f64 = a.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-            let nb: f64 = b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-            if na == 0.0 || nb == 0.0 {
-                0.0
-            } else {
-                dot / (na * nb)
-            }
-        })
+        .map(|i| cosine(first.row(i), second.row(i)))
         .collect();
     Ok(100.0 * spearman(&cos, gold)?)
+}
+
+/// The cosine of two vectors of equal length, summed in f64; 0 when either is zero.
+///
+/// ```
+/// use isotropy_lab::geometry::stats::cosine;
+///
+/// assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - 0.5f64.sqrt()).abs() < 1e-12);
+/// assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+/// ```
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let (na, nb) = (norm(a), norm(b));
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
 }
