@@ -730,16 +730,9 @@ fn bi_encoder_scores_what_the_chapters_measure() {
     .unwrap();
     let (_, s) = emb.sentence_means(emb.layer(6).unwrap()).unwrap();
     let n = rows.len();
-    let cosine = |a: &[f32], b: &[f32]| -> f64 {
-        let dot: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| f64::from(x) * f64::from(y))
-            .sum();
-        let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-        dot / (norm(a) * norm(b))
-    };
-    let cosines: Vec<f64> = (0..n).map(|i| cosine(s.row(i), s.row(n + i))).collect();
+    let cosines: Vec<f64> = (0..n)
+        .map(|i| isotropy_lab::geometry::stats::cosine(s.row(i), s.row(n + i)))
+        .collect();
     let ours = isotropy_lab::geometry::stats::spearman(&cosines, &gold).unwrap();
     let recorded = report.best.values["spearman"];
     assert!(
