@@ -577,6 +577,14 @@ fn a_cached_layer_is_not_hashed_again() {
         read.meta, fresh.meta,
         "the digests are not facts of the extraction"
     );
+    // So is a request for that layer alone, served from the same entry.
+    let one = ExtractOptions {
+        layers: Some(vec![3]),
+        ..ExtractOptions::default()
+    };
+    let _ = std::fs::remove_dir_all(cache_entry(&model, &source, &one).unwrap());
+    let read_one = Embeddings::extract(&model, &source, &one).unwrap();
+    assert_eq!(read_one.layer(3).unwrap().digest(), planted);
     // A folder read with `Embeddings::load` (it may come from elsewhere) is hashed anew.
     let loaded = Embeddings::load(&entry).unwrap();
     assert_eq!(

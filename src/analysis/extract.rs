@@ -6,7 +6,8 @@
 //!
 //! On disk (the cache, and `isolab extract --out DIR`) an extraction is two files:
 //! `hidden_states.safetensors` (tensor `layer_<i>` per hidden state, f32, tokens × hidden, with the
-//! model and options in the safetensors metadata) and `tokens.parquet` (the token table).
+//! model and options in the safetensors metadata, and each layer's [`Matrix::digest`] as
+//! `sha256_layer_<i>`) and `tokens.parquet` (the token table).
 
 use crate::analysis::columns;
 use crate::data::glue::{self, Split, Task};
@@ -318,7 +319,7 @@ impl Embeddings {
     /// extraction of every hidden state with the same other options: only the requested ones are
     /// read from it, the same values an extraction of just those would give.
     pub fn extract(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<Embeddings> {
-        // The options are checked first: a cached entry answers only a valid request.
+        // The layers are checked first: a cached entry answers only a request the model can.
         let wanted = opts.hidden_states(model.encoder.num_hidden_states())?;
         let inputs = input_digest(model, source)?;
         let dir = entry_for(&inputs, opts)?;
@@ -452,8 +453,9 @@ impl Embeddings {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
         meta.insert("truncated".into(), self.truncated.to_string());
-        for (layer, m) in self.layers.iter().zip(&self.matrices) {
-            meta.insert(format!("{DIGEST_KEY_PREFIX}{layer}"), hex(&m.digest()));
+        let digests: Vec<[u8; 32]> = self.matrices.par_iter().map(Matrix::digest).collect();
+        for (layer, digest) in self.layers.iter().zip(&digests) {
+            meta.insert(format!("{DIGEST_KEY_PREFIX}{layer}"), hex(digest));
         }
         let bytes = safetensors::serialize(names.iter().zip(views.iter().cloned()), Some(meta))?;
         atomic::write_bytes(&dir.join(HIDDEN_STATES_FILE), &bytes)?;
@@ -475,7 +477,7 @@ impl Embeddings {
     }
 
     /// [`Embeddings::load`] of hidden states `layers` only: the others are not read from disk.
-    /// Fails, naming the folder, if it does not hold one of them.
+    /// Fails, naming the folder, if it does not hold one of them or `layers` is empty.
     pub fn load_layers(dir: &Path, layers: &[usize]) -> Result<Embeddings> {
         Ok(Embeddings::read(dir, Some(layers))?.0)
     }

@@ -269,7 +269,9 @@ pub fn sts_spearman(first: &Matrix, second: &Matrix, gold: &[f64]) -> Result<f64
     Ok(100.0 * spearman(&cos, gold)?)
 }
 
-/// The cosine of two vectors of equal length, summed in f64; 0 when either is zero.
+/// The cosine of two vectors of equal length (the longer one's extra values would be left out of
+/// the product but not the norm: a caller's bug, checked in debug builds), summed in f64; 0 when
+/// either is zero.
 ///
 /// ```
 /// use isotropy_lab::geometry::stats::cosine;
@@ -278,6 +280,7 @@ pub fn sts_spearman(first: &Matrix, second: &Matrix, gold: &[f64]) -> Result<f64
 /// assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
 /// ```
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    debug_assert_eq!(a.len(), b.len(), "cosine of vectors of different lengths");
     let dot: f64 = a
         .iter()
         .zip(b)

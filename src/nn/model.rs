@@ -31,7 +31,8 @@ pub struct Model {
 impl Model {
     /// Resolves `spec` (folder, registry name or hub id; see [`crate::data::fetch`]) and loads it on
     /// the default device: the first CUDA GPU when built with the `cuda` feature and one is
-    /// present, else the CPU.
+    /// present, else the CPU. The weights are read as [`crate::nn::weights::read_checkpoint`]
+    /// says: do not load a folder while another program is saving into it.
     pub fn load(spec: &str) -> Result<Model> {
         let files = fetch::resolve_model(spec)?;
         let device = Device::cuda_if_available(0)?;

@@ -58,7 +58,9 @@ pub fn canonical_name(name: &str) -> Option<String> {
 
 /// Every float tensor of a checkpoint file (`model.safetensors`, or a PyTorch `pytorch_model.bin`
 /// read by candle's restricted pickle reader, which runs no code) in f32 on the CPU, under
-/// [`canonical_name`]s. An unreadable file is an error that names it.
+/// [`canonical_name`]s. An unreadable file is an error that names it. A safetensors file is
+/// mapped into memory while it is copied: nothing may rewrite it in place meanwhile (replacing it
+/// by renaming a new file over it is safe; a program saving into the same folder is not).
 pub fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
     let raw: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "bin") {
         candle_core::pickle::read_all(path)

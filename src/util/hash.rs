@@ -41,9 +41,10 @@ pub fn hex(bytes: &[u8]) -> String {
 /// let digest = [7u8; 32];
 /// assert_eq!(sha256_from_hex(&hex(&digest)), Some(digest));
 /// assert_eq!(sha256_from_hex("00ab10"), None);
+/// assert_eq!(sha256_from_hex(&format!("+a{}", "0".repeat(62))), None);
 /// ```
 pub fn sha256_from_hex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
