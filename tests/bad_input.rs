@@ -60,6 +60,38 @@ fn tokenizer_that_does_not_match_the_embeddings() {
 }
 
 #[test]
+fn models_of_two_depths_are_not_compared_at_one_last_layer() {
+    let minilm = Model::load_files(
+        resolve_model(common::minilm_dir().to_str().unwrap()).unwrap(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(minilm.shared_last_layer(&minilm).unwrap(), 6);
+    // The same checkpoint read as a 3-layer encoder (its upper layers' weights unused).
+    let copy = common::minilm_copy();
+    let path = copy.path().join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let shallow_text = text.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 3");
+    assert_ne!(
+        text, shallow_text,
+        "minilm's config.json names num_hidden_layers"
+    );
+    std::fs::write(&path, shallow_text).unwrap();
+    let shallow = Model::load_files(
+        resolve_model(copy.path().to_str().unwrap()).unwrap(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let err = format!("{:#}", minilm.shared_last_layer(&shallow).unwrap_err());
+    assert!(
+        err.contains("has 6 layers")
+            && err.contains("has 3:")
+            && err.contains(copy.path().to_str().unwrap()),
+        "{err}"
+    );
+}
+
+#[test]
 fn corrupt_safetensors() {
     let copy = common::minilm_copy();
     let path = copy.path().join("model.safetensors");

@@ -93,6 +93,26 @@ impl Model {
         self.encoder.config()
     }
 
+    /// The last hidden state of this model and `other` (their `num_hidden_layers`), for a
+    /// comparison of the two at their last layer; an error naming both when their depths differ
+    /// (a fine-tune has its base model's depth, another model may not, and comparing at one index
+    /// would then set a middle layer of the deeper model against the last of the other).
+    pub fn shared_last_layer(&self, other: &Model) -> Result<usize> {
+        let (a, b) = (
+            self.config().num_hidden_layers,
+            other.config().num_hidden_layers,
+        );
+        if a != b {
+            bail!(
+                "'{}' has {a} layers and '{}' has {b}: comparing the two at the last layer \
+                 needs models of one depth (a fine-tune of the base model has its depth)",
+                self.files.spec,
+                other.files.spec
+            );
+        }
+        Ok(a)
+    }
+
     /// Tokenizes sentences or sentence pairs with special tokens, truncating each input to
     /// `max_len` tokens (longest-first for pairs). Returns the encodings and how many inputs were
     /// truncated.
