@@ -35,7 +35,9 @@ pub mod prelude {
     pub use crate::analysis::claims::{noise_margin, Verdict};
     pub use crate::analysis::extract::{Embeddings, ExtractOptions, Source};
     pub use crate::analysis::layers::{compare_layers, layer_table, Measure, MeasureOptions};
-    pub use crate::analysis::methods::{enhance_embeddings, method_table, Scorer};
+    pub use crate::analysis::methods::{
+        enhance_embeddings, method_table, sts_method_scores, Scorer, StsMethodScores,
+    };
     pub use crate::analysis::probes::{
         split_half_accuracy, token_direction_probes, TokenProbeOptions, TokenTarget,
     };

@@ -3,13 +3,14 @@
 //! computed again for other inputs, and recomputed and replaced when its entry is unreadable or
 //! does not fit; the functions that cache (k-means labels, the choice of k, token probes, the
 //! enhancement table's measures, the layer table's rows, named statistics and their bootstraps,
-//! the clustered methods' labels, the fits of the methods that remove directions, the sha256 of
-//! large files) give from the cache what they compute.
+//! the clustered methods' labels, the fits of the methods that remove directions, a bi-encoder's
+//! STS scores after each method, the sha256 of large files) give from the cache what they compute.
 
 mod common;
 
+use isotropy_lab::analysis::extract::{Embeddings, ExtractOptions, Source};
 use isotropy_lab::analysis::layers::{layer_table, Measure, MeasureOptions};
-use isotropy_lab::analysis::methods::method_table;
+use isotropy_lab::analysis::methods::{method_table, sts_method_scores};
 use isotropy_lab::analysis::probes::{token_direction_probes, TokenProbeOptions, TokenTarget};
 use isotropy_lab::analysis::protocol::Protocol;
 use isotropy_lab::analysis::spread::{bootstrap_pair, bootstrap_statistic, Statistic};
@@ -17,6 +18,8 @@ use isotropy_lab::analysis::structure::{structure_over_seeds, structure_scores};
 use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_labels, KMeansOptions};
 use isotropy_lab::geometry::enhance::Method;
+use isotropy_lab::geometry::stats::{spearman, sts_spearman};
+use isotropy_lab::nn::model::Model;
 use isotropy_lab::util::frame::column_numbers;
 use isotropy_lab::util::hash::sha256_file;
 use isotropy_lab::util::matrix::Matrix;
@@ -491,5 +494,96 @@ fn results_are_read_back_for_the_same_inputs_only_and_recomputed_when_unreadable
         files(&hashes).len(),
         before.len() + 2,
         "the replaced file once settled has an entry of its own, the small file none"
+    );
+
+    // A bi-encoder's STS scores after each method: what scoring each applied method gives,
+    // read back, repaired.
+    sts_scores_are_what_the_methods_give_and_are_read_back(&results);
+}
+
+/// [`sts_method_scores`] on 40 real STS-B dev pairs through minilm, in the test's cache.
+fn sts_scores_are_what_the_methods_give_and_are_read_back(results: &Path) {
+    let stsb = isotropy_lab::data::glue::load(Task::Stsb, Split::Dev).unwrap();
+    let n = 40;
+    let text = |name: &str| -> Vec<String> {
+        let c = stsb.column(name).unwrap();
+        c.str()
+            .unwrap()
+            .iter()
+            .take(n)
+            .map(|s| s.unwrap().to_string())
+            .collect()
+    };
+    let mut sentences = text("sentence1");
+    sentences.extend(text("sentence2"));
+    let gold: Vec<f64> = numbers(&stsb, "label")[..n].to_vec();
+    let model_files =
+        isotropy_lab::data::fetch::resolve_model(common::minilm_dir().to_str().unwrap()).unwrap();
+    let model = Model::load_files(model_files, &candle_core::Device::Cpu).unwrap();
+    let source = Source::Sentences {
+        name: "STS-B dev, 40 pairs".into(),
+        sentences,
+    };
+    let options = ExtractOptions {
+        layers: Some(vec![6]),
+        ..ExtractOptions::default()
+    };
+    let emb = Embeddings::extract(&model, &source, &options).unwrap();
+    let layer = emb.layer(6).unwrap();
+    let methods = [Method::ZeroMean, Method::Global { d: 3 }];
+    let scores = || sts_method_scores(&emb, 6, &gold, &methods, 2, 4).unwrap();
+    let fresh = scores();
+    // Each score: the pairs' sentence means after the method, scored as chapter 05 scores them.
+    let pooled = |m: &Matrix| {
+        let (_, s) = emb.sentence_means(m).unwrap();
+        let d = s.cols();
+        let half = |i: usize| Matrix::new(n, d, s.data()[i * n * d..(i + 1) * n * d].to_vec());
+        (half(0).unwrap(), half(1).unwrap())
+    };
+    let applied: Vec<Matrix> = std::iter::once(layer.clone())
+        .chain(methods.iter().map(|m| m.apply(layer, 2).unwrap()))
+        .collect();
+    for (j, m) in applied.iter().enumerate() {
+        let (first, second) = pooled(m);
+        let direct = sts_spearman(&first, &second, &gold).unwrap();
+        assert!(
+            (fresh.scores[j] - direct).abs() < 1e-9,
+            "{j}: {fresh:?} vs {direct}"
+        );
+    }
+    // A resample scores the drawn pairs: resample 1 is drawn with seed 2 + 1.
+    let draw = isotropy_lab::util::sample::bootstrap(n, 3);
+    let (first, second) = pooled(&applied[2]);
+    let x: Vec<f64> = draw
+        .iter()
+        .map(|&i| isotropy_lab::geometry::stats::cosine(first.row(i), second.row(i)))
+        .collect();
+    let y: Vec<f64> = draw.iter().map(|&i| gold[i]).collect();
+    let resampled = 100.0 * spearman(&x, &y).unwrap();
+    assert!((fresh.resampled[1][2] - resampled).abs() < 1e-9);
+    assert_ne!(fresh.resampled[0], fresh.resampled[1]);
+    let (gain, gains) = fresh.removal_gain().unwrap();
+    assert_eq!(gain, fresh.scores[2] - fresh.scores[0]);
+    assert_eq!(gains.len(), 4);
+    assert_eq!(scores(), fresh, "read back");
+    let entry = files(&results.join("sts-method-scores"));
+    assert_eq!(entry.len(), 1);
+    let planted: Vec<Vec<u64>> = vec![vec![7.0f64.to_bits(); 3]; 5];
+    std::fs::write(&entry[0], serde_json::to_vec(&planted).unwrap()).unwrap();
+    assert_eq!(scores().scores, [7.0; 3], "a planted entry must be read");
+    std::fs::write(&entry[0], serde_json::to_vec(&planted[..4]).unwrap()).unwrap();
+    assert_eq!(
+        scores(),
+        fresh,
+        "too few rows must be refused and recomputed"
+    );
+    // Another seed is another entry; gold scores for fewer pairs than the sentences hold are
+    // refused by name.
+    sts_method_scores(&emb, 6, &gold, &methods, 3, 4).unwrap();
+    assert_eq!(files(&results.join("sts-method-scores")).len(), 2);
+    let err = sts_method_scores(&emb, 6, &gold[..30], &methods, 2, 4).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("80 sentence vectors for 30 pairs"),
+        "{err:#}"
     );
 }

@@ -225,6 +225,18 @@ impl Embeddings {
         Ok((order, m))
     }
 
+    /// The sentence behind each token row, in row order (`u32::MAX` for a row without one).
+    pub fn sentence_ids(&self) -> Result<Vec<u32>> {
+        Ok(self
+            .tokens
+            .fresh()
+            .column(columns::SENTENCE_ID)?
+            .u32()?
+            .iter()
+            .map(|s| s.unwrap_or(u32::MAX))
+            .collect())
+    }
+
     /// Each sentence's label (a class index, or STS-B's score) for the sentence ids `ids`, read
     /// from the token table; fails if a sentence has none (a test split).
     pub fn sentence_labels(&self, ids: &[u32]) -> Result<Vec<f64>> {

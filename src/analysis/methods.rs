@@ -1,16 +1,20 @@
-//! The isotropy-enhancement methods ([`Method`]) applied to an extraction, and the paper's
-//! enhancement table: each method's effect on isotropy and on a task score, for one layer.
+//! The isotropy-enhancement methods ([`Method`]) applied to an extraction, the paper's
+//! enhancement table (each method's effect on isotropy and on a task score, for one layer), and a
+//! bi-encoder's STS scores after each method with their bootstrap over the pairs.
 
 use crate::analysis::extract::Embeddings;
 use crate::geometry::enhance::{GlobalSweep, Method};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::Spectrum;
+use crate::geometry::stats::{cosine, spearman};
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
-use crate::util::memo::{cached_frame, expect_shape, Key};
-use anyhow::Result;
+use crate::util::memo::{cached_frame, cached_json, expect_shape, Key};
+use crate::util::sample::bootstrap;
+use anyhow::{bail, Result};
 use polars::prelude::{Column, DataFrame};
+use rayon::prelude::*;
 
 /// Applies `method` to the listed hidden states of an extraction (`None`: all), seeded. The
 /// result has only those layers, the same token table, and `enhancement` in its metadata.
@@ -163,3 +167,159 @@ fn measured(out: &Matrix, method: Option<(&Method, &Option<GlobalSweep>)>) -> Re
 
 /// The measures of each row of [`method_table`], in order.
 const MEASURES: [&str; 3] = ["isotropy_both_signs", "isoscore", "mean_cosine"];
+
+/// A bi-encoder's STS scores after each enhancement method, and their bootstrap over the pairs:
+/// what [`sts_method_scores`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StsMethodScores {
+    /// The methods, in the order of the scores after the first.
+    pub methods: Vec<Method>,
+    /// Spearman × 100 of the pairs' cosines against the gold scores: the untouched layer, then
+    /// each method.
+    pub scores: Vec<f64>,
+    /// The same scores on each bootstrap resample of the pairs (resample `r` drawn with
+    /// `seed + r` by [`bootstrap`](crate::util::sample::bootstrap)).
+    pub resampled: Vec<Vec<f64>>,
+}
+
+impl StsMethodScores {
+    /// The best gain over the untouched score of the methods that remove directions (global and
+    /// cluster-based), on every pair and on each resample; `None` when no such method was
+    /// scored.
+    pub fn removal_gain(&self) -> Option<(f64, Vec<f64>)> {
+        let removing: Vec<usize> = (0..self.methods.len())
+            .filter(|&i| {
+                matches!(
+                    self.methods[i],
+                    Method::Global { .. } | Method::ClusterBased { .. }
+                )
+            })
+            .map(|i| i + 1)
+            .collect();
+        if removing.is_empty() {
+            return None;
+        }
+        let gain = |s: &[f64]| {
+            removing
+                .iter()
+                .map(|&i| s[i])
+                .fold(f64::NEG_INFINITY, f64::max)
+                - s[0]
+        };
+        Some((
+            gain(&self.scores),
+            self.resampled.iter().map(|s| gain(s)).collect(),
+        ))
+    }
+}
+
+/// A bi-encoder's STS score on hidden state `layer` of `emb`, untouched and after each of
+/// `methods` (seeded by `seed`), with the same scores on `resamples` bootstrap resamples of the
+/// pairs: each sentence's token rows mean-pooled
+/// ([`Embeddings::sentence_means`]), each pair scored by the cosine of its two sentences, and
+/// Spearman × 100 of those cosines against `gold`. The extraction holds both sides of the pairs
+/// one sentence at a time: sentence `i` is pair `i`'s first, sentence `n + i` its second, for
+/// `n = gold.len()` pairs.
+///
+/// Cached on disk ([`crate::util::memo`]) by the layer's values, the sentence behind each row,
+/// the gold scores, the methods, the seed and the resamples: a cell run again reads the scores
+/// back without applying a method.
+///
+/// ```
+/// use isotropy_lab::prelude::*;
+///
+/// let model = Model::load("minilm")?;
+/// let pairs = [
+///     ("A man plays a guitar.", "A man plays music.", 4.2),
+///     ("A dog runs in a park.", "A cat sleeps on a sofa.", 0.8),
+///     ("Stocks fell sharply today.", "Markets dropped today.", 3.9),
+///     ("She is cooking dinner.", "The train is late.", 0.2),
+/// ];
+/// let source = Source::Sentences {
+///     name: "four STS pairs".into(),
+///     sentences: pairs.iter().map(|p| p.0.to_string())
+///         .chain(pairs.iter().map(|p| p.1.to_string()))
+///         .collect(),
+/// };
+/// let options = ExtractOptions { layers: Some(vec![6]), ..ExtractOptions::default() };
+/// let emb = Embeddings::extract(&model, &source, &options)?;
+/// let gold: Vec<f64> = pairs.iter().map(|p| p.2).collect();
+/// let methods = [Method::ZeroMean, Method::Global { d: 1 }];
+/// let s = sts_method_scores(&emb, 6, &gold, &methods, 0, 3)?;
+/// assert_eq!((s.scores.len(), s.resampled.len()), (3, 3));
+/// // Global removes a direction, zero-mean does not: the gain is global's over untouched.
+/// let (gain, _) = s.removal_gain().unwrap();
+/// assert_eq!(gain, s.scores[2] - s.scores[0]);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn sts_method_scores(
+    emb: &Embeddings,
+    layer: usize,
+    gold: &[f64],
+    methods: &[Method],
+    seed: u64,
+    resamples: usize,
+) -> Result<StsMethodScores> {
+    let original = emb.layer(layer)?;
+    let n = gold.len();
+    let key = Key::new("sts-method-scores")
+        .matrix(original)
+        .debug(&emb.sentence_ids()?)
+        .debug(&(gold, methods, seed, resamples));
+    let columns = 1 + methods.len();
+    // Every score as its bits (exact from the cache): the untouched, then each resample.
+    let bits: Vec<Vec<u64>> = cached_json(
+        key,
+        |rows: &Vec<Vec<u64>>| {
+            if rows.len() != 1 + resamples || rows.iter().any(|r| r.len() != columns) {
+                bail!("not {} rows of {columns} scores", 1 + resamples);
+            }
+            Ok(())
+        },
+        || {
+            // Each pair's cosine, untouched and after each method.
+            let mut cosines = vec![pair_cosines(emb, original, n)?];
+            for m in methods {
+                cosines.push(pair_cosines(emb, &m.apply(original, seed)?, n)?);
+            }
+            let draws: Vec<Vec<usize>> = std::iter::once((0..n).collect())
+                .chain((0..resamples as u64).map(|r| bootstrap(n, seed + r)))
+                .collect();
+            draws
+                .par_iter()
+                .map(|draw| {
+                    let y: Vec<f64> = draw.iter().map(|&i| gold[i]).collect();
+                    cosines
+                        .iter()
+                        .map(|c| {
+                            let x: Vec<f64> = draw.iter().map(|&i| c[i]).collect();
+                            Ok((100.0 * spearman(&x, &y)?).to_bits())
+                        })
+                        .collect()
+                })
+                .collect()
+        },
+    )?;
+    let mut rows = bits
+        .iter()
+        .map(|r| r.iter().map(|&b| f64::from_bits(b)).collect::<Vec<f64>>());
+    let scores = rows.next().unwrap_or_default();
+    Ok(StsMethodScores {
+        methods: methods.to_vec(),
+        scores,
+        resampled: rows.collect(),
+    })
+}
+
+/// The cosine of each pair's two sentence vectors, mean-pooled from `m` (rows of `emb`):
+/// sentences `i` and `n + i` for pair `i`.
+fn pair_cosines(emb: &Embeddings, m: &Matrix, n: usize) -> Result<Vec<f64>> {
+    let (_, s) = emb.sentence_means(m)?;
+    if s.rows() != 2 * n {
+        bail!(
+            "STS scores: {} sentence vectors for {n} pairs (two sentences each)",
+            s.rows()
+        );
+    }
+    Ok((0..n).map(|i| cosine(s.row(i), s.row(n + i))).collect())
+}

@@ -6,7 +6,6 @@
 //! ([`bootstrap_statistic`]) are cached on disk by their inputs ([`crate::util::memo`]); a
 //! closure's code cannot be part of a cache key.
 
-use crate::analysis::columns;
 use crate::analysis::extract::Embeddings;
 use crate::geometry::isotropy::{dead_coordinates, isotropy};
 use crate::geometry::spectrum::{Spectrum, DOMINANT_FACTOR};
@@ -219,8 +218,8 @@ pub fn bootstrap_statistic(
 
 /// The sentence behind each token row, the same for both extractions (else an error).
 fn paired_sentences(base: &Embeddings, other: &Embeddings) -> Result<Vec<u32>> {
-    let sentence = sentence_ids(base)?;
-    if sentence != sentence_ids(other)? {
+    let sentence = base.sentence_ids()?;
+    if sentence != other.sentence_ids()? {
         bail!("paired bootstrap: the two extractions hold different sentences or tokens");
     }
     Ok(sentence)
@@ -230,17 +229,6 @@ fn paired_sentences(base: &Embeddings, other: &Embeddings) -> Result<Vec<u32>> {
 fn paired_spreads(a: &[f64], b: &[f64]) -> Result<[Spread; 3]> {
     let difference: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
     Ok([Spread::of(a)?, Spread::of(b)?, Spread::of(&difference)?])
-}
-
-fn sentence_ids(emb: &Embeddings) -> Result<Vec<u32>> {
-    Ok(emb
-        .tokens
-        .fresh()
-        .column(columns::SENTENCE_ID)?
-        .u32()?
-        .iter()
-        .map(|s| s.unwrap_or(u32::MAX))
-        .collect())
 }
 
 /// `measure` on `resamples` bootstrap resamples of the sentences, resample `r` drawn with
@@ -256,7 +244,7 @@ fn resampled(
         bail!("bootstrap: needs at least 2 resamples, got {resamples}");
     }
     let m = emb.layer(layer)?;
-    let sentence = sentence_ids(emb)?;
+    let sentence = emb.sentence_ids()?;
     (0..resamples as u64)
         .map(|r| measure(&m.select_rows(&bootstrap_groups(&sentence, seed + r))?))
         .collect()
