@@ -329,7 +329,9 @@ impl Embeddings {
     /// before. The cache key covers the model files' hash, the data files' hashes and every option.
     /// A request for some hidden states (`layers: Some(..)`) is also answered by the entry of an
     /// extraction of every hidden state with the same other options: only the requested ones are
-    /// read from it, the same values an extraction of just those would give.
+    /// read from it, the same values an extraction of just those would give. A layer read from
+    /// the cache stays in the map of its file, its pages read from disk when first used: a
+    /// result cached by the layer's digest (stored in the entry) never reads it.
     pub fn extract(model: &Model, source: &Source, opts: &ExtractOptions) -> Result<Embeddings> {
         // The layers are checked first: a cached entry answers only a request the model can.
         let wanted = opts.hidden_states(model.encoder.num_hidden_states())?;
@@ -485,13 +487,13 @@ impl Embeddings {
     /// program that rewrites the file in place, such as Python's `safetensors.save_file`, must
     /// not run on the same folder meanwhile).
     pub fn load(dir: &Path) -> Result<Embeddings> {
-        Ok(Embeddings::read(dir, None)?.0)
+        Ok(Embeddings::read(dir, None, Storage::Copied)?.0)
     }
 
     /// [`Embeddings::load`] of hidden states `layers` only: the others are not read from disk.
     /// Fails, naming the folder, if it does not hold one of them or `layers` is empty.
     pub fn load_layers(dir: &Path, layers: &[usize]) -> Result<Embeddings> {
-        Ok(Embeddings::read(dir, Some(layers))?.0)
+        Ok(Embeddings::read(dir, Some(layers), Storage::Copied)?.0)
     }
 
     /// Reads the hidden states `wanted` (all when `None`) and the token table of `dir`, and the
@@ -499,22 +501,27 @@ impl Embeddings {
     fn read(
         dir: &Path,
         wanted: Option<&[usize]>,
+        storage: Storage,
     ) -> Result<(Embeddings, BTreeMap<usize, [u8; 32]>)> {
         let st_path = dir.join(HIDDEN_STATES_FILE);
         let file = std::fs::File::open(&st_path)
             .with_context(|| format!("opening {}", st_path.display()))?;
-        // Every page is read up front when every layer is wanted; otherwise only the pages of
-        // the wanted layers are read, as they are copied.
+        // Copied: every page is read up front when every layer is wanted; otherwise only the
+        // pages of the wanted layers are read, as they are copied. Mapped: a page is read when a
+        // value on it is first used.
         let mut options = memmap2::MmapOptions::new();
-        if wanted.is_none() {
+        if wanted.is_none() && storage == Storage::Copied {
             options.populate();
         }
-        // SAFETY: the map is read only while `read` runs. The extraction cache and the CLI
-        // replace their files by renaming new ones over them (util::atomic), never by writing in
-        // place, so the mapped file does not change under it; for a folder written otherwise
-        // [`Embeddings::load`]'s doc states the condition.
-        let bytes = unsafe { options.map(&file) }
-            .with_context(|| format!("reading {}", st_path.display()))?;
+        // SAFETY: the extraction cache and the CLI replace their files by renaming new ones over
+        // them (util::atomic), never by writing in place, so the mapped file does not change
+        // while it is mapped: while `read` runs for a copy, and while its matrices live for the
+        // cache's own entries (mapped, `read_entry`). For a folder written otherwise
+        // [`Embeddings::load`]'s doc states the condition, and its layers are copied.
+        let bytes = std::sync::Arc::new(
+            unsafe { options.map(&file) }
+                .with_context(|| format!("reading {}", st_path.display()))?,
+        );
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .with_context(|| format!("{}: not a safetensors file", st_path.display()))?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes)
@@ -584,9 +591,18 @@ impl Embeddings {
                 }
                 // safetensors checked that the bytes hold shape[0] × shape[1] values; the
                 // format is little-endian, as is every target this crate builds for (`util::matrix`).
-                let mut data = vec![0f32; shape[0] * shape[1]];
-                bytemuck::cast_slice_mut(&mut data).copy_from_slice(view.data());
-                Matrix::new(shape[0], shape[1], data)
+                match storage {
+                    Storage::Copied => {
+                        let mut data = vec![0f32; shape[0] * shape[1]];
+                        bytemuck::cast_slice_mut(&mut data).copy_from_slice(view.data());
+                        Matrix::new(shape[0], shape[1], data)
+                    }
+                    Storage::Mapped => {
+                        let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+                        Matrix::mapped(shape[0], shape[1], bytes.clone(), start)
+                            .with_context(|| format!("{}: layer_{layer}", st_path.display()))
+                    }
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         let truncated = meta
@@ -828,6 +844,16 @@ fn entry_for(inputs: &Sha256, opts: &ExtractOptions) -> Result<PathBuf> {
         .join(&key[..CACHE_KEY_CHARS]))
 }
 
+/// How [`Embeddings::read`] holds the layers it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// Copied into memory: a folder that other tools may rewrite later.
+    Copied,
+    /// Left in the map of the file ([`Matrix`]'s mapped values): the cache's own entries,
+    /// replaced whole and never edited.
+    Mapped,
+}
+
 /// Reads hidden states `layers` (all when `None`) of the cache entry `dir`; `None` when there is
 /// no entry. Another kernel writing the same entry replaces its folder: a read that meets the
 /// moment between the old folder moving aside and the new one moving in is tried again.
@@ -835,9 +861,9 @@ fn read_entry(dir: &Path, layers: Option<&[usize]>) -> Option<Result<Embeddings>
     if !dir.join(HIDDEN_STATES_FILE).is_file() {
         return None;
     }
-    let read = Embeddings::read(dir, layers).or_else(|_| {
+    let read = Embeddings::read(dir, layers, Storage::Mapped).or_else(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        Embeddings::read(dir, layers)
+        Embeddings::read(dir, layers, Storage::Mapped)
     });
     // The cache's own entries are trusted for their digests: `save` computed them from these
     // values and the entry is replaced whole, never edited. (A folder a user passes to

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 // A matrix's values are read and written as they lie in memory: hashed by
 // [`Matrix::digest`], and copied to and from the extraction cache's safetensors files, which are
@@ -11,18 +11,45 @@ use std::sync::OnceLock;
 compile_error!("isotropy-lab reads and writes f32 values as little-endian memory");
 
 /// A row-major `rows × cols` matrix of f32. Its values never change once made, so its
-/// [`Matrix::digest`] is computed once and kept.
+/// [`Matrix::digest`] is computed once and kept. They are held in memory, or (a layer read back
+/// from the extraction cache) in a read-only map of the file that holds them, read from disk
+/// only where they are used: a result cached by the layer's digest is answered without reading
+/// it.
 #[derive(Clone)]
 pub struct Matrix {
     rows: usize,
     cols: usize,
-    data: Vec<f32>,
+    data: Values,
     digest: OnceLock<[u8; 32]>,
+}
+
+/// Where a matrix's values are.
+#[derive(Clone)]
+enum Values {
+    Owned(Vec<f32>),
+    /// `len` values from byte `start` of a map of a file that nothing rewrites in place (checked
+    /// to be aligned for f32 when made).
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Values {
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Values::Owned(v) => v,
+            Values::Mapped { map, start, len } => {
+                bytemuck::cast_slice(&map[*start..*start + *len * std::mem::size_of::<f32>()])
+            }
+        }
+    }
 }
 
 impl PartialEq for Matrix {
     fn eq(&self, other: &Matrix) -> bool {
-        (self.rows, self.cols) == (other.rows, other.cols) && self.data == other.data
+        (self.rows, self.cols) == (other.rows, other.cols) && self.data() == other.data()
     }
 }
 
@@ -31,7 +58,7 @@ impl std::fmt::Debug for Matrix {
         f.debug_struct("Matrix")
             .field("rows", &self.rows)
             .field("cols", &self.cols)
-            .field("data", &self.data)
+            .field("data", &self.data())
             .finish()
     }
 }
@@ -53,9 +80,39 @@ impl Matrix {
         Matrix {
             rows,
             cols,
-            data,
+            data: Values::Owned(data),
             digest: OnceLock::new(),
         }
+    }
+
+    /// The `rows × cols` little-endian f32 values at bytes `start..` of `map`, left in the map:
+    /// its pages are read from disk when a value on them is first used. The file must not be
+    /// rewritten in place while the matrix lives (the extraction cache replaces its files by
+    /// renaming new ones over them). Fails if the bytes run past the map or are not aligned
+    /// for f32.
+    pub(crate) fn mapped(
+        rows: usize,
+        cols: usize,
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+    ) -> Result<Matrix> {
+        let len = rows * cols;
+        let end = start + len * std::mem::size_of::<f32>();
+        let Some(bytes) = map.get(start..end) else {
+            bail!(
+                "a {rows} × {cols} matrix at byte {start} runs past the end of its file ({} bytes)",
+                map.len()
+            );
+        };
+        if bytemuck::try_cast_slice::<u8, f32>(bytes).is_err() {
+            bail!("a {rows} × {cols} matrix at byte {start} is not aligned for f32 values");
+        }
+        Ok(Matrix {
+            rows,
+            cols,
+            data: Values::Mapped { map, start, len },
+            digest: OnceLock::new(),
+        })
     }
 
     /// sha256 of the shape and every value's bits (little-endian: the crate builds on
@@ -78,7 +135,7 @@ impl Matrix {
             let mut hasher = Sha256::new();
             hasher.update((self.rows as u64).to_le_bytes());
             hasher.update((self.cols as u64).to_le_bytes());
-            hasher.update(bytemuck::cast_slice::<f32, u8>(&self.data));
+            hasher.update(bytemuck::cast_slice::<f32, u8>(self.data()));
             hasher.finalize().into()
         })
     }
@@ -102,12 +159,12 @@ impl Matrix {
 
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.cols..(i + 1) * self.cols]
+        &self.data()[i * self.cols..(i + 1) * self.cols]
     }
 
     /// All values, row after row.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        self.data.as_slice()
     }
 
     /// Fails unless the matrix has at least one row and column and only finite values.
@@ -119,10 +176,11 @@ impl Matrix {
                 self.cols
             );
         }
-        if let Some(pos) = self.data.iter().position(|v| !v.is_finite()) {
+        let data = self.data();
+        if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
             bail!(
                 "{what}: value {} at row {}, column {} is not finite",
-                self.data[pos],
+                data[pos],
                 pos / self.cols,
                 pos % self.cols
             );
@@ -183,7 +241,7 @@ impl Matrix {
     /// Rows `start..start + out.nrows()` into `out` in f64, minus `shift[j]` in column j where
     /// given: [`Matrix::to_faer`] for a block of rows, which the geometry reads one at a time.
     pub fn write_f64(&self, start: usize, mut out: faer::MatMut<'_, f64>, shift: Option<&[f64]>) {
-        let rows = out.nrows();
+        let (rows, data) = (out.nrows(), self.data());
         // faer is column-major: copy a block of rows at a time, so both sides stay in cache.
         for first in (0..rows).step_by(BLOCK) {
             let last = (first + BLOCK).min(rows);
@@ -191,7 +249,7 @@ impl Matrix {
                 let s = shift.map_or(0.0, |s| s[j]);
                 let mut col = out.as_mut().col_mut(j);
                 for i in first..last {
-                    col[i] = f64::from(self.data[(start + i) * self.cols + j]) - s;
+                    col[i] = f64::from(data[(start + i) * self.cols + j]) - s;
                 }
             }
         }
@@ -224,3 +282,43 @@ pub(crate) fn write_f32(m: faer::MatRef<'_, f64>, out: &mut [f32]) {
 
 /// Rows per block when converting between row-major and column-major layouts.
 const BLOCK: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map of a file holding one padding byte, then the f32 values 0, 1, …, 11.
+    fn map_of_values() -> Arc<memmap2::Mmap> {
+        let mut bytes = vec![0u8];
+        for v in 0..12 {
+            bytes.extend_from_slice(&(v as f32).to_le_bytes());
+        }
+        let file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &file, &bytes).unwrap();
+        // SAFETY: the file is this test's own and is not written while mapped.
+        Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap())
+    }
+
+    #[test]
+    fn mapped_values_are_read_in_place_and_checked() {
+        let map = map_of_values();
+        // Byte 1 is where the values start, which a map (page-aligned) does not align for f32.
+        let err = Matrix::mapped(3, 4, map.clone(), 1).unwrap_err();
+        assert!(format!("{err}").contains("not aligned"), "{err}");
+        let err = Matrix::mapped(4, 4, map.clone(), 0).unwrap_err();
+        assert!(format!("{err}").contains("runs past the end"), "{err}");
+        // The same values copied to an aligned file of their own.
+        let mut bytes = map[1..].to_vec();
+        bytes.extend_from_slice(&[0; 4]);
+        let file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &file, &bytes).unwrap();
+        // SAFETY: the file is this test's own and is not written while mapped.
+        let aligned = Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap());
+        let m = Matrix::mapped(3, 4, aligned, 0).unwrap();
+        let owned = Matrix::new(3, 4, (0..12).map(|v| v as f32).collect()).unwrap();
+        assert_eq!(m, owned);
+        assert_eq!(m.row(2), owned.row(2));
+        assert_eq!(m.digest(), owned.digest());
+        assert_eq!(m.clone().data(), owned.data());
+    }
+}
