@@ -566,7 +566,9 @@ fn a_cached_layer_is_not_hashed_again() {
     meta.insert("sha256_layer_3".into(), hex(&planted));
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let rewritten = safetensors::serialize(tensors.tensors(), Some(meta)).unwrap();
-    std::fs::write(&path, rewritten).unwrap();
+    // Replaced by a rename, as the cache replaces its files (an entry is never rewritten in
+    // place: a layer read from it may still be mapped).
+    isotropy_lab::util::atomic::write_bytes(&path, &rewritten).unwrap();
     let read = Embeddings::extract(&model, &source, &opts).unwrap();
     assert_eq!(read.layer(3).unwrap().digest(), planted);
     assert_eq!(

@@ -565,6 +565,16 @@ fn sts_scores_are_what_the_methods_give_and_are_read_back(results: &Path) {
     let (gain, gains) = fresh.removal_gain().unwrap();
     assert_eq!(gain, fresh.scores[2] - fresh.scores[0]);
     assert_eq!(gains.len(), 4);
+    let mut short = fresh.clone();
+    short.resampled[0].pop();
+    let err = format!("{:#}", short.removal_gain().unwrap_err());
+    assert!(
+        err.contains("2 scores for the untouched layer and 2 methods"),
+        "{err}"
+    );
+    short.methods = vec![Method::ZeroMean];
+    let err = format!("{:#}", short.removal_gain().unwrap_err());
+    assert!(err.contains("no method that removes directions"), "{err}");
     assert_eq!(scores(), fresh, "read back");
     let entry = files(&results.join("sts-method-scores"));
     assert_eq!(entry.len(), 1);

@@ -516,8 +516,10 @@ impl Embeddings {
         // SAFETY: the extraction cache and the CLI replace their files by renaming new ones over
         // them (util::atomic), never by writing in place, so the mapped file does not change
         // while it is mapped: while `read` runs for a copy, and while its matrices live for the
-        // cache's own entries (mapped, `read_entry`). For a folder written otherwise
-        // [`Embeddings::load`]'s doc states the condition, and its layers are copied.
+        // cache's own entries (mapped, `read_entry`; nothing else may edit files in the cache
+        // folder, and on Unix a file renamed over or removed stays readable while mapped). For
+        // a folder written otherwise [`Embeddings::load`]'s doc states the condition, and its
+        // layers are copied.
         let bytes = std::sync::Arc::new(
             unsafe { options.map(&file) }
                 .with_context(|| format!("reading {}", st_path.display()))?,
@@ -591,16 +593,21 @@ impl Embeddings {
                 }
                 // safetensors checked that the bytes hold shape[0] × shape[1] values; the
                 // format is little-endian, as is every target this crate builds for (`util::matrix`).
-                match storage {
-                    Storage::Copied => {
+                // A layer that cannot stay mapped (not aligned for f32: another writer's file)
+                // is copied.
+                let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+                let mapped = match storage {
+                    Storage::Mapped => {
+                        Matrix::mapped(shape[0], shape[1], bytes.clone(), start).ok()
+                    }
+                    Storage::Copied => None,
+                };
+                match mapped {
+                    Some(m) => Ok(m),
+                    None => {
                         let mut data = vec![0f32; shape[0] * shape[1]];
                         bytemuck::cast_slice_mut(&mut data).copy_from_slice(view.data());
                         Matrix::new(shape[0], shape[1], data)
-                    }
-                    Storage::Mapped => {
-                        let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
-                        Matrix::mapped(shape[0], shape[1], bytes.clone(), start)
-                            .with_context(|| format!("{}: layer_{layer}", st_path.display()))
                     }
                 }
             })

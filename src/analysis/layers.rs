@@ -182,12 +182,7 @@ pub fn layer_table(emb: &Embeddings, opts: &MeasureOptions) -> Result<DataFrame>
         vec![]
     };
     let sentence: Vec<u32> = if has(Measure::IntraSentence) {
-        tokens
-            .column(columns::SENTENCE_ID)?
-            .u32()?
-            .iter()
-            .map(|s| s.unwrap_or(u32::MAX))
-            .collect()
+        emb.sentence_ids()?
     } else {
         vec![]
     };

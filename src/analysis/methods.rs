@@ -7,7 +7,7 @@ use crate::geometry::enhance::{GlobalSweep, Method};
 use crate::geometry::isotropy::isotropy;
 use crate::geometry::similarity::mean_cosine;
 use crate::geometry::spectrum::Spectrum;
-use crate::geometry::stats::{cosine, spearman};
+use crate::geometry::stats::{pair_cosines, spearman};
 use crate::util::frame::Fresh;
 use crate::util::matrix::Matrix;
 use crate::util::memo::{cached_frame, cached_json, expect_shape, Key};
@@ -183,32 +183,37 @@ pub struct StsMethodScores {
 }
 
 impl StsMethodScores {
-    /// The best gain over the untouched score of the methods that remove directions (global and
-    /// cluster-based), on every pair and on each resample; `None` when no such method was
-    /// scored.
-    pub fn removal_gain(&self) -> Option<(f64, Vec<f64>)> {
+    /// The best gain over the untouched score of the methods that remove directions
+    /// ([`Method::removes_directions`]), on every pair and on each resample; an error when no
+    /// such method was scored or a row of scores does not hold one per method.
+    pub fn removal_gain(&self) -> Result<(f64, Vec<f64>)> {
         let removing: Vec<usize> = (0..self.methods.len())
-            .filter(|&i| {
-                matches!(
-                    self.methods[i],
-                    Method::Global { .. } | Method::ClusterBased { .. }
-                )
-            })
+            .filter(|&i| self.methods[i].removes_directions())
             .map(|i| i + 1)
             .collect();
         if removing.is_empty() {
-            return None;
+            bail!("STS gain: no method that removes directions was scored");
         }
-        let gain = |s: &[f64]| {
-            removing
+        let gain = |s: &[f64]| -> Result<f64> {
+            if s.len() != 1 + self.methods.len() {
+                bail!(
+                    "STS gain: {} scores for the untouched layer and {} methods",
+                    s.len(),
+                    self.methods.len()
+                );
+            }
+            Ok(removing
                 .iter()
                 .map(|&i| s[i])
                 .fold(f64::NEG_INFINITY, f64::max)
-                - s[0]
+                - s[0])
         };
-        Some((
-            gain(&self.scores),
-            self.resampled.iter().map(|s| gain(s)).collect(),
+        Ok((
+            gain(&self.scores)?,
+            self.resampled
+                .iter()
+                .map(|s| gain(s))
+                .collect::<Result<_>>()?,
         ))
     }
 }
@@ -248,7 +253,7 @@ impl StsMethodScores {
 /// let s = sts_method_scores(&emb, 6, &gold, &methods, 0, 3)?;
 /// assert_eq!((s.scores.len(), s.resampled.len()), (3, 3));
 /// // Global removes a direction, zero-mean does not: the gain is global's over untouched.
-/// let (gain, _) = s.removal_gain().unwrap();
+/// let (gain, _) = s.removal_gain()?;
 /// assert_eq!(gain, s.scores[2] - s.scores[0]);
 /// # Ok::<(), anyhow::Error>(())
 /// ```
@@ -278,9 +283,9 @@ pub fn sts_method_scores(
         },
         || {
             // Each pair's cosine, untouched and after each method.
-            let mut cosines = vec![pair_cosines(emb, original, n)?];
+            let mut cosines = vec![sentence_pair_cosines(emb, original, n)?];
             for m in methods {
-                cosines.push(pair_cosines(emb, &m.apply(original, seed)?, n)?);
+                cosines.push(sentence_pair_cosines(emb, &m.apply(original, seed)?, n)?);
             }
             let draws: Vec<Vec<usize>> = std::iter::once((0..n).collect())
                 .chain((0..resamples as u64).map(|r| bootstrap(n, seed + r)))
@@ -313,7 +318,7 @@ pub fn sts_method_scores(
 
 /// The cosine of each pair's two sentence vectors, mean-pooled from `m` (rows of `emb`):
 /// sentences `i` and `n + i` for pair `i`.
-fn pair_cosines(emb: &Embeddings, m: &Matrix, n: usize) -> Result<Vec<f64>> {
+fn sentence_pair_cosines(emb: &Embeddings, m: &Matrix, n: usize) -> Result<Vec<f64>> {
     let (_, s) = emb.sentence_means(m)?;
     if s.rows() != 2 * n {
         bail!(
@@ -321,5 +326,6 @@ fn pair_cosines(emb: &Embeddings, m: &Matrix, n: usize) -> Result<Vec<f64>> {
             s.rows()
         );
     }
-    Ok((0..n).map(|i| cosine(s.row(i), s.row(n + i))).collect())
+    let rows = |from: usize| s.select_rows(&(from..from + n).collect::<Vec<_>>());
+    pair_cosines(&rows(0)?, &rows(n)?)
 }

@@ -203,6 +203,22 @@ impl Method {
         Matrix::new(w.rows(), dim, out)
     }
 
+    /// Whether the method removes directions (global and cluster-based), not only means.
+    ///
+    /// ```
+    /// use isotropy_lab::geometry::enhance::Method;
+    ///
+    /// let removing: Vec<String> = Method::all()
+    ///     .iter()
+    ///     .filter(|m| m.removes_directions())
+    ///     .map(|m| m.label())
+    ///     .collect();
+    /// assert_eq!(removing, ["global d=15", "cluster-based k=27 d=12"]);
+    /// ```
+    pub fn removes_directions(&self) -> bool {
+        matches!(self, Method::Global { .. } | Method::ClusterBased { .. })
+    }
+
     /// The number of directions the method removes from each group of rows (checked against
     /// the dimension `dim`).
     fn removed_directions(&self, dim: usize) -> Result<usize> {

@@ -263,10 +263,35 @@ pub fn sts_spearman(first: &Matrix, second: &Matrix, gold: &[f64]) -> Result<f64
             gold.len()
         );
     }
-    let cos: Vec<f64> = (0..gold.len())
+    Ok(100.0 * spearman(&pair_cosines(first, second)?, gold)?)
+}
+
+/// The cosine of each pair of rows, row i of `first` with row i of `second` ([`cosine`]); fails
+/// unless the two have the same shape.
+///
+/// ```
+/// use isotropy_lab::geometry::stats::pair_cosines;
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let first = Matrix::new(2, 2, vec![1.0, 0.0, 0.0, 2.0])?;
+/// let second = Matrix::new(2, 2, vec![3.0, 0.0, 1.0, 0.0])?;
+/// assert_eq!(pair_cosines(&first, &second)?, [1.0, 0.0]);
+/// assert!(pair_cosines(&first, &Matrix::new(1, 2, vec![1.0, 0.0])?).is_err());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn pair_cosines(first: &Matrix, second: &Matrix) -> Result<Vec<f64>> {
+    if (first.rows(), first.cols()) != (second.rows(), second.cols()) {
+        bail!(
+            "pair cosines: {} × {} and {} × {} vectors",
+            first.rows(),
+            first.cols(),
+            second.rows(),
+            second.cols()
+        );
+    }
+    Ok((0..first.rows())
         .map(|i| cosine(first.row(i), second.row(i)))
-        .collect();
-    Ok(100.0 * spearman(&cos, gold)?)
+        .collect())
 }
 
 /// The cosine of two vectors of equal length (the longer one's extra values would be left out of

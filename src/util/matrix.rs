@@ -96,9 +96,11 @@ impl Matrix {
         map: Arc<memmap2::Mmap>,
         start: usize,
     ) -> Result<Matrix> {
-        let len = rows * cols;
-        let end = start + len * std::mem::size_of::<f32>();
-        let Some(bytes) = map.get(start..end) else {
+        let len = rows.checked_mul(cols);
+        let end = len
+            .and_then(|len| len.checked_mul(std::mem::size_of::<f32>()))
+            .and_then(|bytes| bytes.checked_add(start));
+        let (Some(len), Some(bytes)) = (len, end.and_then(|end| map.get(start..end))) else {
             bail!(
                 "a {rows} × {cols} matrix at byte {start} runs past the end of its file ({} bytes)",
                 map.len()
