@@ -27,9 +27,13 @@ const ROWS: usize = 20_000;
 /// Chapter 05's sweep of the global method's D.
 const SWEEP: [usize; 8] = [1, 2, 4, 8, 12, 16, 24, 32];
 
+/// The first ROWS token rows of `model`'s last layer on SST-2 dev, extracted in this process
+/// (not read from the extraction cache): the rows below then run after an extraction, as in a
+/// chapter's kernel on a cold cache. That state once made k-means 10 to 15 times slower than on
+/// rows read from the cache (`Points::sq_distances` in src/geometry/cluster.rs says why).
 fn last_layer(model: &str) -> anyhow::Result<Matrix> {
     let model = Model::load(model)?;
-    let emb = Embeddings::extract(
+    let emb = Embeddings::extract_uncached(
         &model,
         &Source::glue(Task::Sst2, Split::Dev),
         &ExtractOptions {

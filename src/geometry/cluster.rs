@@ -115,6 +115,11 @@ pub(crate) fn members(labels: &[usize], k: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// The rows of a column-major f64 matrix that faer's product reads together from a left operand
+/// (one AVX-512 register; AVX2 reads half as many): a left operand with a multiple of this many
+/// rows has no uninitialised padding for it to read ([`Points::sq_distances`]).
+const LHS_ROW_MULTIPLE: usize = 8;
+
 /// The data as f64, row-major, with its squared row norms.
 struct Points {
     rows: Vec<f64>,
@@ -153,17 +158,34 @@ impl Points {
 
     /// Squared distances of each row of `c` to every row (c.nrows() × n: column i holds row i's
     /// distances), clamped at 0. Computed as C·Xᵀ, where Xᵀ is a column-major view of the rows.
+    ///
+    /// C is copied with zero rows below it up to a multiple of [`LHS_ROW_MULTIPLE`]: faer's
+    /// product reads a column-major left operand a whole SIMD register at a time, past its last
+    /// row into the padding of the matrix's allocation, which faer leaves uninitialised. The
+    /// lanes read there are discarded, but when the bytes left there happen to be subnormal
+    /// doubles (as they were after an extraction in the same process), every
+    /// multiplication on them takes a microcode assist: k-means++ (5 rows of C at a time) and
+    /// the first assignment (27) ran 10 to 15 times slower (5 s instead of 0.4 s on 20,000 ×
+    /// 384, benches/geometry.rs).
     fn sq_distances(&self, c: &Mat<f64>) -> Mat<f64> {
         let cn: Vec<f64> = (0..c.nrows())
             .map(|j| c.row(j).iter().map(|v| v * v).sum())
             .collect();
-        let mut g = c * self.x().transpose();
+        let k = c.nrows();
+        let padded = Mat::from_fn(k.next_multiple_of(LHS_ROW_MULTIPLE), c.ncols(), |i, j| {
+            if i < k {
+                c[(i, j)]
+            } else {
+                0.0
+            }
+        });
+        let mut g = &padded * self.x().transpose();
         for i in 0..self.n {
-            for (t, v) in g.col_mut(i).iter_mut().enumerate() {
+            for (t, v) in g.col_mut(i).iter_mut().take(k).enumerate() {
                 *v = (self.norms[i] + cn[t] - 2.0 * *v).max(0.0);
             }
         }
-        g
+        g.subrows(0, k).to_owned()
     }
 
     fn select(&self, idx: &[usize]) -> Mat<f64> {
