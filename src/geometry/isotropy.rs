@@ -1,6 +1,6 @@
 //! Mu & Viswanath's isotropy measure I(W), as Rajaee & Pilehvar (2021) compute it.
 
-use crate::geometry::{gram_lower, orientation, RowBlocks, BLOCK_ROWS};
+use crate::geometry::{gram_lower, orientation, rows_view, RowBlocks, BLOCK_ROWS};
 use crate::util::exp::exp_f64_nonpositive;
 use crate::util::matrix::Matrix;
 use anyhow::Result;
@@ -102,18 +102,13 @@ pub(crate) fn log_f_both_signs(x: &impl RowBlocks, u: MatRef<'_, f64>) -> Vec<(f
     let blocks: Vec<Vec<LogSumExp>> = (0..n.div_ceil(BLOCK_ROWS))
         .into_par_iter()
         .map_init(
-            || {
-                (
-                    Mat::<f64>::zeros(BLOCK_ROWS, d),
-                    Mat::<f64>::zeros(BLOCK_ROWS, k),
-                )
-            },
+            || (vec![0f64; BLOCK_ROWS * d], Mat::<f64>::zeros(BLOCK_ROWS, k)),
             |(rows, z), b| {
                 let start = b * BLOCK_ROWS;
                 let len = BLOCK_ROWS.min(n - start);
-                x.fill(start, rows.as_mut().subrows_mut(0, len));
+                x.fill(start, &mut rows[..len * d]);
                 let mut z = z.as_mut().subrows_mut(0, len);
-                let rows = rows.as_ref().subrows(0, len);
+                let rows = rows_view(rows, len, d);
                 matmul(z.as_mut(), Accum::Replace, rows, u, 1.0, Par::Seq);
                 Arch::new().dispatch(BlockSums { z: z.as_ref() })
             },

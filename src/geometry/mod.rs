@@ -32,7 +32,8 @@ pub mod stats;
 
 use crate::util::matrix::Matrix;
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-use faer::{Accum, ColRef, Mat, MatMut, MatRef, Par};
+use faer::{Accum, ColRef, Mat, MatRef, Par};
+use rayon::prelude::*;
 
 /// The sign convention for eigenvectors, whose sign is arbitrary: the factor (±1) that makes an
 /// eigenvector's component of largest magnitude positive (the first such component on ties).
@@ -64,8 +65,15 @@ pub(crate) trait RowBlocks: Sync {
     fn nrows(&self) -> usize;
     /// Number of columns.
     fn ncols(&self) -> usize;
-    /// Writes rows `start..start + out.nrows()` into `out`.
-    fn fill(&self, start: usize, out: MatMut<'_, f64>);
+    /// Writes rows `start..start + out.len() / self.ncols()` into `out`, row-major (for an f32
+    /// [`Matrix`], which is row-major too, a straight conversion); [`rows_view`] reads them as a
+    /// faer matrix.
+    fn fill(&self, start: usize, out: &mut [f64]);
+}
+
+/// `rows × d` values written by [`RowBlocks::fill`] as a (row-major) faer matrix.
+pub(crate) fn rows_view(values: &[f64], rows: usize, d: usize) -> MatRef<'_, f64> {
+    MatRef::from_row_major_slice(&values[..rows * d], rows, d)
 }
 
 impl RowBlocks for Matrix {
@@ -77,8 +85,8 @@ impl RowBlocks for Matrix {
         self.cols()
     }
 
-    fn fill(&self, start: usize, out: MatMut<'_, f64>) {
-        self.write_f64(start, out, None);
+    fn fill(&self, start: usize, out: &mut [f64]) {
+        self.write_rows_f64(start, out, None);
     }
 }
 
@@ -91,9 +99,13 @@ impl RowBlocks for MatRef<'_, f64> {
         MatRef::ncols(self)
     }
 
-    fn fill(&self, start: usize, mut out: MatMut<'_, f64>) {
-        let rows = out.nrows();
-        out.copy_from(self.subrows(start, rows));
+    fn fill(&self, start: usize, out: &mut [f64]) {
+        let d = MatRef::ncols(self);
+        for (i, row) in out.chunks_exact_mut(d).enumerate() {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = self[(start + i, j)];
+            }
+        }
     }
 }
 
@@ -106,12 +118,27 @@ pub(crate) struct Centred<'a> {
 }
 
 impl<'a> Centred<'a> {
-    /// `w`'s column means (summed in f64, row after row) and its rows minus them.
+    /// `w`'s column means and its rows minus them. The means are summed in f64, row after row
+    /// within each block of [`BLOCK_ROWS`] rows (blocks in parallel), then block after block.
     pub fn new(w: &'a Matrix) -> Centred<'a> {
-        let mut sums = vec![0f64; w.cols()];
-        for i in 0..w.rows() {
-            for (s, &v) in sums.iter_mut().zip(w.row(i)) {
-                *s += f64::from(v);
+        let d = w.cols();
+        let block_sums: Vec<Vec<f64>> = w
+            .data()
+            .par_chunks(BLOCK_ROWS * d.max(1))
+            .map(|block| {
+                let mut sums = vec![0f64; d];
+                for row in block.chunks_exact(d.max(1)) {
+                    for (s, &v) in sums.iter_mut().zip(row) {
+                        *s += f64::from(v);
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut sums = vec![0f64; d];
+        for block in &block_sums {
+            for (s, b) in sums.iter_mut().zip(block) {
+                *s += b;
             }
         }
         let means = sums.iter().map(|s| s / w.rows() as f64).collect();
@@ -128,38 +155,52 @@ impl RowBlocks for Centred<'_> {
         self.w.cols()
     }
 
-    fn fill(&self, start: usize, out: MatMut<'_, f64>) {
-        self.w.write_f64(start, out, Some(&self.means));
+    fn fill(&self, start: usize, out: &mut [f64]) {
+        self.w.write_rows_f64(start, out, Some(&self.means));
     }
 }
 
+/// Rows per partial product of [`gram_lower`].
+const GRAM_CHUNK_ROWS: usize = 2 * BLOCK_ROWS;
+
 /// XᵀX for an n × d matrix X: only the lower triangle (with the diagonal) is computed and filled,
 /// which is all a symmetric eigen-solver reading `Side::Lower` needs; half the work of a full
-/// product. X is read a block of [`BLOCK_ROWS`] rows at a time (each block's product added in
-/// turn, every core on it), so an f32 matrix is never converted as a whole.
+/// product. X is read a block of [`BLOCK_ROWS`] rows at a time, so an f32 matrix is never
+/// converted as a whole; each [`GRAM_CHUNK_ROWS`] rows make one partial product, the partial
+/// products run in parallel (each reads and converts its own rows) and are added in row order,
+/// so the result does not depend on the number of threads.
 pub(crate) fn gram_lower(x: &impl RowBlocks) -> Mat<f64> {
     let (n, d) = (x.nrows(), x.ncols());
-    let mut out = Mat::<f64>::zeros(d, d);
-    let mut block = Mat::<f64>::zeros(BLOCK_ROWS.min(n), d);
-    for start in (0..n).step_by(BLOCK_ROWS) {
-        let rows = BLOCK_ROWS.min(n - start);
-        x.fill(start, block.as_mut().subrows_mut(0, rows));
-        let b = block.as_ref().subrows(0, rows);
-        matmul(
-            out.as_mut(),
-            BlockStructure::TriangularLower,
-            if start == 0 {
-                Accum::Replace
-            } else {
-                Accum::Add
-            },
-            b.transpose(),
-            BlockStructure::Rectangular,
-            b,
-            BlockStructure::Rectangular,
-            1.0,
-            Par::rayon(0),
-        );
+    let partial = |chunk: usize| {
+        let mut out = Mat::<f64>::zeros(d, d);
+        let mut block = vec![0f64; BLOCK_ROWS.min(n) * d];
+        let end = ((chunk + 1) * GRAM_CHUNK_ROWS).min(n);
+        for start in (chunk * GRAM_CHUNK_ROWS..end).step_by(BLOCK_ROWS) {
+            let rows = BLOCK_ROWS.min(end - start);
+            x.fill(start, &mut block[..rows * d]);
+            let b = rows_view(&block, rows, d);
+            matmul(
+                out.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                b.transpose(),
+                BlockStructure::Rectangular,
+                b,
+                BlockStructure::Rectangular,
+                1.0,
+                Par::Seq,
+            );
+        }
+        out
+    };
+    let parts: Vec<Mat<f64>> = (0..n.div_ceil(GRAM_CHUNK_ROWS))
+        .into_par_iter()
+        .map(partial)
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut out = parts.next().unwrap_or_else(|| Mat::zeros(d, d));
+    for part in parts {
+        out += part;
     }
     out
 }

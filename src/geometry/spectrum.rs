@@ -3,10 +3,10 @@
 //! ratio, the count of dominant directions, and IsoScore.
 
 use crate::geometry::{gram_lower, orientation, Centred, RowBlocks, BLOCK_ROWS};
-use crate::util::matrix::{write_f32, Matrix};
+use crate::util::matrix::Matrix;
 use anyhow::{bail, Result};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use rayon::prelude::*;
 
 /// The column means of `x` and `x` with them subtracted.
@@ -190,14 +190,15 @@ pub(crate) fn remove_directions(w: &Matrix, mean: &[f64], top: MatRef<'_, f64>) 
         .for_each_init(
             || {
                 (
-                    Mat::<f64>::zeros(BLOCK_ROWS.min(n), dim),
+                    vec![0f64; BLOCK_ROWS.min(n) * dim],
                     Mat::<f64>::zeros(BLOCK_ROWS.min(n), d),
                 )
             },
             |(rows, z), (b, out)| {
+                let rows = &mut rows[..out.len()];
+                w.write_rows_f64(b * BLOCK_ROWS, rows, Some(mean));
                 let len = out.len() / dim;
-                let mut c = rows.as_mut().subrows_mut(0, len);
-                w.write_f64(b * BLOCK_ROWS, c.as_mut(), Some(mean));
+                let mut c = MatMut::from_row_major_slice_mut(rows, len, dim);
                 if d > 0 {
                     let mut z = z.as_mut().subrows_mut(0, len);
                     matmul(z.as_mut(), Accum::Replace, c.as_ref(), top, 1.0, Par::Seq);
@@ -210,7 +211,9 @@ pub(crate) fn remove_directions(w: &Matrix, mean: &[f64], top: MatRef<'_, f64>) 
                         Par::Seq,
                     );
                 }
-                write_f32(c.as_ref(), out);
+                for (o, &v) in out.iter_mut().zip(rows.iter()) {
+                    *o = v as f32;
+                }
             },
         );
     Matrix::new(n, dim, data)

@@ -1,6 +1,7 @@
 //! A dense row-major f32 matrix: one row per token, one column per hidden dimension.
 
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
 
@@ -178,8 +179,21 @@ impl Matrix {
                 self.cols
             );
         }
+        // Chunks checked in parallel, each without an early exit (a loop the compiler
+        // vectorises); the first bad chunk is then searched for the first bad value.
+        const CHUNK: usize = 1 << 16;
         let data = self.data();
-        if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+        let bad = |v: &f32| !v.is_finite();
+        let first_bad = data
+            .par_chunks(CHUNK)
+            .position_first(|c| c.iter().fold(false, |any, v| any | bad(v)))
+            .and_then(|c| {
+                data[c * CHUNK..]
+                    .iter()
+                    .position(bad)
+                    .map(|p| c * CHUNK + p)
+            });
+        if let Some(pos) = first_bad {
             bail!(
                 "{what}: value {} at row {}, column {} is not finite",
                 data[pos],
@@ -241,7 +255,8 @@ impl Matrix {
     }
 
     /// Rows `start..start + out.nrows()` into `out` in f64, minus `shift[j]` in column j where
-    /// given: [`Matrix::to_faer`] for a block of rows, which the geometry reads one at a time.
+    /// given: [`Matrix::to_faer`] for a block of rows, column-major as faer's own matrices are
+    /// (the geometry's passes read row-major blocks instead, a straight conversion).
     pub fn write_f64(&self, start: usize, mut out: faer::MatMut<'_, f64>, shift: Option<&[f64]>) {
         let (rows, data) = (out.nrows(), self.data());
         // faer is column-major: copy a block of rows at a time, so both sides stay in cache.
@@ -257,6 +272,30 @@ impl Matrix {
         }
     }
 
+    /// Rows `start..start + out.len() / cols` into `out` in f64, row-major as they are here,
+    /// minus `shift[j]` in column j where given: a straight conversion, which the geometry reads
+    /// a block of rows at a time as a row-major faer view (`MatRef::from_row_major_slice`).
+    pub(crate) fn write_rows_f64(&self, start: usize, out: &mut [f64], shift: Option<&[f64]>) {
+        let from = start * self.cols;
+        let values = &self.data()[from..from + out.len()];
+        match shift {
+            None => out
+                .iter_mut()
+                .zip(values)
+                .for_each(|(o, &v)| *o = f64::from(v)),
+            Some(shift) => {
+                for (o, v) in out
+                    .chunks_exact_mut(self.cols)
+                    .zip(values.chunks_exact(self.cols))
+                {
+                    for ((o, &v), &s) in o.iter_mut().zip(v).zip(shift) {
+                        *o = f64::from(v) - s;
+                    }
+                }
+            }
+        }
+    }
+
     /// A faer matrix's values in f32, row-major.
     pub fn from_faer(m: faer::MatRef<'_, f64>) -> Matrix {
         let (rows, cols) = (m.nrows(), m.ncols());
@@ -267,8 +306,8 @@ impl Matrix {
 }
 
 /// `m`'s values in f32 into `out`, row-major (`out` holds `m.nrows() × m.ncols()` values): the
-/// inverse of [`Matrix::write_f64`], for a block of rows as for a whole matrix.
-pub(crate) fn write_f32(m: faer::MatRef<'_, f64>, out: &mut [f32]) {
+/// inverse of [`Matrix::write_f64`].
+fn write_f32(m: faer::MatRef<'_, f64>, out: &mut [f32]) {
     let (rows, cols) = (m.nrows(), m.ncols());
     debug_assert_eq!(out.len(), rows * cols);
     for start in (0..rows).step_by(BLOCK) {
