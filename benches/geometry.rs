@@ -17,7 +17,7 @@ use isotropy_lab::data::glue::{Split, Task};
 use isotropy_lab::geometry::cluster::{kmeans, KMeansOptions};
 use isotropy_lab::geometry::enhance::{GlobalSweep, Method};
 use isotropy_lab::geometry::isotropy::isotropy;
-use isotropy_lab::geometry::spectrum::{Pca, Spectrum};
+use isotropy_lab::geometry::spectrum::{isoscore, Pca, Spectrum};
 use isotropy_lab::nn::model::Model;
 use isotropy_lab::util::matrix::Matrix;
 use std::collections::BTreeMap;
@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
             kmeans(m, &KMeansOptions::new(27))
                 .map(|c| println!("  inertia {:.2}, {} iterations", c.inertia, c.iterations))
         })?;
-        time("IsoScore", &mut || Spectrum::of(m)?.isoscore().map(|_| ()))?;
+        time("IsoScore", &mut || isoscore(m).map(|_| ()))?;
         // k-means run here, not read from the cache that Method::apply reads its labels from.
         time("cluster-based k=27 D=12", &mut || {
             let method = Method::ClusterBased { k: 27, d: 12 };

@@ -14,7 +14,7 @@ use isotropy_lab::geometry::lid::local_dimension;
 use isotropy_lab::geometry::similarity::{
     intra_sentence_similarity, mean_cosine, self_similarity, CosineContributions,
 };
-use isotropy_lab::geometry::spectrum::{Pca, Spectrum};
+use isotropy_lab::geometry::spectrum::{isoscore, Pca, Spectrum};
 use isotropy_lab::util::matrix::Matrix;
 use safetensors::SafeTensors;
 
@@ -123,6 +123,13 @@ fn variances_and_isoscore_match_the_references() {
             "{case} IsoScore {iso} vs package {}",
             expected[0]
         );
+        // The same score from the covariance's trace and Frobenius norm, no eigenvalues.
+        let direct = isoscore(&m).unwrap();
+        assert!(
+            (direct - expected[1]).abs() <= 1e-9 * expected[1].abs(),
+            "{case} IsoScore without eigenvalues {direct} vs numpy {}",
+            expected[1]
+        );
     }
 }
 
@@ -157,6 +164,17 @@ fn spectrum_invariants_and_bad_input() {
         .unwrap_err()
         .to_string()
         .contains("not finite"));
+    // IsoScore without the eigenvalues: the same two extremes and the same errors.
+    assert!(isoscore(&line).unwrap().abs() < 1e-12);
+    assert!((isoscore(&cube).unwrap() - 1.0).abs() < 1e-12);
+    for (m, says) in [
+        (&one_row, "at least 2 rows"),
+        (&constant, "no variance"),
+        (&nan, "not finite"),
+    ] {
+        let e = isoscore(m).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
 }
 
 #[test]

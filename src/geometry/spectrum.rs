@@ -219,6 +219,51 @@ pub(crate) fn remove_directions(w: &Matrix, mean: &[f64], top: MatRef<'_, f64>) 
     Matrix::new(n, dim, data)
 }
 
+/// (Σλ)² / Σλ² from Σλ and Σλ²; 0 when there is no variance.
+fn participation_ratio(sum: f64, sum_sq: f64) -> f64 {
+    if sum_sq > 0.0 {
+        sum * sum / sum_sq
+    } else {
+        0.0
+    }
+}
+
+/// IsoScore of d variances from their sum and their sum of squares ([`Spectrum::isoscore`]).
+fn isoscore_of(sum: f64, sum_sq: f64, d: usize) -> Result<f64> {
+    if sum_sq <= 0.0 || d < 2 {
+        bail!("IsoScore: the points have no variance (or fewer than 2 dimensions)");
+    }
+    Ok((participation_ratio(sum, sum_sq) - 1.0) / (d as f64 - 1.0))
+}
+
+/// IsoScore of `w`'s rows, what `Spectrum::of(w)?.isoscore()` gives, without the eigenvalues:
+/// Σλ and Σλ² of the covariance C are its trace and its squared Frobenius norm, read off C itself
+/// ([`Spectrum::isoscore`] says why they are all IsoScore needs). Needs 2 rows or more.
+///
+/// ```
+/// use isotropy_lab::geometry::spectrum::{isoscore, Spectrum};
+/// use isotropy_lab::util::matrix::Matrix;
+///
+/// let w = Matrix::new(4, 2, vec![1.0, 0.2, -1.0, 0.0, 0.3, 0.5, 0.0, -0.5])?;
+/// let from_eigenvalues = Spectrum::of(&w)?.isoscore()?;
+/// assert!((isoscore(&w)? - from_eigenvalues).abs() < 1e-12);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn isoscore(w: &Matrix) -> Result<f64> {
+    w.check_finite("IsoScore")?;
+    let cov = covariance_of_centred(&Centred::new(w), "IsoScore")?;
+    let d = cov.nrows();
+    let (mut trace, mut frobenius) = (0.0, 0.0);
+    for j in 0..d {
+        let col = cov.col(j);
+        trace += col[j];
+        frobenius += col[j] * col[j];
+        // The lower triangle, each entry standing for itself and its mirror.
+        frobenius += 2.0 * (j + 1..d).map(|i| col[i] * col[i]).sum::<f64>();
+    }
+    isoscore_of(trace, frobenius, d)
+}
+
 /// The factor over the mean variance above which [`Spectrum::dominant`] counts a direction as
 /// dominant in the crate's tables.
 pub const DOMINANT_FACTOR: f64 = 5.0;
@@ -288,17 +333,9 @@ impl Spectrum {
     pub fn participation_ratio(&self) -> f64 {
         let s: f64 = self.variances.iter().sum();
         let s2: f64 = self.variances.iter().map(|v| v * v).sum();
-        if s2 > 0.0 {
-            s * s / s2
-        } else {
-            0.0
-        }
+        participation_ratio(s, s2)
     }
 
-    /// The number of dominant directions: components whose variance exceeds `c` times the mean
-    /// variance (for an isotropic cloud, none for any c > 1). The rule is ours, stated so the count
-    /// is reproducible: the paper reads the number of elongated directions off the spectrum, and
-    /// the crate's tables use c = [`DOMINANT_FACTOR`].
     pub fn dominant(&self, c: f64) -> usize {
         let mean = self.variances.iter().sum::<f64>() / self.variances.len().max(1) as f64;
         self.variances.iter().filter(|&&v| v > c * mean).count()
@@ -308,20 +345,13 @@ impl Spectrum {
     /// variance vector Σ to norm √n, defect δ = ‖Σ̂ − 1‖ / √(2(n − √n)), k = (n − δ²(n − √n))² / n,
     /// score (k − 1)/(n − 1). 1 for an isotropic cloud, 0 when one direction holds all variance.
     /// A cloud with no variance at all has no IsoScore (an error).
+    ///
+    /// Expanding δ² shows that k is the [participation ratio](Spectrum::participation_ratio)
+    /// (Σλ)² / Σλ²: IsoScore is (PR − 1)/(n − 1), the effective number of dimensions rescaled to
+    /// 0..1, and is computed so. [`isoscore`] gets it from the covariance without its eigenvalues.
     pub fn isoscore(&self) -> Result<f64> {
-        let n = self.variances.len() as f64;
-        let norm = self.variances.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if norm == 0.0 || n < 2.0 {
-            bail!("IsoScore: the points have no variance (or fewer than 2 dimensions)");
-        }
-        let defect = self
-            .variances
-            .iter()
-            .map(|v| (v * n.sqrt() / norm - 1.0).powi(2))
-            .sum::<f64>()
-            .sqrt()
-            / (2.0 * (n - n.sqrt())).sqrt();
-        let k = (n - defect * defect * (n - n.sqrt())).powi(2) / n;
-        Ok((k - 1.0) / (n - 1.0))
+        let s: f64 = self.variances.iter().sum();
+        let s2: f64 = self.variances.iter().map(|v| v * v).sum();
+        isoscore_of(s, s2, self.variances.len())
     }
 }
