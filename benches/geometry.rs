@@ -82,7 +82,7 @@ fn peak_flops() -> anyhow::Result<f64> {
 
 /// Floating-point operations of a row's matrix products and eigensolvers on an n × d matrix
 /// (an a × b by b × c product counts 2abc; WᵀW's lower triangle n·d·(d + 1); a symmetric
-/// eigendecomposition 9d³ with vectors and 4d³/3 without, Golub & Van Loan's counts), or None
+/// eigendecomposition 9d³ with vectors, Golub & Van Loan's count), or None
 /// for rows whose work depends on the data (k-means prunes distances by its bounds).
 fn flops(what: &str, n: f64, d: f64) -> Option<f64> {
     let gram = n * d * (d + 1.0);
@@ -91,8 +91,8 @@ fn flops(what: &str, n: f64, d: f64) -> Option<f64> {
         "I(W)" => Some(gram + 9.0 * d.powi(3) + 2.0 * n * d * d),
         // The covariance and its eigenvectors.
         "PCA" => Some(gram + 9.0 * d.powi(3)),
-        // The covariance and its eigenvalues.
-        "IsoScore" => Some(gram + 4.0 / 3.0 * d.powi(3)),
+        // The covariance (its trace and Frobenius norm are all IsoScore needs).
+        "IsoScore" => Some(gram),
         _ => None,
     }
 }
