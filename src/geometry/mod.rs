@@ -193,14 +193,19 @@ pub(crate) fn gram_lower(x: &impl RowBlocks) -> Mat<f64> {
         }
         out
     };
-    let parts: Vec<Mat<f64>> = (0..n.div_ceil(GRAM_CHUNK_ROWS))
+    let mut parts: Vec<Mat<f64>> = (0..n.div_ceil(GRAM_CHUNK_ROWS))
         .into_par_iter()
         .map(partial)
         .collect();
-    let mut parts = parts.into_iter();
-    let mut out = parts.next().unwrap_or_else(|| Mat::zeros(d, d));
-    for part in parts {
-        out += part;
-    }
-    out
+    let Some((out, rest)) = parts.split_first_mut() else {
+        return Mat::zeros(d, d);
+    };
+    // The lower triangles added into the first, columns in parallel, each in chunk order.
+    out.par_col_iter_mut().enumerate().for_each(|(j, col)| {
+        let mut col = col.subrows_mut(j, d - j);
+        for part in rest.iter() {
+            col += part.col(j).subrows(j, d - j);
+        }
+    });
+    parts.swap_remove(0)
 }
