@@ -7,7 +7,9 @@
 mod common;
 
 use isotropy_lab::analysis::structure::cluster_table;
-use isotropy_lab::geometry::cluster::{choose_k, kmeans, kmeans_from, silhouette, KMeansOptions};
+use isotropy_lab::geometry::cluster::{
+    choose_k, kmeans, kmeans_from, local_isotropy, silhouette, KMeansOptions,
+};
 use isotropy_lab::geometry::enhance::{GlobalSweep, Method};
 use isotropy_lab::geometry::isotropy::isotropy;
 use isotropy_lab::geometry::lid::local_dimension;
@@ -164,6 +166,14 @@ fn spectrum_invariants_and_bad_input() {
         .unwrap_err()
         .to_string()
         .contains("not finite"));
+    // No columns: an error, not a panic, where the f64 and per-cluster paths read rows.
+    let empty = Matrix::new(2, 0, vec![]).unwrap();
+    let e = local_isotropy(&empty, &[0, 0]).unwrap_err().to_string();
+    assert!(e.contains("no columns"), "{e}");
+    let e = Pca::fit_f64(faer::Mat::<f64>::zeros(2, 0).as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no columns"), "{e}");
     // IsoScore without the eigenvalues: the same two extremes and the same errors.
     assert!(isoscore(&line).unwrap().abs() < 1e-12);
     assert!((isoscore(&cube).unwrap() - 1.0).abs() < 1e-12);

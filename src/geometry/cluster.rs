@@ -115,9 +115,9 @@ pub(crate) fn members(labels: &[usize], k: usize) -> Vec<Vec<usize>> {
     out
 }
 
-/// The rows of a column-major f64 matrix that faer's product reads together from a left operand
-/// (one AVX-512 register; AVX2 reads half as many): a left operand with a multiple of this many
-/// rows has no uninitialised padding for it to read ([`Points::sq_distances`]).
+/// The rows of a left operand that fill one AVX-512 register of f64 (two AVX2 ones): a left
+/// operand with a multiple of this many rows leaves faer's product no uninitialised memory to
+/// read ([`Points::sq_distances`]).
 const LHS_ROW_MULTIPLE: usize = 8;
 
 /// The data as f64, row-major, with its squared row norms.
@@ -159,14 +159,15 @@ impl Points {
     /// Squared distances of each row of `c` to every row (c.nrows() × n: column i holds row i's
     /// distances), clamped at 0. Computed as C·Xᵀ, where Xᵀ is a column-major view of the rows.
     ///
-    /// C is copied with zero rows below it up to a multiple of [`LHS_ROW_MULTIPLE`]: faer's
-    /// product reads a column-major left operand a whole SIMD register at a time, past its last
-    /// row into the padding of the matrix's allocation, which faer leaves uninitialised. The
-    /// lanes read there are discarded, but when the bytes left there happen to be subnormal
-    /// doubles (as they were after an extraction in the same process), every
-    /// multiplication on them takes a microcode assist: k-means++ (5 rows of C at a time) and
-    /// the first assignment (27) ran 10 to 15 times slower (5 s instead of 0.4 s on 20,000 ×
-    /// 384, benches/geometry.rs).
+    /// C is copied with zero rows below it up to a multiple of [`LHS_ROW_MULTIPLE`]. With C's own
+    /// row count, faer's product, which works on whole SIMD registers of a left operand's rows,
+    /// read memory that nothing had written (faer leaves a matrix's padding rows uninitialised,
+    /// and its product's scratch buffer too): the extra lanes are discarded, but after an
+    /// extraction in the same process those bytes read as subnormal doubles, on which every
+    /// multiplication takes a microcode assist. k-means++ (5 rows of C at a time) and the first
+    /// assignment (27) then ran 10 to 15 times slower (5 s instead of 0.4 s on 20,000 × 384,
+    /// benches/geometry.rs; setting the CPU's denormals-are-zero flag made it fast again). This
+    /// was measured, not read off faer's kernels; with the zero rows it is gone.
     fn sq_distances(&self, c: &Mat<f64>) -> Mat<f64> {
         let cn: Vec<f64> = (0..c.nrows())
             .map(|j| c.row(j).iter().map(|v| v * v).sum())
@@ -974,6 +975,9 @@ pub struct LocalIsotropy {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn local_isotropy(w: &Matrix, labels: &[usize]) -> Result<Vec<LocalIsotropy>> {
+    if w.cols() == 0 {
+        bail!("local isotropy: the matrix has no columns");
+    }
     if labels.len() != w.rows() {
         bail!(
             "local isotropy: {} labels for {} rows",

@@ -84,6 +84,9 @@ impl Pca {
     /// [`Pca::fit`] on an f64 matrix (rows = points), for pipelines that stay in f64; the values
     /// must be finite.
     pub fn fit_f64(x: MatRef<'_, f64>) -> Result<Pca> {
+        if x.ncols() == 0 {
+            bail!("PCA: the matrix has no columns");
+        }
         let (mean, centred) = centred(x);
         let cov = covariance_of_centred(&centred.as_ref(), "PCA")?;
         Pca::from_covariance(mean, cov)
@@ -331,11 +334,21 @@ impl Spectrum {
 
     /// Participation ratio (Σλ)² / Σλ²: the effective number of dimensions, between 1 and d.
     pub fn participation_ratio(&self) -> f64 {
-        let s: f64 = self.variances.iter().sum();
-        let s2: f64 = self.variances.iter().map(|v| v * v).sum();
+        let (s, s2) = self.sums();
         participation_ratio(s, s2)
     }
 
+    /// Σλ and Σλ² of the variances.
+    fn sums(&self) -> (f64, f64) {
+        let s = self.variances.iter().sum();
+        let s2 = self.variances.iter().map(|v| v * v).sum();
+        (s, s2)
+    }
+
+    /// The number of dominant directions: components whose variance exceeds `c` times the mean
+    /// variance (for an isotropic cloud, none for any c > 1). The rule is ours, stated so the count
+    /// is reproducible: the paper reads the number of elongated directions off the spectrum, and
+    /// the crate's tables use c = [`DOMINANT_FACTOR`].
     pub fn dominant(&self, c: f64) -> usize {
         let mean = self.variances.iter().sum::<f64>() / self.variances.len().max(1) as f64;
         self.variances.iter().filter(|&&v| v > c * mean).count()
@@ -350,8 +363,7 @@ impl Spectrum {
     /// (Σλ)² / Σλ²: IsoScore is (PR − 1)/(n − 1), the effective number of dimensions rescaled to
     /// 0..1, and is computed so. [`isoscore`] gets it from the covariance without its eigenvalues.
     pub fn isoscore(&self) -> Result<f64> {
-        let s: f64 = self.variances.iter().sum();
-        let s2: f64 = self.variances.iter().map(|v| v * v).sum();
+        let (s, s2) = self.sums();
         isoscore_of(s, s2, self.variances.len())
     }
 }

@@ -249,33 +249,29 @@ impl Matrix {
 
     /// The matrix in f64, as a faer matrix.
     pub fn to_faer(&self) -> faer::Mat<f64> {
-        let mut out = faer::Mat::<f64>::zeros(self.rows, self.cols);
-        self.write_f64(0, out.as_mut(), None);
-        out
-    }
-
-    /// Rows `start..start + out.nrows()` into `out` in f64, minus `shift[j]` in column j where
-    /// given: [`Matrix::to_faer`] for a block of rows, column-major as faer's own matrices are
-    /// (the geometry's passes read row-major blocks instead, a straight conversion).
-    pub fn write_f64(&self, start: usize, mut out: faer::MatMut<'_, f64>, shift: Option<&[f64]>) {
-        let (rows, data) = (out.nrows(), self.data());
+        let (rows, data) = (self.rows, self.data());
+        let mut out = faer::Mat::<f64>::zeros(rows, self.cols);
         // faer is column-major: copy a block of rows at a time, so both sides stay in cache.
         for first in (0..rows).step_by(BLOCK) {
             let last = (first + BLOCK).min(rows);
             for j in 0..self.cols {
-                let s = shift.map_or(0.0, |s| s[j]);
                 let mut col = out.as_mut().col_mut(j);
                 for i in first..last {
-                    col[i] = f64::from(data[(start + i) * self.cols + j]) - s;
+                    col[i] = f64::from(data[i * self.cols + j]);
                 }
             }
         }
+        out
     }
 
     /// Rows `start..start + out.len() / cols` into `out` in f64, row-major as they are here,
     /// minus `shift[j]` in column j where given: a straight conversion, which the geometry reads
     /// a block of rows at a time as a row-major faer view (`MatRef::from_row_major_slice`).
     pub(crate) fn write_rows_f64(&self, start: usize, out: &mut [f64], shift: Option<&[f64]>) {
+        debug_assert!(shift.is_none_or(|s| s.len() == self.cols));
+        if self.cols == 0 {
+            return;
+        }
         let from = start * self.cols;
         let values = &self.data()[from..from + out.len()];
         match shift {
@@ -306,7 +302,7 @@ impl Matrix {
 }
 
 /// `m`'s values in f32 into `out`, row-major (`out` holds `m.nrows() × m.ncols()` values): the
-/// inverse of [`Matrix::write_f64`].
+/// inverse of [`Matrix::to_faer`].
 fn write_f32(m: faer::MatRef<'_, f64>, out: &mut [f32]) {
     let (rows, cols) = (m.nrows(), m.ncols());
     debug_assert_eq!(out.len(), rows * cols);
