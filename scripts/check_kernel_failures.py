@@ -121,9 +121,13 @@ IMPOSSIBLE = [
      "let w = Method::ClusterZeroMean { k: 100000 }.apply(emb.layer(last)?, 0)?;", "100000"),
 ]
 
-# Long enough to be interrupted after its first progress line (one every 5 s).
+# Long enough to be interrupted after its first progress line (one every 5 s), with room to spare:
+# on a 2-core machine where 3,000 sentences (this cell's size until 2026-12-05) took 3.8 s and
+# finished before any progress line (the interrupt then met an idle kernel), 10,000 reached 65 %
+# in 5 s. The last hidden state only, to keep the entry small.
 EXTRACT = """
-let big = ExtractOptions { limit: Some(3000), ..ExtractOptions::default() };
+let big = ExtractOptions { limit: Some(20000), layers: Some(vec![6]),
+    ..ExtractOptions::default() };
 let train = Embeddings::extract(&model, &Source::glue(Task::Sst2, Split::Train), &big)?;
 println!("extracted {} tokens", train.num_tokens());
 """
@@ -178,6 +182,9 @@ def main():
 
         before, _ = entries(cache)
         stdout, _, took = kernel.run(EXTRACT, until=lambda s: re.search(r"\d+/\d+ \(\d+%", s))
+        if "extracted" in stdout:
+            sys.exit(f"the extraction finished in {took:.1f} s, before its first progress line, so "
+                     "there was nothing to interrupt: make EXTRACT's limit larger")
         sent = time.monotonic()
         kernel.manager.interrupt_kernel()
         answered = kernel.wait_idle()
